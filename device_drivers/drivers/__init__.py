@@ -1,0 +1,1 @@
+"""hemhub: device_drivers/drivers."""

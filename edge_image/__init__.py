@@ -1,0 +1,1 @@
+"""hemhub: edge_image."""

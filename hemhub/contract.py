@@ -1,0 +1,199 @@
+"""Wire contract v1: what a hub publishes over MQTT and what the ingest tier accepts.
+
+These models are the single definition of the payloads; `docs/wire-contract.schema.json`
+is generated from them (`hemhub schema`). A payload that fails validation is rejected
+whole, with the reason, and never half-stored.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+TOPIC_ROOT = f"hemhub/v{SCHEMA_VERSION}/hubs"
+
+# A hub id doubles as the MQTT topic level and the broker user name, so it must not
+# contain MQTT wildcards, separators or anything a shell or an ACL file would misread.
+HUB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_HUB_ID_RE = re.compile(HUB_ID_PATTERN)
+
+MAX_READINGS_PER_MESSAGE = 500
+
+
+def topic_readings(hub_id: str) -> str:
+    return f"{TOPIC_ROOT}/{hub_id}/readings"
+
+
+def topic_status(hub_id: str) -> str:
+    return f"{TOPIC_ROOT}/{hub_id}/status"
+
+
+def topic_config(hub_id: str) -> str:
+    return f"{TOPIC_ROOT}/{hub_id}/config"
+
+
+def topic_commands(hub_id: str) -> str:
+    return f"{TOPIC_ROOT}/{hub_id}/commands"
+
+
+# Subscriptions of the ingest tier (one level wildcard for the hub id).
+SUBSCRIBE_READINGS = f"{TOPIC_ROOT}/+/readings"
+SUBSCRIBE_STATUS = f"{TOPIC_ROOT}/+/status"
+
+
+class TopicError(ValueError):
+    """A topic that is not one of the contract's."""
+
+
+def parse_topic(topic: str) -> tuple[str, str]:
+    """Split a contract topic into (hub_id, kind); kind is readings/status/config/commands."""
+    prefix = TOPIC_ROOT + "/"
+    if not topic.startswith(prefix):
+        raise TopicError(f"topic {topic!r} is not under {prefix!r}")
+    parts = topic[len(prefix) :].split("/")
+    if len(parts) != 2 or parts[1] not in {"readings", "status", "config", "commands"}:
+        raise TopicError(f"topic {topic!r} is not <hub_id>/<readings|status|config|commands>")
+    if not _HUB_ID_RE.match(parts[0]):
+        raise TopicError(f"topic {topic!r} has an invalid hub id")
+    return parts[0], parts[1]
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamps must carry a UTC offset")
+    return value
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+HubId = Annotated[str, Field(pattern=HUB_ID_PATTERN)]
+HexBytes = Annotated[str, Field(pattern=r"^([0-9a-f]{2}){1,512}$")]
+IdempotencyKey = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+ShortText = Annotated[str, Field(max_length=128)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MeasurementType(enum.StrEnum):
+    BLOOD_PRESSURE = "blood_pressure"
+
+
+class ClockSource(enum.StrEnum):
+    """How the measurement time of a reading was established (clock trust)."""
+
+    #: The hub wrote Current Time on this connection; the device time is trusted as is.
+    SET_BY_HUB = "set_by_hub"
+    #: The device clock could not be set; its offset to the hub clock was measured and applied.
+    OFFSET_MEASURED = "offset_measured"
+    #: The reading carried no usable device time; the hub's receive time is used.
+    NO_DEVICE_TIME = "no_device_time"
+
+
+class DeviceIdentity(_Strict):
+    """Who produced a reading: the radio address plus Device Information, where read."""
+
+    address: Annotated[str, Field(pattern=r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")]
+    manufacturer: ShortText | None = None
+    model: ShortText | None = None
+    serial: ShortText | None = None
+    firmware: ShortText | None = None
+
+    @property
+    def stable_id(self) -> str:
+        """The identity a device keeps across hubs and resets: serial if known, else address."""
+        if self.serial:
+            return f"{self.manufacturer or ''}|{self.model or ''}|{self.serial}"
+        return self.address
+
+
+class Quantity(_Strict):
+    """One value of a measurement, coded with LOINC and a UCUM unit.
+
+    `value` is None when the device reported a special value (NaN, NRes, ±INF)
+    for this field: it is missing, never a number.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
+    loinc: Annotated[str, Field(pattern=r"^[0-9]{1,7}-[0-9]$")]
+    value: float | None
+    unit: Annotated[str, Field(max_length=16)]
+
+
+class ClockTrust(_Strict):
+    source: ClockSource
+    #: Seconds added to the device time to obtain the measurement time (0 when set by hub).
+    offset_s: float = 0.0
+    #: Whether the hub's own clock was NTP-synchronised when it received the reading.
+    hub_clock_synced: bool
+
+
+class Reading(_Strict):
+    """One measurement as the hub received it from a device."""
+
+    idempotency_key: IdempotencyKey
+    device: DeviceIdentity
+    measurement_type: MeasurementType
+    characteristic: Annotated[str, Field(pattern=r"^[0-9A-F]{4}$")]
+    values: Annotated[list[Quantity], Field(min_length=1, max_length=16)]
+    #: Named status flags reported by the device (e.g. "irregular_pulse").
+    status: Annotated[list[Annotated[str, Field(max_length=48)]], Field(max_length=32)] = []
+    #: The time in the device's own clock, as it sent it (naive: devices have no zone).
+    device_time: datetime | None
+    hub_received_at: AwareDatetime
+    #: The best estimate of when the measurement was taken (UTC), see `clock`.
+    measured_at: AwareDatetime
+    clock: ClockTrust
+    raw_hex: HexBytes
+
+
+class ReadingBatch(_Strict):
+    """Payload of `hemhub/v1/hubs/{hub_id}/readings`: one or more readings from one hub."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    hub_id: HubId
+    readings: Annotated[list[Reading], Field(min_length=1, max_length=MAX_READINGS_PER_MESSAGE)]
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> ReadingBatch:
+        keys = [r.idempotency_key for r in self.readings]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a batch must not repeat an idempotency key")
+        return self
+
+
+class HubStatus(_Strict):
+    """Payload of `hemhub/v1/hubs/{hub_id}/status` (retained; also the last will)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    hub_id: HubId
+    online: bool
+    at: AwareDatetime | None = None
+    software_version: ShortText | None = None
+    uptime_s: float | None = None
+    outbox_depth: int | None = None
+    outbox_oldest_age_s: float | None = None
+    last_publish_at: AwareDatetime | None = None
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON Schema of every payload of the contract, for `docs/`."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"hemhub wire contract v{SCHEMA_VERSION}",
+        "topics": {
+            "readings": topic_readings("{hub_id}"),
+            "status": topic_status("{hub_id}"),
+            "config": topic_config("{hub_id}"),
+            "commands": topic_commands("{hub_id}"),
+        },
+        "payloads": {
+            "ReadingBatch": ReadingBatch.model_json_schema(),
+            "HubStatus": HubStatus.model_json_schema(),
+        },
+    }

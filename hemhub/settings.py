@@ -1,0 +1,67 @@
+"""Settings shared by every hemhub service, read from `HEMHUB_*` environment variables.
+
+A URL left unset means "use the embedded default" (`hemhub demo` starts an embedded
+PostgreSQL and MQTT broker); production sets `HEMHUB_DATABASE_URL` and `HEMHUB_MQTT_URL`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HEMHUB_", extra="ignore")
+
+    #: postgresql://user:pass@host:port/db; None = embedded PostgreSQL (demo only).
+    database_url: str | None = None
+    #: mqtt://user:pass@host:1883 or mqtts://...:8883; None = embedded broker (demo only).
+    mqtt_url: str | None = None
+    #: Where the demo stack, the demo signing key and embedded servers keep their data.
+    data_dir: Path = Path(".hemhub")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    #: Bearer tokens: the issuer's JWKS URL for production; the demo uses its own key file.
+    jwt_issuer: str = "hemhub-demo"
+    jwt_audience: str = "hemhub"
+    jwt_jwks_url: str | None = None
+    #: PEM file with the demo's RSA private key (public half verifies tokens).
+    jwt_private_key_file: Path | None = None
+
+    #: Ingest batching: a batch closes at this many readings or after this many seconds.
+    ingest_batch_size: int = Field(default=2000, ge=1)
+    ingest_batch_seconds: float = Field(default=0.05, gt=0)
+
+    @property
+    def demo_key_file(self) -> Path:
+        return self.jwt_private_key_file or self.data_dir / "demo-signing-key.pem"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (FastAPI dependency; overridable in tests)."""
+    return Settings()
+
+
+class MqttTarget:
+    """An MQTT URL split into what paho needs."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in {"mqtt", "mqtts"}:
+            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, not {url!r}")
+        self.url = url
+        self.tls = parts.scheme == "mqtts"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (8883 if self.tls else 1883)
+        self.username = parts.username
+        self.password = parts.password
+
+    def __repr__(self) -> str:
+        return f"MqttTarget({'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port})"

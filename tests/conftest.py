@@ -1,0 +1,80 @@
+"""Fixtures for the real servers of this machine, with embedded fall-backs elsewhere.
+
+PostgreSQL: `HEMHUB_TEST_DATABASE_URL`, else the server on 127.0.0.1:5432 when it
+answers, else an embedded pgserver. MQTT: `HEMHUB_TEST_MQTT_URL`, else Mosquitto on
+127.0.0.1:1883 when it answers, else an embedded amqtt broker. CI sets
+`HEMHUB_REQUIRE_REAL_SERVICES=1` so that a missing real server fails instead of
+silently falling back.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from hemhub.embedded import EmbeddedBroker, EmbeddedPostgres, reachable
+
+REQUIRE_REAL = os.environ.get("HEMHUB_REQUIRE_REAL_SERVICES") == "1"
+
+
+def _server_url(tmp_root: Path) -> tuple[str, EmbeddedPostgres | None]:
+    url = os.environ.get("HEMHUB_TEST_DATABASE_URL")
+    if url:
+        return url, None
+    if reachable("127.0.0.1", 5432):
+        return "postgresql://postgres@127.0.0.1:5432/postgres", None
+    if REQUIRE_REAL:
+        raise RuntimeError("HEMHUB_REQUIRE_REAL_SERVICES=1 but no PostgreSQL on 127.0.0.1:5432")
+    embedded = EmbeddedPostgres(tmp_root / "pg")
+    return embedded.start(), embedded
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A URL of a PostgreSQL server (maintenance database) for creating test databases."""
+    url, embedded = _server_url(tmp_path_factory.mktemp("embedded"))
+    try:
+        yield url
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _with_database(server_url: str, dbname: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(server_url)
+    info["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def database_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    name = f"hemhub_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(postgres_server, name)
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A URL of an MQTT broker: the real Mosquitto when reachable, else embedded amqtt."""
+    url = os.environ.get("HEMHUB_TEST_MQTT_URL")
+    if url:
+        yield url
+        return
+    if reachable("127.0.0.1", 1883):
+        yield "mqtt://127.0.0.1:1883"
+        return
+    if REQUIRE_REAL:
+        raise RuntimeError("HEMHUB_REQUIRE_REAL_SERVICES=1 but no MQTT broker on 127.0.0.1:1883")
+    with EmbeddedBroker(tmp_path_factory.mktemp("amqtt")) as embedded_url:
+        yield embedded_url
