@@ -1,5 +1,5 @@
 -- hemhub schema v1: registry, assignment periods, readings, alerts, dead letters, audit.
--- The readings table is created by the migration runner (ingest/storage/migrations.py),
+-- The readings table is created by the migration runner (ingest/migrations.py),
 -- which chooses a TimescaleDB hypertable or native range partitioning.
 
 CREATE TABLE tenants (

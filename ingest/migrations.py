@@ -1,0 +1,167 @@
+"""Versioned schema migrations (`hemhub migrate`), and the time partitioning of readings.
+
+Migrations are the numbered SQL files in `ingest/sql/`, applied once each in
+order, in one transaction each, under an advisory lock so that several workers
+starting together do not race. The readings table is created here rather than in SQL
+because its shape depends on the server: a TimescaleDB hypertable (with compression)
+when the extension is available, native declarative range partitioning otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+Partitioning = Literal["timescaledb", "native"]
+
+_LOCK_ID = 0x68656D68  # "hemh"
+
+READINGS_COLUMNS = """
+    measured_at      timestamptz NOT NULL,
+    idempotency_key  text NOT NULL,
+    hub_id           text NOT NULL,
+    device_id        uuid NOT NULL,
+    -- NULL when no assignment was active at measured_at (kept, counted, never shown)
+    patient_id       uuid,
+    tenant_id        text,
+    measurement_type text NOT NULL,
+    characteristic   text NOT NULL,
+    "values"         jsonb NOT NULL,
+    status           text[] NOT NULL DEFAULT '{}',
+    device_time      timestamp,
+    hub_received_at  timestamptz NOT NULL,
+    ingested_at      timestamptz NOT NULL DEFAULT now(),
+    clock_source     text NOT NULL,
+    clock_offset_s   double precision NOT NULL,
+    hub_clock_synced boolean NOT NULL,
+    -- measured long before it reached us (backlog replay): evaluated, but marked late
+    late             boolean NOT NULL DEFAULT false,
+    raw              bytea NOT NULL
+"""
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    applied: list[str]
+    partitioning: Partitioning
+
+
+def _migration_files() -> list[tuple[str, str]]:
+    folder = resources.files("ingest") / "sql"
+    files = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(name.removesuffix(".sql"), (folder / name).read_text()) for name in files]
+
+
+def timescaledb_available(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
+    return row is not None
+
+
+def partitioning_in_use(conn: psycopg.Connection) -> Partitioning:
+    """How the readings table of this database is partitioned."""
+    row = conn.execute(
+        "SELECT value FROM hemhub_meta WHERE key = 'readings_partitioning'"
+    ).fetchone()
+    if row is None:
+        raise RuntimeError("database is not migrated: run `hemhub migrate`")
+    return "timescaledb" if row[0] == "timescaledb" else "native"
+
+
+def _create_readings(conn: psycopg.Connection) -> Partitioning:
+    if timescaledb_available(conn):
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        conn.execute(f"CREATE TABLE readings ({READINGS_COLUMNS})")
+        conn.execute(
+            "SELECT create_hypertable('readings', 'measured_at',"
+            " chunk_time_interval => interval '7 days')"
+        )
+        conn.execute(
+            "ALTER TABLE readings SET (timescaledb.compress,"
+            " timescaledb.compress_segmentby = 'device_id')"
+        )
+        conn.execute("SELECT add_compression_policy('readings', interval '30 days')")
+        mode: Partitioning = "timescaledb"
+    else:
+        conn.execute(f"CREATE TABLE readings ({READINGS_COLUMNS}) PARTITION BY RANGE (measured_at)")
+        # Readings from any time are accepted (device clocks reset to 2000, backlogs of
+        # months): monthly partitions are added ahead by ensure_partitions(), and the
+        # default partition catches whatever falls outside them.
+        conn.execute("CREATE TABLE readings_default PARTITION OF readings DEFAULT")
+        mode = "native"
+    conn.execute("CREATE INDEX readings_patient_time ON readings (patient_id, measured_at DESC)")
+    conn.execute("CREATE INDEX readings_device_time ON readings (device_id, measured_at DESC)")
+    conn.execute(
+        "INSERT INTO hemhub_meta (key, value) VALUES ('readings_partitioning', %s)", (mode,)
+    )
+    return mode
+
+
+def ensure_partitions(conn: psycopg.Connection, months_ahead: int = 3) -> None:
+    """Create the monthly native partitions from last month to `months_ahead` ahead."""
+    if partitioning_in_use(conn) != "native":
+        return
+    conn.execute(
+        """
+        DO $$
+        DECLARE m date;
+        BEGIN
+          FOR i IN -1..{months_ahead} LOOP
+            m := (date_trunc('month', now()) + make_interval(months => i))::date;
+            IF to_regclass('readings_' || to_char(m, 'YYYY_MM')) IS NULL THEN
+              -- Rows of that month already in the default partition must move first.
+              CREATE TEMP TABLE _moved ON COMMIT DROP AS
+                SELECT * FROM readings_default
+                WHERE measured_at >= m AND measured_at < m + interval '1 month';
+              DELETE FROM readings_default
+                WHERE measured_at >= m AND measured_at < m + interval '1 month';
+              EXECUTE format(
+                'CREATE TABLE %I PARTITION OF readings FOR VALUES FROM (%L) TO (%L)',
+                'readings_' || to_char(m, 'YYYY_MM'), m, m + interval '1 month');
+              INSERT INTO readings SELECT * FROM _moved;
+              DROP TABLE _moved;
+            END IF;
+          END LOOP;
+        END $$
+        """.replace("{months_ahead}", str(int(months_ahead))),  # DO blocks take no binds
+    )
+
+
+def migrate(database_url: str) -> MigrationReport:
+    """Apply every migration not yet applied; return what was applied and the partitioning."""
+    applied: list[str] = []
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            for version, sql in _migration_files():
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql)  # type: ignore[arg-type]
+                    if version == "0001_core":
+                        conn.execute(
+                            "CREATE TABLE hemhub_meta (key text PRIMARY KEY, value text NOT NULL)"
+                        )
+                        _create_readings(conn)
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                applied.append(version)
+                log.info("applied migration %s", version)
+            with conn.transaction():
+                ensure_partitions(conn)
+            mode = partitioning_in_use(conn)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+    log.info("readings partitioning: %s", mode)
+    return MigrationReport(applied=applied, partitioning=mode)
