@@ -1,15 +1,179 @@
-"""The `hemhub` command line."""
+"""The `hemhub` command line: one entry point for every service and tool."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+from pathlib import Path
+
+from hemhub.settings import Settings
+
+EXIT_USAGE = 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    if getattr(args, "data_dir", None):
+        settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
+    return settings
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from device_drivers.codecs import DecodeError
+    from device_drivers.codecs.registry import (
+        decode_characteristic,
+        normalize_uuid,
+        supported_characteristics,
+    )
+
+    if args.list:
+        for uuid, name in supported_characteristics():
+            print(f"{uuid}  {name}")
+        return 0
+    if not args.characteristic or args.hex is None:
+        print("hemhub decode: give CHARACTERISTIC and HEX, or --list", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        uuid = normalize_uuid(args.characteristic)
+        text = args.hex.replace(" ", "").replace(":", "")
+        data = bytes.fromhex(text)
+        decoded = decode_characteristic(uuid, data)
+    except DecodeError as exc:
+        print(f"hemhub decode: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"hemhub decode: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(decoded.model_dump_json(indent=2))
+    return 0
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from api.auth import Role, ensure_demo_key, issue_token
+
+    settings = _settings(args)
+    ensure_demo_key(settings.demo_key_file)
+    token = issue_token(
+        settings,
+        sub=args.sub,
+        role=Role(args.role),
+        tenant=args.tenant,
+        ttl=timedelta(hours=args.hours),
+    )
+    print(token)
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from ingest.migrations import migrate
+
+    settings = _settings(args)
+    if not settings.database_url:
+        print("hemhub migrate: set HEMHUB_DATABASE_URL", file=sys.stderr)
+        return EXIT_USAGE
+    report = migrate(settings.database_url)
+    print(json.dumps({"applied": report.applied, "partitioning": report.partitioning}))
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.worker import run_ingest
+
+    settings = _settings(args)
+    if not settings.database_url or not settings.mqtt_url:
+        print("hemhub ingest: set HEMHUB_DATABASE_URL and HEMHUB_MQTT_URL", file=sys.stderr)
+        return EXIT_USAGE
+    run_ingest(settings, workers=args.workers)
+    return 0
+
+
+def _cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(args)
+    if not settings.database_url:
+        print("hemhub api: set HEMHUB_DATABASE_URL", file=sys.stderr)
+        return EXIT_USAGE
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    return 0
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    from gateway.service import run_gateway
+
+    return run_gateway(Path(args.config))
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from hemhub.contract import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from hemhub.demo import run_demo
+
+    return run_demo(_settings(args), homes=args.homes)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hemhub", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="run the whole stack with simulated homes")
+    p.add_argument("--homes", type=int, default=5, help="simulated homes (default 5)")
+    p.add_argument("--data-dir", help="where the demo keeps its data (default ./.hemhub)")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("token", help="print a bearer token signed with the demo key")
+    p.add_argument("--role", default="nurse", choices=["nurse", "hmc", "admin", "integration"])
+    p.add_argument("--tenant", default="demo")
+    p.add_argument("--sub", default="nurse@demo")
+    p.add_argument("--hours", type=float, default=12.0, help="validity (default 12 h)")
+    p.add_argument("--data-dir", help="data directory holding the demo key (default ./.hemhub)")
+    p.set_defaults(func=_cmd_token)
+
+    p = sub.add_parser("decode", help="decode a GATT characteristic value (hex) to JSON")
+    p.add_argument("characteristic", nargs="?", help="16-bit or full UUID, e.g. 2A35")
+    p.add_argument("hex", nargs="?", help="the value as hex bytes")
+    p.add_argument("--list", action="store_true", help="list the supported characteristics")
+    p.set_defaults(func=_cmd_decode)
+
+    p = sub.add_parser("migrate", help="apply database migrations (HEMHUB_DATABASE_URL)")
+    p.set_defaults(func=_cmd_migrate)
+
+    p = sub.add_parser("ingest", help="run the ingest worker(s)")
+    p.add_argument("--workers", type=int, default=1, help="processes on a shared subscription")
+    p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser("api", help="run the HTTP API")
+    p.set_defaults(func=_cmd_api)
+
+    p = sub.add_parser("gateway", help="run the hub gateway")
+    p.add_argument("--config", required=True, help="hub configuration file (.toml or .json)")
+    p.set_defaults(func=_cmd_gateway)
+
+    p = sub.add_parser("schema", help="print the wire contract's JSON Schema")
+    p.set_defaults(func=_cmd_schema)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hemhub")
-    parser.parse_args(argv)
-    return 0
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    result: int = args.func(args)
+    return result
 
 
 if __name__ == "__main__":

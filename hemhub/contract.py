@@ -155,7 +155,7 @@ class Reading(_Strict):
 class ReadingBatch(_Strict):
     """Payload of `hemhub/v1/hubs/{hub_id}/readings`: one or more readings from one hub."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     hub_id: HubId
     readings: Annotated[list[Reading], Field(min_length=1, max_length=MAX_READINGS_PER_MESSAGE)]
 
@@ -170,7 +170,7 @@ class ReadingBatch(_Strict):
 class HubStatus(_Strict):
     """Payload of `hemhub/v1/hubs/{hub_id}/status` (retained; also the last will)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     hub_id: HubId
     online: bool
     at: AwareDatetime | None = None

@@ -1,0 +1,120 @@
+"""The hub's durable outbox: every reading is committed here before anything else.
+
+SQLite in WAL mode with `synchronous=FULL`, so a committed reading survives power loss.
+A reading leaves the outbox only when the broker has acknowledged (PUBACK) the
+message that carried it. Keys already delivered are remembered for a while, so a
+device that replays its whole stored backlog on every connection does not make the
+hub publish the same readings again (the ingest tier would drop them anyway).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hemhub.contract import Reading
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    device_key      TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    created_at      REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS delivered (
+    idempotency_key TEXT PRIMARY KEY,
+    delivered_at    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS delivered_at ON delivered (delivered_at);
+"""
+
+#: How long delivered keys are remembered to suppress device backlog replays.
+DELIVERED_MEMORY_S = 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    seq: int
+    idempotency_key: str
+    payload: str  # Reading as JSON, exactly as it will be published
+
+
+class Outbox:
+    """A thread-safe SQLite outbox (the session loop adds, the publisher thread removes)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add(self, reading: Reading) -> bool:
+        """Commit a reading; False when it is already queued or was delivered recently."""
+        payload = reading.model_dump_json()
+        with self._lock:
+            known = self._db.execute(
+                "SELECT 1 FROM delivered WHERE idempotency_key = ?", (reading.idempotency_key,)
+            ).fetchone()
+            if known:
+                return False
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO outbox (idempotency_key, device_key, payload, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (reading.idempotency_key, reading.device.stable_id, payload, time.time()),
+            )
+            return cur.rowcount == 1
+
+    def pending(self, limit: int, exclude: Iterable[int] = ()) -> list[OutboxEntry]:
+        """The oldest queued entries in commit order (so per-device order is kept)."""
+        excluded = set(exclude)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, idempotency_key, payload FROM outbox ORDER BY seq LIMIT ?",
+                (limit + len(excluded),),
+            ).fetchall()
+        return [OutboxEntry(*row) for row in rows if row[0] not in excluded][:limit]
+
+    def remove_delivered(self, seqs: Sequence[int]) -> None:
+        """Remove entries the broker acknowledged, remembering their keys."""
+        if not seqs:
+            return
+        now = time.time()
+        marks = ",".join("?" * len(seqs))
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO delivered (idempotency_key, delivered_at)"
+                    f" SELECT idempotency_key, ? FROM outbox WHERE seq IN ({marks})",
+                    (now, *seqs),
+                )
+                self._db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", tuple(seqs))
+                self._db.execute(
+                    "DELETE FROM delivered WHERE delivered_at < ?", (now - DELIVERED_MEMORY_S,)
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def depth(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute("SELECT count(*) FROM outbox").fetchone()
+        return int(count)
+
+    def oldest_age_s(self) -> float | None:
+        with self._lock:
+            (oldest,) = self._db.execute("SELECT min(created_at) FROM outbox").fetchone()
+        return None if oldest is None else max(0.0, time.time() - oldest)

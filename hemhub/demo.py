@@ -1,0 +1,232 @@
+"""`hemhub demo`: the whole stack in one process, on embedded servers unless URLs are set.
+
+PostgreSQL (embedded pgserver unless HEMHUB_DATABASE_URL), an MQTT broker (embedded
+amqtt unless HEMHUB_MQTT_URL), the ingest worker, the API, and simulated homes: each a
+real gateway with its own simulated radio and a simulated cuff, all residents
+belonging to the principal `demo`. Everything the simulated cuffs measure is appended
+to `<data-dir>/simulated-readings.jsonl` so the pipeline can be checked end to end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO
+
+import psycopg
+import uvicorn
+
+from api.app import create_app
+from api.auth import Role, ensure_demo_key, issue_token
+from device_drivers.simulation.cuff import SimulatedCuff
+from device_drivers.simulation.radio import SimulatedRadio
+from gateway.config import AllowedDevice, GatewayConfig
+from gateway.hub import HubGateway
+from hemhub.contract import DeviceIdentity
+from hemhub.embedded import EmbeddedBroker, EmbeddedPostgres
+from hemhub.settings import Settings
+from ingest import registry
+from ingest.migrations import migrate
+from ingest.worker import IngestWorker
+
+log = logging.getLogger(__name__)
+
+DEMO_TENANT = "demo"
+RESIDENTS = [
+    "Astrid Lindqvist",
+    "Bengt Karlsson",
+    "Margit Olsson",
+    "Sven Nyberg",
+    "Ingrid Holm",
+    "Gunnar Ek",
+    "Karin Sjöberg",
+    "Lennart Berg",
+]
+#: The first home, and every third after it, has a resident with high blood pressure.
+HYPERTENSIVE_EVERY = 3
+
+
+@dataclass(frozen=True)
+class Home:
+    index: int
+    hub_id: str
+    resident: str
+    cuff_address: str
+    cuff_serial: str
+    scenario: str
+
+
+def plan_homes(count: int) -> list[Home]:
+    return [
+        Home(
+            index=i,
+            hub_id=f"demo-hub-{i + 1:03d}",
+            resident=RESIDENTS[i % len(RESIDENTS)] + ("" if i < len(RESIDENTS) else f" {i + 1}"),
+            cuff_address=f"C0:FF:EE:00:{(i + 1) // 256:02X}:{(i + 1) % 256:02X}",
+            cuff_serial=f"DEMO-BP-{i + 1:05d}",
+            scenario="hypertensive" if i % HYPERTENSIVE_EVERY == 0 else "normotensive",
+        )
+        for i in range(count)
+    ]
+
+
+def seed(database_url: str, homes: list[Home]) -> None:
+    """Register the demo principal, residents and cuffs (once per data directory)."""
+    with psycopg.connect(database_url) as conn:
+        registry.ensure_tenant(conn, DEMO_TENANT, "Demo municipality")
+        started = datetime.now(UTC) - timedelta(days=30)
+        for home in homes:
+            device_id = registry.ensure_device(
+                conn,
+                DeviceIdentity(
+                    address=home.cuff_address,
+                    manufacturer=SimulatedCuff.MANUFACTURER,
+                    model=SimulatedCuff.MODEL,
+                    serial=home.cuff_serial,
+                ),
+            )
+            assigned = conn.execute(
+                "SELECT 1 FROM device_assignments WHERE device_id = %s AND ended_at IS NULL",
+                (device_id,),
+            ).fetchone()
+            if assigned:
+                continue
+            patient_id = registry.create_patient(conn, DEMO_TENANT, home.resident)
+            registry.assign_device(conn, device_id, patient_id, started)
+        conn.commit()
+
+
+class ProducedLog:
+    """Appends what the simulated devices measured, one JSON object a line."""
+
+    def __init__(self, path: Path) -> None:
+        self._file: IO[str] = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def __call__(self, record: dict[str, object]) -> None:
+        with self._lock:
+            self._file.write(json.dumps(record, default=str) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+async def run_home(
+    home: Home, mqtt_url: str, data_dir: Path, produced: ProducedLog, stop: asyncio.Event
+) -> None:
+    """One simulated home: a radio, a cuff the resident uses now and then, and a real gateway."""
+    rng = random.Random(home.index)
+    async with SimulatedRadio() as radio:
+        cuff = SimulatedCuff(
+            radio,
+            address=home.cuff_address,
+            serial=home.cuff_serial,
+            scenario=home.scenario,
+            seed=home.index,
+            on_produced=produced,
+        )
+        await cuff.start()
+        config = GatewayConfig(
+            hub_id=home.hub_id,
+            mqtt_url=mqtt_url,
+            data_dir=data_dir / "hubs" / home.hub_id,
+            devices=[AllowedDevice(address=home.cuff_address, profile="blood_pressure")],
+            status_interval_s=30,
+        )
+        gateway = HubGateway(config, radio.bleak_backends())
+        hub_stop = asyncio.Event()  # a failing home stops itself, not the whole demo
+        hub_task = asyncio.create_task(gateway.run(hub_stop))
+        try:
+            # Residents measure soon after the demo starts, then every half minute or so.
+            delay = 2.0 + rng.uniform(0, 8)
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                if stop.is_set():
+                    break
+                await cuff.measure()
+                delay = rng.uniform(20, 45)
+        except Exception:
+            log.exception("simulated home %s failed", home.hub_id)
+        finally:
+            hub_stop.set()
+            await hub_task
+            await cuff.stop()
+
+
+async def _serve(settings: Settings, homes: list[Home], database_url: str, mqtt_url: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    worker = IngestWorker(database_url, mqtt_url, client_id="hemhub-demo-ingest")
+    worker_thread = threading.Thread(target=worker.run, name="ingest", daemon=True)
+    worker_thread.start()
+
+    api_settings = settings.model_copy(update={"database_url": database_url})
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(api_settings),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="warning",
+        )
+    )
+    api_task = asyncio.create_task(server.serve())
+
+    produced = ProducedLog(settings.data_dir / "simulated-readings.jsonl")
+    home_tasks = [
+        asyncio.create_task(run_home(h, mqtt_url, settings.data_dir, produced, stop)) for h in homes
+    ]
+    token = issue_token(settings, sub="nurse@demo", role=Role.NURSE, tenant=DEMO_TENANT)
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    print(
+        f"\nhemhub demo is running with {len(homes)} simulated homes.\n"
+        f"  API and nurse web UI: {base}/  (OpenAPI docs at {base}/docs)\n"
+        f"  A nurse token (12 h):  hemhub token --role nurse --tenant {DEMO_TENANT}"
+        f" --data-dir {settings.data_dir}\n"
+        f"  Try: curl -H 'Authorization: Bearer {token}' {base}/api/v1/alerts?status=open\n"
+        f"  Simulated measurements: {settings.data_dir / 'simulated-readings.jsonl'}\n"
+        "Ctrl-C stops everything.\n",
+        flush=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        print("stopping…", flush=True)
+        await asyncio.gather(*home_tasks, return_exceptions=True)
+        server.should_exit = True
+        await api_task
+        worker.stop()
+        await asyncio.to_thread(worker_thread.join, 15)
+        produced.close()
+
+
+def run_demo(settings: Settings, homes: int = 5) -> int:
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    ensure_demo_key(settings.demo_key_file)
+    plan = plan_homes(homes)
+    with contextlib.ExitStack() as stack:
+        database_url = settings.database_url
+        if not database_url:
+            database_url = stack.enter_context(EmbeddedPostgres(data_dir / "postgres"))
+        mqtt_url = settings.mqtt_url
+        if not mqtt_url:
+            mqtt_url = stack.enter_context(EmbeddedBroker(data_dir / "broker"))
+        report = migrate(database_url)
+        log.info("database ready; readings partitioning: %s", report.partitioning)
+        seed(database_url, plan)
+        asyncio.run(_serve(settings, plan, database_url, mqtt_url))
+    return 0

@@ -1,0 +1,169 @@
+"""The outbox keeps every reading until the broker acknowledged it (real broker)."""
+
+from __future__ import annotations
+
+import queue
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+from gateway.outbox import Outbox
+from gateway.publisher import OutboxPublisher
+from hemhub.contract import HubStatus, Reading, ReadingBatch, topic_readings, topic_status
+from hemhub.settings import MqttTarget
+from tests.factories import bp_reading, unique_hub_id
+
+
+def _readings(n: int) -> list[Reading]:
+    start = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    return [
+        bp_reading(120 + i % 50, 80, measured_at=start + timedelta(minutes=i)) for i in range(n)
+    ]
+
+
+class Listener:
+    """A subscriber on the real broker collecting what a hub publishes."""
+
+    def __init__(self, mqtt_url: str, *topics: str) -> None:
+        target = MqttTarget(mqtt_url)
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_message = lambda c, u, m: self.messages.put(m)
+        self.client.connect(target.host, target.port)
+        for t in topics:
+            self.client.subscribe(t, qos=1)
+        self.client.loop_start()
+        time.sleep(0.3)
+
+    def batches(self, want_readings: int, timeout: float = 20.0) -> list[ReadingBatch]:
+        got: list[ReadingBatch] = []
+        deadline = time.monotonic() + timeout
+        while sum(len(b.readings) for b in got) < want_readings and time.monotonic() < deadline:
+            try:
+                msg = self.messages.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if msg.topic.endswith("/readings"):
+                got.append(ReadingBatch.model_validate_json(msg.payload))
+        return got
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_outbox_dedupes_and_remembers_delivered(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    first, second = _readings(2)
+    assert box.add(first) and box.add(second)
+    assert not box.add(first), "a reading already queued is not queued twice"
+    entries = box.pending(10)
+    assert [e.idempotency_key for e in entries] == [first.idempotency_key, second.idempotency_key]
+    box.remove_delivered([entries[0].seq])
+    assert box.depth() == 1
+    assert not box.add(first), "a device replaying a delivered record is not republished"
+    box.close()
+
+
+def test_outbox_survives_reopen(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    for r in _readings(3):
+        box.add(r)
+    box.close()
+    again = Outbox(tmp_path / "o.sqlite3")
+    assert again.depth() == 3
+    assert again.oldest_age_s() is not None
+    again.close()
+
+
+def test_publishes_in_order_and_empties_outbox_after_puback(tmp_path: Path, mqtt_url: str) -> None:
+    hub = unique_hub_id()
+    listener = Listener(mqtt_url, topic_readings(hub))
+    box = Outbox(tmp_path / "o.sqlite3")
+    readings = _readings(230)
+    for r in readings:
+        box.add(r)
+    publisher = OutboxPublisher(box, hub_id=hub, mqtt_url=mqtt_url, readings_per_message=50)
+    publisher.start()
+    try:
+        batches = listener.batches(230)
+        keys = [r.idempotency_key for b in batches for r in b.readings]
+        assert keys == [r.idempotency_key for r in readings]
+        assert all(b.hub_id == hub for b in batches)
+        deadline = time.monotonic() + 10
+        while box.depth() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert box.depth() == 0
+    finally:
+        publisher.stop()
+        listener.close()
+
+
+def test_unpublished_readings_are_sent_after_restart(tmp_path: Path, mqtt_url: str) -> None:
+    hub = unique_hub_id()
+    path = tmp_path / "o.sqlite3"
+    # A hub that committed readings and died before it could publish any.
+    box = Outbox(path)
+    readings = _readings(5)
+    for r in readings:
+        box.add(r)
+    box.close()
+
+    listener = Listener(mqtt_url, topic_readings(hub))
+    restarted = Outbox(path)
+    publisher = OutboxPublisher(restarted, hub_id=hub, mqtt_url=mqtt_url)
+    publisher.start()
+    try:
+        batches = listener.batches(5)
+        assert [r.idempotency_key for b in batches for r in b.readings] == [
+            r.idempotency_key for r in readings
+        ]
+    finally:
+        publisher.stop()
+        listener.close()
+
+
+def test_rate_limit_spreads_a_backlog(tmp_path: Path, mqtt_url: str) -> None:
+    hub = unique_hub_id()
+    listener = Listener(mqtt_url, topic_readings(hub))
+    box = Outbox(tmp_path / "o.sqlite3")
+    for r in _readings(60):
+        box.add(r)
+    publisher = OutboxPublisher(
+        box, hub_id=hub, mqtt_url=mqtt_url, readings_per_message=10, max_readings_per_s=20
+    )
+    started = time.monotonic()
+    publisher.start()
+    try:
+        batches = listener.batches(60)
+        elapsed = time.monotonic() - started
+        assert sum(len(b.readings) for b in batches) == 60
+        # A one-second burst of 20, then 20 per second: 60 readings need about 2 s.
+        assert elapsed >= 1.5
+        assert max(len(b.readings) for b in batches) <= 10
+    finally:
+        publisher.stop()
+        listener.close()
+
+
+def test_status_online_on_connect_and_offline_on_stop(tmp_path: Path, mqtt_url: str) -> None:
+    hub = unique_hub_id()
+    listener = Listener(mqtt_url, topic_status(hub))
+    publisher = OutboxPublisher(Outbox(tmp_path / "o.sqlite3"), hub_id=hub, mqtt_url=mqtt_url)
+    publisher.start()
+    online = HubStatus.model_validate_json(listener.messages.get(timeout=10).payload)
+    assert online.online and online.hub_id == hub and online.outbox_depth == 0
+    publisher.stop()
+    offline = HubStatus.model_validate_json(listener.messages.get(timeout=10).payload)
+    assert not offline.online
+    listener.close()
+    # Clear the retained status so the shared broker keeps nothing of this test.
+    target = MqttTarget(mqtt_url)
+    cleaner = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    cleaner.connect(target.host, target.port)
+    cleaner.loop_start()
+    cleaner.publish(topic_status(hub), b"", qos=1, retain=True).wait_for_publish(5)
+    cleaner.loop_stop()
+    cleaner.disconnect()
