@@ -35,11 +35,14 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     if not args.characteristic or args.hex is None:
         print("hemhub decode: give CHARACTERISTIC and HEX, or --list", file=sys.stderr)
         return EXIT_USAGE
+    text = args.hex.replace(" ", "").replace(":", "")
     try:
-        uuid = normalize_uuid(args.characteristic)
-        text = args.hex.replace(" ", "").replace(":", "")
         data = bytes.fromhex(text)
-        decoded = decode_characteristic(uuid, data)
+    except ValueError:
+        print(f"hemhub decode: {args.hex!r} is not a sequence of hex bytes", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        decoded = decode_characteristic(normalize_uuid(args.characteristic), data)
     except DecodeError as exc:
         print(f"hemhub decode: {exc}", file=sys.stderr)
         return EXIT_USAGE
