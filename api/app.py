@@ -1,0 +1,464 @@
+"""The nurse/integration HTTP API and the small nurse web UI.
+
+Every query is scoped by the token's tenant: a principal never sees, nor learns the
+existence of, another principal's patients (their ids answer 404, like unknown ids).
+Every response carrying patient data writes audit rows in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import psycopg
+import psycopg.errors
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from psycopg_pool import PoolTimeout
+from pydantic import AwareDatetime
+
+from api import audit, schemas
+from api.auth import Principal, Role, current_principal, ensure_demo_key, require_role
+from api.db import Conn, DbConn, Pool, create_pool, get_pool, open_pool
+from hemhub.contract import MeasurementType
+from hemhub.settings import Settings, get_settings
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+Nurse = Annotated[Principal, Depends(require_role(Role.NURSE, Role.ADMIN))]
+Reader = Annotated[Principal, Depends(require_role(Role.NURSE, Role.ADMIN, Role.INTEGRATION))]
+
+# --- queries ----------------------------------------------------------------------------
+
+PATIENTS_SQL = """
+SELECT p.id, p.display_name, p.programme, count(a.id)::int AS open_alerts
+FROM patients p
+LEFT JOIN alerts a ON a.patient_id = p.id AND a.tenant_id = p.tenant_id AND a.status = 'open'
+WHERE p.tenant_id = %(tenant)s
+GROUP BY p.id
+ORDER BY p.display_name, p.id
+LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+OBSERVATIONS_SQL = """
+SELECT r.idempotency_key, r.measured_at, r.measurement_type, r."values", r.status, r.hub_id,
+       r.clock_source, r.clock_offset_s, r.hub_clock_synced, r.late, r.raw,
+       d.address, d.model, d.serial
+FROM readings r
+JOIN devices d ON d.id = r.device_id
+WHERE r.patient_id = %(patient)s AND r.tenant_id = %(tenant)s {filters}
+ORDER BY r.measured_at DESC, r.idempotency_key DESC
+LIMIT %(limit)s
+"""
+
+# The triggering reading is found through reading_keys (key -> measured_at), so the
+# lookup in the time-partitioned readings table is an index probe on
+# (patient_id, measured_at) in one partition, not a scan of the patient's history.
+ALERTS_SQL = """
+SELECT a.id, a.patient_id, p.display_name AS patient_display_name, a.rule, a.rule_version,
+       a.severity, a.status, a.reason, a.count, a.measured_at, a.late, a.opened_at, a.last_at,
+       a.acknowledged_by, a.acknowledged_at, a.resolved_by, a.resolved_at, a.resolution_note,
+       coalesce(a.last_reading_key, a.first_reading_key) AS reading_id,
+       rv."values"
+FROM alerts a
+JOIN patients p ON p.id = a.patient_id AND p.tenant_id = a.tenant_id
+LEFT JOIN LATERAL (
+    SELECT r."values"
+    FROM readings r
+    WHERE r.patient_id = a.patient_id
+      AND r.measured_at = (
+          SELECT k.measured_at FROM reading_keys k
+          WHERE k.idempotency_key = coalesce(a.last_reading_key, a.first_reading_key)
+      )
+      AND r.idempotency_key = coalesce(a.last_reading_key, a.first_reading_key)
+      AND r.tenant_id = a.tenant_id
+    LIMIT 1
+) rv ON true
+WHERE a.tenant_id = %(tenant)s {filters}
+ORDER BY a.last_at DESC, a.id
+LIMIT %(limit)s
+"""
+
+
+def _observation(row: dict[str, Any]) -> schemas.Observation:
+    return schemas.Observation(
+        id=row["idempotency_key"],
+        measured_at=row["measured_at"],
+        measurement_type=row["measurement_type"],
+        values=row["values"],
+        status=row["status"],
+        device=schemas.Device(address=row["address"], model=row["model"], serial=row["serial"]),
+        hub_id=row["hub_id"],
+        clock=schemas.Clock(
+            source=row["clock_source"],
+            offset_s=row["clock_offset_s"],
+            hub_clock_synced=row["hub_clock_synced"],
+        ),
+        late=row["late"],
+        raw_hex=bytes(row["raw"]).hex(),
+    )
+
+
+async def _select_alerts(
+    conn: Conn,
+    tenant: str,
+    *,
+    status: schemas.AlertStatus | None = None,
+    patient_id: uuid.UUID | None = None,
+    alert_id: uuid.UUID | None = None,
+    limit: int = 1,
+) -> list[schemas.Alert]:
+    # Filters are fixed SQL fragments chosen here; values are always bound parameters.
+    filters = []
+    params: dict[str, Any] = {"tenant": tenant, "limit": limit}
+    if status is not None:
+        filters.append("AND a.status = %(status)s")
+        params["status"] = status.value
+    if patient_id is not None:
+        filters.append("AND a.patient_id = %(patient)s")
+        params["patient"] = patient_id
+    if alert_id is not None:
+        filters.append("AND a.id = %(alert)s")
+        params["alert"] = alert_id
+    cur = await conn.execute(ALERTS_SQL.format(filters=" ".join(filters)), params)
+    return [schemas.Alert.model_validate(row) for row in await cur.fetchall()]
+
+
+def _not_found(what: str) -> HTTPException:
+    return HTTPException(404, detail=f"{what} not found")
+
+
+# --- routes -----------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+@router.get("/healthz", response_model=schemas.Health, tags=["ops"])
+async def healthz() -> schemas.Health:
+    """Liveness: the process answers (no database access)."""
+    return schemas.Health()
+
+
+def _expected_migrations() -> set[str]:
+    folder = resources.files("ingest") / "sql"
+    return {p.name.removesuffix(".sql") for p in folder.iterdir() if p.name.endswith(".sql")}
+
+
+@router.get(
+    "/readyz",
+    response_model=schemas.Ready,
+    responses={503: {"model": schemas.Ready}},
+    tags=["ops"],
+)
+async def readyz(pool: Annotated[Pool, Depends(get_pool)], response: Response) -> schemas.Ready:
+    """Readiness: the database answers, every migration is applied, and how readings are stored."""
+    response.status_code = 503
+    try:
+        async with pool.connection(timeout=2.0) as conn:
+            applied = {
+                r["version"]
+                for r in await (
+                    await conn.execute("SELECT version FROM schema_migrations")
+                ).fetchall()
+            }
+            meta = await (
+                await conn.execute(
+                    "SELECT value FROM hemhub_meta WHERE key = 'readings_partitioning'"
+                )
+            ).fetchone()
+    except psycopg.errors.UndefinedTable:
+        return schemas.Ready(database="not migrated", detail="run `hemhub migrate`")
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        return schemas.Ready(database="unreachable", detail=type(exc).__name__)
+    pending = sorted(_expected_migrations() - applied)
+    if pending or meta is None:
+        return schemas.Ready(database="not migrated", detail=f"pending: {', '.join(pending)}")
+    response.status_code = 200
+    partitioning: Literal["native", "timescaledb"] = (
+        "timescaledb" if meta["value"] == "timescaledb" else "native"
+    )
+    return schemas.Ready(database="ok", partitioning=partitioning)
+
+
+@router.get("/api/v1/me", response_model=schemas.Me, tags=["auth"])
+async def me(principal: Annotated[Principal, Depends(current_principal)]) -> schemas.Me:
+    """Who the token says the caller is (no patient data)."""
+    return schemas.Me(sub=principal.sub, role=principal.role, tenant=principal.tenant)
+
+
+@router.get("/api/v1/patients", response_model=list[schemas.Patient], tags=["patients"])
+async def list_patients(
+    principal: Nurse,
+    conn: DbConn,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[schemas.Patient]:
+    """The patients of the caller's principal, with their count of open alerts."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            PATIENTS_SQL, {"tenant": principal.tenant, "limit": limit, "offset": offset}
+        )
+        patients = [schemas.Patient.model_validate(r) for r in await cur.fetchall()]
+        # The roster (names, programme) is logged as one access, not one row per patient:
+        # clinical data (observations, alerts) is what gets per-patient rows.
+        await audit.record_access(
+            conn,
+            principal,
+            "patients.list",
+            "patients",
+            None,
+            {"count": len(patients), "limit": limit, "offset": offset},
+        )
+    return patients
+
+
+@router.get(
+    "/api/v1/patients/{patient_id}/observations",
+    response_model=list[schemas.Observation],
+    tags=["patients"],
+)
+async def list_observations(
+    patient_id: uuid.UUID,
+    principal: Reader,
+    conn: DbConn,
+    since: Annotated[AwareDatetime | None, Query(description="inclusive lower bound")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="exclusive upper bound")] = None,
+    measurement_type: Annotated[MeasurementType | None, Query(alias="type")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[schemas.Observation]:
+    """Readings attributed to the patient (by assignment period), newest first.
+
+    Page backwards by passing the oldest `measured_at` you got as `until`.
+    """
+    if since is not None and until is not None and since >= until:
+        raise RequestValidationError(
+            [{"loc": ("query", "until"), "msg": "until must be after since", "type": "value_error"}]
+        )
+    resource = f"patients/{patient_id}/observations"
+    async with conn.transaction():
+        found = await (
+            await conn.execute(
+                "SELECT 1 FROM patients WHERE id = %s AND tenant_id = %s",
+                (patient_id, principal.tenant),
+            )
+        ).fetchone()
+        if found is None:
+            # Logged too: probing for other principals' patient ids is worth seeing.
+            await audit.record_access(
+                conn,
+                principal,
+                "observations.read",
+                resource,
+                patient_id,
+                {"outcome": "not_found"},
+            )
+            observations = None
+        else:
+            filters = []
+            params: dict[str, Any] = {
+                "patient": patient_id,
+                "tenant": principal.tenant,
+                "limit": limit,
+            }
+            if since is not None:
+                filters.append("AND r.measured_at >= %(since)s")
+                params["since"] = since
+            if until is not None:
+                filters.append("AND r.measured_at < %(until)s")
+                params["until"] = until
+            if measurement_type is not None:
+                filters.append("AND r.measurement_type = %(type)s")
+                params["type"] = measurement_type.value
+            cur = await conn.execute(
+                OBSERVATIONS_SQL.format(filters=" ".join(filters)),
+                params,
+            )
+            observations = [_observation(r) for r in await cur.fetchall()]
+            await audit.record_access(
+                conn,
+                principal,
+                "observations.read",
+                resource,
+                patient_id,
+                {
+                    "count": len(observations),
+                    "since": since.isoformat() if since else None,
+                    "until": until.isoformat() if until else None,
+                    "type": measurement_type.value if measurement_type else None,
+                },
+            )
+    if observations is None:
+        raise _not_found("patient")
+    return observations
+
+
+@router.get("/api/v1/alerts", response_model=list[schemas.Alert], tags=["alerts"])
+async def list_alerts(
+    principal: Nurse,
+    conn: DbConn,
+    status: schemas.AlertStatus | None = None,
+    patient_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[schemas.Alert]:
+    """The principal's alerts, most recently (re)triggered first."""
+    async with conn.transaction():
+        alerts = await _select_alerts(
+            conn, principal.tenant, status=status, patient_id=patient_id, limit=limit
+        )
+        await audit.record_access_many(
+            conn,
+            principal,
+            "alerts.list",
+            "alerts",
+            (a.patient_id for a in alerts),
+            {
+                "count": len(alerts),
+                "status": status.value if status else None,
+                "patient_id": str(patient_id) if patient_id else None,
+            },
+        )
+    return alerts
+
+
+async def _transition(
+    conn: Conn,
+    principal: Principal,
+    alert_id: uuid.UUID,
+    *,
+    action: str,
+    update_sql: str,
+    params: dict[str, Any],
+    conflict_status: schemas.AlertStatus | None,
+) -> schemas.Alert:
+    """Apply a status change atomically; an alert already in the target state is returned as is."""
+    async with conn.transaction():
+        # The WHERE on the current status makes concurrent acks race-free: one wins,
+        # the other sees the new state and answers 200 unchanged.
+        changed = await (
+            await conn.execute(
+                update_sql,
+                {**params, "id": alert_id, "tenant": principal.tenant, "sub": principal.sub},
+            )
+        ).fetchone()
+        alerts = await _select_alerts(conn, principal.tenant, alert_id=alert_id)
+        if not alerts:
+            raise _not_found("alert")
+        alert = alerts[0]
+        if changed is None and alert.status == conflict_status:
+            raise HTTPException(409, detail=f"alert is {alert.status.value}")
+        await audit.record_access(
+            conn,
+            principal,
+            action,
+            f"alerts/{alert_id}",
+            alert.patient_id,
+            {"changed": changed is not None},
+        )
+    return alert
+
+
+@router.post("/api/v1/alerts/{alert_id}/ack", response_model=schemas.Alert, tags=["alerts"])
+async def acknowledge_alert(alert_id: uuid.UUID, principal: Nurse, conn: DbConn) -> schemas.Alert:
+    """open -> acknowledged (by the caller); idempotent; 409 when already resolved."""
+    return await _transition(
+        conn,
+        principal,
+        alert_id,
+        action="alert.ack",
+        update_sql="UPDATE alerts SET status = 'acknowledged', acknowledged_by = %(sub)s,"
+        " acknowledged_at = now()"
+        " WHERE id = %(id)s AND tenant_id = %(tenant)s AND status = 'open' RETURNING id",
+        params={},
+        conflict_status=schemas.AlertStatus.RESOLVED,
+    )
+
+
+@router.post("/api/v1/alerts/{alert_id}/resolve", response_model=schemas.Alert, tags=["alerts"])
+async def resolve_alert(
+    alert_id: uuid.UUID,
+    principal: Nurse,
+    conn: DbConn,
+    body: Annotated[schemas.ResolveRequest | None, Body()] = None,
+) -> schemas.Alert:
+    """open|acknowledged -> resolved (by the caller, with an optional note); idempotent."""
+    return await _transition(
+        conn,
+        principal,
+        alert_id,
+        action="alert.resolve",
+        update_sql="UPDATE alerts SET status = 'resolved', resolved_by = %(sub)s,"
+        " resolved_at = now(), resolution_note = %(note)s"
+        " WHERE id = %(id)s AND tenant_id = %(tenant)s AND status <> 'resolved' RETURNING id",
+        params={"note": body.note if body else None},
+        conflict_status=None,
+    )
+
+
+# --- the app ----------------------------------------------------------------------------
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html")
+
+
+async def _security_headers(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    response = await call_next(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.url.path.startswith("/api/"):
+        # Patient data must not linger in browser or proxy caches.
+        response.headers["Cache-Control"] = "no-store"
+    elif request.url.path == "/" or request.url.path.startswith("/static/"):
+        # The UI handles bearer tokens: only our own script, no inline code, no framing.
+        # (Not on /docs: Swagger UI needs its CDN script and an inline bootstrap.)
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        )
+    return response
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": "database unavailable"}, status_code=503)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API; `settings` replaces `get_settings()` for every dependency (tests, demo)."""
+    resolved = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not resolved.database_url:
+            raise RuntimeError("HEMHUB_DATABASE_URL is not set (`hemhub demo` sets it)")
+        if not resolved.jwt_jwks_url:
+            ensure_demo_key(resolved.demo_key_file)  # demo: tokens are verified locally
+        pool = create_pool(resolved.database_url)
+        await open_pool(pool)
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="hemhub API",
+        version="1",
+        summary="Readings and alerts of home-monitored patients, per principal.",
+        lifespan=lifespan,
+    )
+    app.dependency_overrides[get_settings] = lambda: resolved
+    app.state.settings = resolved
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.middleware("http")(_security_headers)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
+    return app

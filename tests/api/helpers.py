@@ -1,0 +1,271 @@
+"""Helpers of the API tests: settings, an in-process client with lifespan, seed rows."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+from psycopg.types.json import Jsonb
+
+from api.app import create_app
+from api.auth import Role, issue_token
+from hemhub.settings import Settings
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
+    # Explicit values everywhere: HEMHUB_* variables of the machine must not leak in.
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "data_dir": tmp_path,
+        "jwt_private_key_file": tmp_path / "demo-signing-key.pem",
+        "jwt_jwks_url": None,
+        "jwt_issuer": "hemhub-demo",
+        "jwt_audience": "hemhub",
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+@asynccontextmanager
+async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app behind an in-process transport, with its lifespan (pool) running."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hemhub.test") as c:
+            yield c
+
+
+def bearer(settings: Settings, role: Role, tenant: str, sub: str = "nurse-1") -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(settings, sub=sub, role=role, tenant=tenant)}"}
+
+
+# --- seed data ----------------------------------------------------------------------------
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def key(label: str) -> str:
+    """A well-formed idempotency key (64 hex chars) derived from a label."""
+    return hashlib.sha256(label.encode()).hexdigest()
+
+
+def bp_values(systolic: float, diastolic: float) -> list[dict[str, object]]:
+    return [
+        {"name": "systolic", "loinc": "8480-6", "value": systolic, "unit": "mm[Hg]"},
+        {"name": "diastolic", "loinc": "8462-4", "value": diastolic, "unit": "mm[Hg]"},
+        {"name": "pulse_rate", "loinc": "8867-4", "value": None, "unit": "/min"},
+    ]
+
+
+@dataclass
+class Seed:
+    """Two principals: A (two patients) and B (one), each with a device, readings, alerts."""
+
+    alice: uuid.UUID  # tenant a
+    arne: uuid.UUID  # tenant a, no readings
+    bert: uuid.UUID  # tenant b
+    alice_readings: list[str]  # keys, oldest first
+    bert_reading: str
+    alert_a_open: uuid.UUID
+    alert_a_resolved: uuid.UUID
+    alert_b_open: uuid.UUID
+
+
+def insert_reading(
+    conn: psycopg.Connection,
+    *,
+    label: str,
+    device: uuid.UUID,
+    patient: uuid.UUID | None,
+    tenant: str | None,
+    measured_at: datetime,
+    values: list[dict[str, object]],
+    status: list[str] | None = None,
+    late: bool = False,
+) -> str:
+    k = key(label)
+    conn.execute(
+        "INSERT INTO reading_keys (idempotency_key, measured_at) VALUES (%s, %s)", (k, measured_at)
+    )
+    conn.execute(
+        """
+        INSERT INTO readings (measured_at, idempotency_key, hub_id, device_id, patient_id,
+            tenant_id, measurement_type, characteristic, "values", status, device_time,
+            hub_received_at, clock_source, clock_offset_s, hub_clock_synced, late, raw)
+        VALUES (%s, %s, 'hub-1', %s, %s, %s, 'blood_pressure', '2A35', %s, %s, NULL,
+            %s, 'offset_measured', 12.5, true, %s, %s)
+        """,
+        (
+            measured_at,
+            k,
+            device,
+            patient,
+            tenant,
+            Jsonb(values),
+            status or [],
+            measured_at + timedelta(seconds=3),
+            late,
+            bytes.fromhex("1e7a00"),
+        ),
+    )
+    return k
+
+
+def insert_alert(
+    conn: psycopg.Connection,
+    *,
+    tenant: str,
+    patient: uuid.UUID,
+    rule: str,
+    status: str,
+    reading: str | None,
+    last_at: datetime,
+) -> uuid.UUID:
+    row = conn.execute(
+        """
+        INSERT INTO alerts (tenant_id, patient_id, rule, rule_version, severity, status, reason,
+            first_reading_key, last_reading_key, measured_at, opened_at, last_at, count,
+            resolved_by, resolved_at)
+        VALUES (%s, %s, %s, 3, 'high', %s, 'BP 182/95 mm[Hg]', %s, %s, %s, %s, %s, 2,
+            CASE WHEN %s = 'resolved' THEN 'nurse-9' END,
+            CASE WHEN %s = 'resolved' THEN now() END)
+        RETURNING id
+        """,
+        (
+            tenant,
+            patient,
+            rule,
+            status,
+            reading,
+            reading,
+            last_at,
+            last_at,
+            last_at,
+            status,
+            status,
+        ),
+    ).fetchone()
+    assert row is not None
+    return uuid.UUID(str(row[0]))
+
+
+def seed_database(database_url: str) -> Seed:
+    """Insert the two principals' rows with plain SQL (the database must be migrated)."""
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("INSERT INTO tenants (id, name) VALUES ('a', 'Kommun A'), ('b', 'Region B')")
+
+        def patient(tenant: str, name: str, programme: str = "hypertension") -> uuid.UUID:
+            row = conn.execute(
+                "INSERT INTO patients (tenant_id, display_name, programme)"
+                " VALUES (%s, %s, %s) RETURNING id",
+                (tenant, name, programme),
+            ).fetchone()
+            assert row is not None
+            return uuid.UUID(str(row[0]))
+
+        def device(serial: str) -> uuid.UUID:
+            row = conn.execute(
+                "INSERT INTO devices (stable_id, address, manufacturer, model, serial)"
+                " VALUES (%s, 'C0:11:22:33:44:55', 'Omron', 'BP7150', %s) RETURNING id",
+                (f"Omron|BP7150|{serial}", serial),
+            ).fetchone()
+            assert row is not None
+            return uuid.UUID(str(row[0]))
+
+        alice = patient("a", "Alice Andersson")
+        arne = patient("a", "Arne Berg", "heart_failure")
+        bert = patient("b", "Bert Carlsson")
+        dev_a, dev_b = device("SN-A"), device("SN-B")
+        for dev, pat, tenant in ((dev_a, alice, "a"), (dev_b, bert, "b")):
+            conn.execute(
+                "INSERT INTO device_assignments (device_id, patient_id, tenant_id, started_at)"
+                " VALUES (%s, %s, %s, %s)",
+                (dev, pat, tenant, NOW - timedelta(days=90)),
+            )
+
+        alice_readings = [
+            insert_reading(
+                conn,
+                label=f"alice-{i}",
+                device=dev_a,
+                patient=alice,
+                tenant="a",
+                measured_at=NOW - timedelta(days=3 - i),
+                values=bp_values(120 + 30 * i, 80 + 5 * i),
+                status=["irregular_pulse"] if i == 2 else [],
+                late=i == 0,
+            )
+            for i in range(3)
+        ]
+        # A reading no assignment covered: stored, never shown to anyone.
+        insert_reading(
+            conn,
+            label="unattributed",
+            device=dev_a,
+            patient=None,
+            tenant=None,
+            measured_at=NOW - timedelta(days=200),
+            values=bp_values(110, 70),
+        )
+        bert_reading = insert_reading(
+            conn,
+            label="bert-0",
+            device=dev_b,
+            patient=bert,
+            tenant="b",
+            measured_at=NOW - timedelta(hours=1),
+            values=bp_values(190, 100),
+        )
+        alert_a_open = insert_alert(
+            conn,
+            tenant="a",
+            patient=alice,
+            rule="bp_high",
+            status="open",
+            reading=alice_readings[2],
+            last_at=NOW - timedelta(hours=2),
+        )
+        alert_a_resolved = insert_alert(
+            conn,
+            tenant="a",
+            patient=alice,
+            rule="bp_low",
+            status="resolved",
+            reading=None,
+            last_at=NOW - timedelta(days=5),
+        )
+        alert_b_open = insert_alert(
+            conn,
+            tenant="b",
+            patient=bert,
+            rule="bp_high",
+            status="open",
+            reading=bert_reading,
+            last_at=NOW - timedelta(hours=1),
+        )
+    return Seed(
+        alice=alice,
+        arne=arne,
+        bert=bert,
+        alice_readings=alice_readings,
+        bert_reading=bert_reading,
+        alert_a_open=alert_a_open,
+        alert_a_resolved=alert_a_resolved,
+        alert_b_open=alert_b_open,
+    )
+
+
+def audit_rows(database_url: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute(
+            "SELECT subject, role, tenant_id, action, resource, patient_id, detail"
+            " FROM audit_log ORDER BY id"
+        ).fetchall()
