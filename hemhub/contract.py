@@ -121,7 +121,7 @@ class Quantity(_Strict):
 
     name: Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")]
     loinc: Annotated[str, Field(pattern=r"^[0-9]{1,7}-[0-9]$")]
-    value: float | None
+    value: Annotated[float, Field(allow_inf_nan=False)] | None
     unit: Annotated[str, Field(max_length=16)]
 
 

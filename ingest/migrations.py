@@ -149,7 +149,7 @@ def migrate(database_url: str) -> MigrationReport:
                 if version in done:
                     continue
                 with conn.transaction():
-                    conn.execute(sql)  # type: ignore[arg-type]
+                    conn.execute(sql)  # type: ignore[arg-type,unused-ignore]
                     if version == "0001_core":
                         conn.execute(
                             "CREATE TABLE hemhub_meta (key text PRIMARY KEY, value text NOT NULL)"

@@ -1,0 +1,368 @@
+"""Set-based storage of validated messages: one transaction per batch of messages.
+
+`store()` writes everything a batch of MQTT messages amounts to in one commit:
+readings (deduplicated, attributed, with provenance), the alerts they raise, dead
+letters and hub status. The worker acknowledges the messages only after that commit,
+so a crash anywhere before it means redelivery, never loss; redelivery is harmless
+because `reading_keys` drops what was already stored.
+
+The readings path is:
+1. binary COPY of the batch into a temporary staging table (the fast path: one
+   round trip, no per-row statements);
+2. upsert hubs (by id) and devices (by DeviceIdentity.stable_id);
+3. one statement: insert the keys into `reading_keys` ON CONFLICT DO NOTHING
+   RETURNING the new ones (the dedupe authority: a key already stored is dropped even
+   if its measured_at differs), join them back to the staging rows, attribute each by
+   its measured_at to the assignment period active then, and insert into `readings`;
+4. evaluate the alert rules on the new attributed readings (ingest.alerts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from pydantic import TypeAdapter
+
+from hemhub.contract import HubStatus, Quantity, ReadingBatch
+from ingest import alerts
+
+Conn = psycopg.Connection[Any]
+
+#: A reading that reached the hub more than this after it was measured is `late`
+#: (a backlog replayed after an outage): stored and evaluated, but flagged.
+LATE_AFTER = timedelta(hours=1)
+
+_VALUES_JSON: TypeAdapter[list[Quantity]] = TypeAdapter(list[Quantity])
+
+_STAGE = "_hemhub_stage"
+
+# ON COMMIT DELETE ROWS: created once per connection, emptied by every commit, so no
+# catalog churn per batch (ON COMMIT DROP would create and drop a table each time).
+_CREATE_STAGE = f"""
+CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (
+    seq              integer NOT NULL,
+    idempotency_key  text NOT NULL,
+    hub_id           text NOT NULL,
+    stable_id        text NOT NULL,
+    address          text NOT NULL,
+    manufacturer     text,
+    model            text,
+    serial           text,
+    firmware         text,
+    measurement_type text NOT NULL,
+    characteristic   text NOT NULL,
+    values_json      text NOT NULL,
+    status           text[] NOT NULL,
+    device_time      timestamp,
+    hub_received_at  timestamptz NOT NULL,
+    measured_at      timestamptz NOT NULL,
+    clock_source     text NOT NULL,
+    clock_offset_s   double precision NOT NULL,
+    hub_clock_synced boolean NOT NULL,
+    raw              bytea NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+
+_STAGE_COLUMNS = (
+    "seq",
+    "idempotency_key",
+    "hub_id",
+    "stable_id",
+    "address",
+    "manufacturer",
+    "model",
+    "serial",
+    "firmware",
+    "measurement_type",
+    "characteristic",
+    "values_json",
+    "status",
+    "device_time",
+    "hub_received_at",
+    "measured_at",
+    "clock_source",
+    "clock_offset_s",
+    "hub_clock_synced",
+    "raw",
+)
+_STAGE_TYPES = (
+    "integer",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text[]",
+    "timestamp",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "float8",
+    "bool",
+    "bytea",
+)
+
+_UPSERT_HUBS = """
+INSERT INTO hubs (id)
+SELECT DISTINCT hub_id FROM _hemhub_stage ORDER BY 1
+ON CONFLICT (id) DO NOTHING
+"""
+
+# The newest sighting of each device wins (an old backlog does not roll firmware back).
+# ORDER BY stable_id fixes the lock order between concurrent workers.
+_UPSERT_DEVICES = """
+INSERT INTO devices AS d
+    (stable_id, address, manufacturer, model, serial, firmware, first_seen_at, last_seen_at)
+SELECT stable_id, address, manufacturer, model, serial, firmware, first_seen, last_seen
+FROM (
+    SELECT DISTINCT ON (stable_id)
+        stable_id, address, manufacturer, model, serial, firmware,
+        min(hub_received_at) OVER (PARTITION BY stable_id) AS first_seen,
+        hub_received_at AS last_seen
+    FROM _hemhub_stage
+    ORDER BY stable_id, hub_received_at DESC
+) s
+ORDER BY stable_id
+ON CONFLICT (stable_id) DO UPDATE SET
+    address = EXCLUDED.address,
+    firmware = coalesce(EXCLUDED.firmware, d.firmware),
+    last_seen_at = EXCLUDED.last_seen_at
+WHERE EXCLUDED.last_seen_at > d.last_seen_at
+"""
+
+_INSERT_READINGS = """
+WITH new_keys AS (
+    INSERT INTO reading_keys (idempotency_key, measured_at)
+    SELECT DISTINCT ON (idempotency_key) idempotency_key, measured_at
+    FROM _hemhub_stage
+    ORDER BY idempotency_key, seq
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING idempotency_key
+), fresh AS (
+    -- the first staged copy of each new key (a key may arrive twice in one batch)
+    SELECT DISTINCT ON (s.idempotency_key) s.*
+    FROM _hemhub_stage s JOIN new_keys k USING (idempotency_key)
+    ORDER BY s.idempotency_key, s.seq
+)
+INSERT INTO readings
+    (measured_at, idempotency_key, hub_id, device_id, patient_id, tenant_id,
+     measurement_type, characteristic, "values", status, device_time, hub_received_at,
+     clock_source, clock_offset_s, hub_clock_synced, late, raw)
+SELECT
+    f.measured_at, f.idempotency_key, f.hub_id, d.id, a.patient_id, a.tenant_id,
+    f.measurement_type, f.characteristic, f.values_json::jsonb, f.status, f.device_time,
+    f.hub_received_at, f.clock_source, f.clock_offset_s, f.hub_clock_synced,
+    f.hub_received_at - f.measured_at > %(late_after)s, f.raw
+FROM fresh f
+JOIN devices d ON d.stable_id = f.stable_id
+-- attribution by measurement time, never by the device's current owner
+LEFT JOIN LATERAL (
+    SELECT da.patient_id, da.tenant_id
+    FROM device_assignments da
+    WHERE da.device_id = d.id
+      AND da.started_at <= f.measured_at
+      AND (da.ended_at IS NULL OR f.measured_at < da.ended_at)
+    ORDER BY da.started_at DESC
+    LIMIT 1
+) a ON true
+RETURNING idempotency_key, patient_id, tenant_id, late
+"""
+
+_INSERT_DEAD_LETTERS = """
+INSERT INTO dead_letters (topic, reason, payload)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])
+"""
+
+# Last status per hub in the batch; an older receive time never overwrites a newer one.
+_UPSERT_STATUS = """
+INSERT INTO hubs AS h (id, online, last_status, last_status_at)
+SELECT * FROM unnest(%s::text[], %s::bool[], %s::jsonb[], %s::timestamptz[])
+ORDER BY 1
+ON CONFLICT (id) DO UPDATE SET
+    online = EXCLUDED.online,
+    last_status = EXCLUDED.last_status,
+    last_status_at = EXCLUDED.last_status_at
+WHERE h.last_status_at IS NULL OR EXCLUDED.last_status_at >= h.last_status_at
+"""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that cannot be stored, kept whole with the reason (for replay/triage)."""
+
+    topic: str
+    reason: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    status: HubStatus
+    #: When the ingest tier received it (hub clocks are not trusted for ordering).
+    received_at: datetime
+
+
+@dataclass
+class StoreResult:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    unattributed: int = 0
+    late: int = 0
+    alerts_opened: int = 0
+    alerts_updated: int = 0
+    dead_letters: int = 0
+    statuses: int = 0
+    #: Alert ids touched, with "opened" / "updated".
+    alerts: list[tuple[UUID, str]] = field(default_factory=list)
+
+    def add(self, other: StoreResult) -> None:
+        for name in (
+            "received",
+            "stored",
+            "duplicates",
+            "unattributed",
+            "late",
+            "alerts_opened",
+            "alerts_updated",
+            "dead_letters",
+            "statuses",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.alerts.extend(other.alerts)
+
+
+def _nul_free(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; a reason quoting a hostile payload might.
+    return text.replace("\x00", "\\0")
+
+
+def _stage_rows(batches: Sequence[ReadingBatch]) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
+    seq = 0
+    for batch in batches:
+        for r in batch.readings:
+            dev = r.device
+            rows.append(
+                (
+                    seq,
+                    r.idempotency_key,
+                    batch.hub_id,
+                    dev.stable_id,
+                    dev.address,
+                    dev.manufacturer,
+                    dev.model,
+                    dev.serial,
+                    dev.firmware,
+                    str(r.measurement_type),
+                    r.characteristic,
+                    _VALUES_JSON.dump_json(r.values).decode(),
+                    list(r.status),
+                    r.device_time,
+                    r.hub_received_at,
+                    r.measured_at,
+                    str(r.clock.source),
+                    r.clock.offset_s,
+                    r.clock.hub_clock_synced,
+                    bytes.fromhex(r.raw_hex),
+                )
+            )
+            seq += 1
+    return rows
+
+
+def _store_readings(
+    conn: Conn, batches: Sequence[ReadingBatch], rules: Sequence[alerts.Rule]
+) -> StoreResult:
+    result = StoreResult()
+    rows = _stage_rows(batches)
+    result.received = len(rows)
+    if not rows:
+        return result
+    conn.execute(_CREATE_STAGE)
+    with conn.cursor() as cur:
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.Identifier(_STAGE), sql.SQL(", ").join(map(sql.Identifier, _STAGE_COLUMNS))
+        )
+        with cur.copy(copy_sql) as copy:
+            copy.set_types(list(_STAGE_TYPES))
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(_UPSERT_HUBS)
+        cur.execute(_UPSERT_DEVICES)
+        cur.execute(_INSERT_READINGS, {"late_after": LATE_AFTER})
+        new = cur.fetchall()
+    result.stored = len(new)
+    result.duplicates = result.received - result.stored
+    by_key = {r.idempotency_key: r for b in batches for r in b.readings}
+    candidates: list[alerts.Candidate] = []
+    for key, patient_id, tenant_id, late in new:
+        result.late += bool(late)
+        if patient_id is None:
+            result.unattributed += 1
+            continue
+        candidates.append(alerts.Candidate(by_key[key], patient_id, tenant_id, bool(late)))
+    outcome = alerts.apply(conn, alerts.evaluate(candidates, rules))
+    result.alerts_opened = outcome.opened
+    result.alerts_updated = outcome.updated
+    result.alerts.extend(outcome.alerts)
+    return result
+
+
+def store(
+    conn: Conn,
+    batches: Sequence[ReadingBatch],
+    *,
+    dead_letters: Sequence[DeadLetter] = (),
+    statuses: Sequence[StatusUpdate] = (),
+    rules: Sequence[alerts.Rule] = alerts.DEFAULT_RULES,
+) -> StoreResult:
+    """Store validated reading batches, dead letters and hub statuses in one transaction.
+
+    On return everything is committed (or, when the caller already holds a transaction,
+    written inside it as a savepoint). Raises psycopg errors unchanged: nothing of the
+    batch is kept then, and the caller retries or isolates the offending message.
+    """
+    nested = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    with conn.transaction():
+        result = _store_readings(conn, batches, rules)
+        if dead_letters:
+            conn.execute(
+                _INSERT_DEAD_LETTERS,
+                (
+                    [_nul_free(d.topic) for d in dead_letters],
+                    [_nul_free(d.reason) for d in dead_letters],
+                    [d.payload for d in dead_letters],
+                ),
+            )
+            result.dead_letters = len(dead_letters)
+        if statuses:
+            latest: dict[str, StatusUpdate] = {}
+            for s in statuses:  # arrival order: the last one of each hub wins
+                latest[s.status.hub_id] = s
+            conn.execute(
+                _UPSERT_STATUS,
+                (
+                    list(latest),
+                    [s.status.online for s in latest.values()],
+                    [s.status.model_dump_json() for s in latest.values()],
+                    [s.received_at for s in latest.values()],
+                ),
+            )
+            result.statuses = len(statuses)
+        if nested and result.received:
+            # Inside a caller's transaction the commit that empties the stage is not ours.
+            conn.execute(f"TRUNCATE {_STAGE}")
+    return result

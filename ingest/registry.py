@@ -1,0 +1,175 @@
+"""Registry operations: tenants (principals), patients, devices and assignment periods.
+
+Synchronous, on a caller's psycopg connection. Each function is atomic on its own
+(`conn.transaction()` becomes a savepoint when the caller already holds a
+transaction), and commits nothing beyond what the caller's transaction allows.
+
+Assignment periods are what readings are attributed by (see `ingest.pipeline`), so
+they must never overlap for one device: two periods covering the same instant
+would make the owner of a reading measured then ambiguous.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import errors
+
+from hemhub.contract import DeviceIdentity
+
+Conn = psycopg.Connection[Any]
+
+
+class RegistryError(ValueError):
+    """A registry operation that would break an invariant (not a database failure)."""
+
+
+class AssignmentError(RegistryError):
+    """A device assignment that would overlap another, or end nothing."""
+
+
+def _aware(at: datetime, what: str) -> datetime:
+    # Naive times would be read in the session time zone: silently wrong attribution.
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise RegistryError(f"{what} must carry a UTC offset")
+    return at
+
+
+def ensure_tenant(conn: Conn, tenant_id: str, name: str) -> None:
+    """Create the tenant (principal) if missing; an existing one gets the given name."""
+    conn.execute(
+        "INSERT INTO tenants (id, name) VALUES (%s, %s)"
+        " ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name"
+        " WHERE tenants.name IS DISTINCT FROM EXCLUDED.name",
+        (tenant_id, name),
+    )
+
+
+def create_patient(
+    conn: Conn, tenant_id: str, display_name: str, programme: str = "hypertension"
+) -> UUID:
+    """Create a patient of a tenant; return the new id."""
+    row = conn.execute(
+        "INSERT INTO patients (tenant_id, display_name, programme) VALUES (%s, %s, %s)"
+        " RETURNING id",
+        (tenant_id, display_name, programme),
+    ).fetchone()
+    assert row is not None
+    return UUID(str(row[0]))
+
+
+def ensure_device(conn: Conn, identity: DeviceIdentity, seen_at: datetime | None = None) -> UUID:
+    """Upsert a device by its stable id; refresh address, firmware and last_seen_at.
+
+    Firmware and address are only overwritten by a sighting at least as recent as the
+    last one, so an old backlog replayed later does not roll the record back.
+    """
+    row = conn.execute(
+        """
+        INSERT INTO devices AS d
+            (stable_id, address, manufacturer, model, serial, firmware,
+             first_seen_at, last_seen_at)
+        VALUES (%(stable_id)s, %(address)s, %(manufacturer)s, %(model)s, %(serial)s,
+                %(firmware)s, coalesce(%(seen_at)s, now()), coalesce(%(seen_at)s, now()))
+        ON CONFLICT (stable_id) DO UPDATE SET
+            address = CASE WHEN EXCLUDED.last_seen_at >= d.last_seen_at
+                           THEN EXCLUDED.address ELSE d.address END,
+            firmware = CASE WHEN EXCLUDED.last_seen_at >= d.last_seen_at
+                            THEN coalesce(EXCLUDED.firmware, d.firmware) ELSE d.firmware END,
+            last_seen_at = greatest(d.last_seen_at, EXCLUDED.last_seen_at)
+        RETURNING id
+        """,
+        {
+            "stable_id": identity.stable_id,
+            "address": identity.address,
+            "manufacturer": identity.manufacturer,
+            "model": identity.model,
+            "serial": identity.serial,
+            "firmware": identity.firmware,
+            "seen_at": seen_at,
+        },
+    ).fetchone()
+    assert row is not None
+    return UUID(str(row[0]))
+
+
+def assign_device(conn: Conn, device_id: UUID, patient_id: UUID, started_at: datetime) -> UUID:
+    """Open an assignment period of a device to a patient from `started_at`.
+
+    The tenant is the patient's. Raises AssignmentError when the device still has an
+    open assignment or when the new period would start inside an earlier one.
+    """
+    _aware(started_at, "started_at")
+    with conn.transaction():
+        # Lock the device row: serialises concurrent assignments of the same device.
+        locked = conn.execute("SELECT 1 FROM devices WHERE id = %s FOR UPDATE", (device_id,))
+        if locked.fetchone() is None:
+            raise RegistryError(f"unknown device {device_id}")
+        patient = conn.execute(
+            "SELECT tenant_id FROM patients WHERE id = %s", (patient_id,)
+        ).fetchone()
+        if patient is None:
+            raise RegistryError(f"unknown patient {patient_id}")
+        clash = conn.execute(
+            """
+            SELECT id, patient_id, started_at, ended_at FROM device_assignments
+            WHERE device_id = %s
+              AND (ended_at IS NULL OR ended_at > %s)
+            ORDER BY started_at LIMIT 1
+            """,
+            (device_id, started_at),
+        ).fetchone()
+        if clash is not None:
+            if clash[3] is None:
+                raise AssignmentError(
+                    f"device {device_id} is still assigned (assignment {clash[0]} since"
+                    f" {clash[2].isoformat()}); end it first"
+                )
+            raise AssignmentError(
+                f"device {device_id} was assigned until {clash[3].isoformat()}"
+                f" (assignment {clash[0]}); a new period cannot start before that"
+            )
+        try:
+            row = conn.execute(
+                "INSERT INTO device_assignments (device_id, patient_id, tenant_id, started_at)"
+                " VALUES (%s, %s, %s, %s) RETURNING id",
+                (device_id, patient_id, patient[0], started_at),
+            ).fetchone()
+        except errors.UniqueViolation as exc:  # device_assignments_one_open, belt and braces
+            raise AssignmentError(f"device {device_id} is still assigned") from exc
+    assert row is not None
+    return UUID(str(row[0]))
+
+
+def end_assignment(conn: Conn, device_id: UUID, ended_at: datetime) -> UUID:
+    """Close the open assignment of a device at `ended_at`; return the assignment id.
+
+    Readings measured from `ended_at` on are no longer attributed to that patient.
+    """
+    _aware(ended_at, "ended_at")
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT id, started_at FROM device_assignments"
+            " WHERE device_id = %s AND ended_at IS NULL FOR UPDATE",
+            (device_id,),
+        ).fetchone()
+        if row is None:
+            raise AssignmentError(f"device {device_id} has no open assignment")
+        if ended_at <= row[1]:
+            raise AssignmentError(
+                f"ended_at {ended_at.isoformat()} is not after the start"
+                f" {row[1].isoformat()} of assignment {row[0]}"
+            )
+        conn.execute(
+            "UPDATE device_assignments SET ended_at = %s WHERE id = %s", (ended_at, row[0])
+        )
+    return UUID(str(row[0]))
+
+
+def device_id_by_stable_id(conn: Conn, stable_id: str) -> UUID | None:
+    """The device id of a stable id, or None when the device was never seen."""
+    row = conn.execute("SELECT id FROM devices WHERE stable_id = %s", (stable_id,)).fetchone()
+    return None if row is None else UUID(str(row[0]))

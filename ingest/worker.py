@@ -1,0 +1,702 @@
+"""The ingest worker: MQTT (QoS 1, manual ack) -> batches -> one PostgreSQL commit -> ack.
+
+Delivery guarantee: a message is acknowledged to the broker only after the commit of
+the batch that contains it (readings, dead letter or status alike). Until then the
+broker keeps it in this client's persistent session and redelivers it after a crash
+or reconnect; redelivery is harmless because `reading_keys` deduplicates.
+
+Threads: paho's network thread only enqueues what it receives (it must stay free to
+answer pings); the thread that called `run()` parses, batches, stores and acks. A
+batch closes at `batch_size` readings or `batch_seconds` after its first message.
+
+A payload can never crash the worker: anything invalid becomes a dead letter with the
+reason and the raw bytes, stored in the same commit path and then acknowledged. If a
+batch fails for a non-transient database reason, its messages are stored one by one
+and the one the database rejects becomes a dead letter. If the database is
+unreachable, the batch is retried with backoff and nothing is acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import ValidationError
+
+from hemhub.contract import (
+    SCHEMA_VERSION,
+    SUBSCRIBE_READINGS,
+    SUBSCRIBE_STATUS,
+    HubStatus,
+    ReadingBatch,
+    TopicError,
+    parse_topic,
+)
+from hemhub.settings import MqttTarget, Settings
+from ingest import alerts
+from ingest.migrations import ensure_partitions
+from ingest.pipeline import DeadLetter, StatusUpdate, StoreResult, store
+
+log = logging.getLogger(__name__)
+
+#: Larger payloads are dead-lettered unparsed (a full 500-reading batch is ~250 KB less).
+MAX_PAYLOAD_BYTES = 256 * 1024
+#: Reason texts quote validation errors; keep them readable and bounded.
+_MAX_REASON = 1000
+#: How often a worker makes sure the monthly partitions ahead exist.
+_PARTITION_CHECK_S = 6 * 3600
+_PARTITION_LOCK = 0x68656D70  # "hemp": one worker at a time creates partitions
+_CONNACK_TIMEOUT_S = 5.0
+_UNSUPPORTED_PROTOCOL = 132  # CONNACK reason 0x84 (a 3.1.1 broker answering a v5 CONNECT)
+
+
+def _kv(event: str, **fields: object) -> str:
+    """A structured log line: `event key=value ...` (logfmt-like, grep- and parse-able)."""
+    parts = [event]
+    for k, v in fields.items():
+        text = str(v)
+        parts.append(f"{k}={text!r}" if (" " in text or not text) else f"{k}={text}")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message as paho delivered it, tagged with the connection it came on."""
+
+    generation: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_at: datetime
+
+
+Parsed = ReadingBatch | StatusUpdate | DeadLetter | None  # None: nothing to store (ack only)
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    errs = exc.errors(include_url=False)
+    for e in errs:
+        if e["type"] == "json_invalid":
+            return f"invalid JSON: {e['msg']}"
+        if e["loc"][:1] == ("schema_version",):
+            return (
+                f"unsupported schema_version {e.get('input')!r}"
+                f" (this ingest speaks {SCHEMA_VERSION})"
+            )
+    shown = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in errs[:5]
+    )
+    more = f" (+{len(errs) - 5} more)" if len(errs) > 5 else ""
+    return f"validation failed, {len(errs)} error(s): {shown}{more}"
+
+
+def _non_finite(batch: ReadingBatch) -> str | None:
+    # JSON parsers accept NaN/Infinity; a device's special values must arrive as null.
+    for i, r in enumerate(batch.readings):
+        numbers = [q.value for q in r.values if q.value is not None] + [r.clock.offset_s]
+        if not all(math.isfinite(n) for n in numbers):
+            return f"readings.{i}: non-finite number (special values must be null)"
+    return None
+
+
+def parse_message(
+    topic: str, payload: bytes, received_at: datetime, *, max_bytes: int = MAX_PAYLOAD_BYTES
+) -> Parsed:
+    """Turn one MQTT message into what to store: a batch, a status, or a dead letter."""
+
+    def dead(reason: str) -> DeadLetter:
+        return DeadLetter(topic, reason[:_MAX_REASON], payload[:max_bytes])
+
+    if len(payload) > max_bytes:
+        return dead(f"oversized: {len(payload)} bytes > {max_bytes} (payload truncated)")
+    try:
+        hub_id, kind = parse_topic(topic)
+    except TopicError as exc:
+        return dead(f"topic: {exc}")
+    if kind == "readings":
+        try:
+            batch = ReadingBatch.model_validate_json(payload)
+        except ValidationError as exc:
+            return dead(_validation_reason(exc))
+        if batch.hub_id != hub_id:
+            return dead(f"hub_id {batch.hub_id!r} in payload does not match topic hub {hub_id!r}")
+        bad = _non_finite(batch)
+        return dead(bad) if bad else batch
+    if kind == "status":
+        if not payload:
+            return None  # a retained status being cleared: nothing to record
+        try:
+            status = HubStatus.model_validate_json(payload)
+        except ValidationError as exc:
+            return dead(_validation_reason(exc))
+        if status.hub_id != hub_id:
+            return dead(f"hub_id {status.hub_id!r} in payload does not match topic hub {hub_id!r}")
+        return StatusUpdate(status, received_at)
+    return dead(f"ingest does not consume {kind!r} topics")
+
+
+# --------------------------------------------------------------------------- worker
+
+
+class _Stopped(Exception):
+    """stop() was called while waiting for the database."""
+
+
+class IngestWorker:
+    """One MQTT subscriber feeding PostgreSQL; see the module docstring for guarantees."""
+
+    def __init__(
+        self,
+        database_url: str,
+        mqtt_url: str,
+        *,
+        client_id: str,
+        shared_group: str | None = None,
+        batch_size: int = 2000,
+        batch_seconds: float = 0.05,
+        session_expiry_s: int = 7 * 24 * 3600,
+        receive_maximum: int = 10_000,
+        max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+        rules: Sequence[alerts.Rule] = alerts.DEFAULT_RULES,
+        topics: Sequence[str] = (SUBSCRIBE_READINGS, SUBSCRIBE_STATUS),
+    ) -> None:
+        self.database_url = database_url
+        self.target = MqttTarget(mqtt_url)
+        self.client_id = client_id
+        self.shared_group = shared_group
+        self.batch_size = batch_size
+        self.batch_seconds = batch_seconds
+        self.session_expiry_s = session_expiry_s
+        # v5: how many unacknowledged messages the broker may send us; acks wait for the
+        # commit, so this must cover at least a batch or throughput collapses.
+        self.receive_maximum = max(1, min(receive_maximum, 65_535))
+        self.max_payload_bytes = max_payload_bytes
+        self.rules = tuple(rules)
+        #: Topic filters (contract wildcards by default; narrower ones for sharding/tests).
+        self.topics = tuple(topics)
+        #: "5" or "3.1.1" once connected.
+        self.protocol: str | None = None
+        #: Set when the subscriptions are acknowledged by the broker.
+        self.ready = threading.Event()
+        self.stats: dict[str, int] = dict.fromkeys(
+            (
+                "messages",
+                "batches",
+                "readings_received",
+                "readings_stored",
+                "duplicates",
+                "unattributed",
+                "late",
+                "alerts_opened",
+                "alerts_updated",
+                "dead_letters",
+                "statuses",
+                "ignored",
+                "acked",
+                "stale_acks_skipped",
+                "db_errors",
+                "isolated_batches",
+                "mqtt_connects",
+            ),
+            0,
+        )
+        self._stop = threading.Event()
+        self._inbox: queue.Queue[Inbound] = queue.Queue()
+        self._generation = 0  # bumped on every (dis)connect: acks only for the live one
+        self._gen_lock = threading.Lock()
+        self._connack: queue.Queue[ReasonCode] = queue.Queue()
+        self._client: mqtt.Client | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._partitions_checked = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        """Ask run() to finish: it stores what it holds, acks, disconnects and returns."""
+        self._stop.set()
+
+    def run(self) -> None:
+        """Run until stop() (from another thread) or SIGTERM/SIGINT (main thread)."""
+        restore = self._install_signal_handlers()
+        log.info(
+            _kv(
+                "ingest.start",
+                client_id=self.client_id,
+                mqtt=self.target,
+                group=self.shared_group,
+                batch_size=self.batch_size,
+                batch_seconds=self.batch_seconds,
+            )
+        )
+        try:
+            self._client = self._connect_mqtt()
+            if self._client is None:
+                return
+            self._batch_loop()
+        finally:
+            if self._client is not None:
+                self._client.disconnect()
+                self._client.loop_stop()
+            if self._conn is not None:
+                self._conn.close()
+            restore()
+            log.info(
+                _kv(
+                    "ingest.stop",
+                    client_id=self.client_id,
+                    **{k: v for k, v in self.stats.items() if v},
+                )
+            )
+
+    def _install_signal_handlers(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info(_kv("ingest.signal", signal=signal.Signals(signum).name))
+            self.stop()
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def restore() -> None:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+        return restore
+
+    # ------------------------------------------------------------------ MQTT
+
+    def _subscriptions(self) -> list[str]:
+        if self.shared_group and self.protocol == "5":
+            return [f"$share/{self.shared_group}/{t}" for t in self.topics]
+        return list(self.topics)
+
+    def _make_client(self, protocol: MQTTProtocolVersion) -> mqtt.Client:
+        v5 = protocol == MQTTProtocolVersion.MQTTv5
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=protocol,
+            # persistent session: unacked and queued messages survive our restarts
+            clean_session=None if v5 else False,
+        )
+        client.manual_ack_set(True)
+        if self.target.username:
+            client.username_pw_set(self.target.username, self.target.password)
+        if self.target.tls:
+            client.tls_set()
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    def _connect_mqtt(self) -> mqtt.Client | None:
+        """Connect with MQTT v5, falling back to 3.1.1 when the broker refuses v5."""
+        delay = 0.5
+        while not self._stop.is_set():
+            for protocol in (MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311):
+                v5 = protocol == MQTTProtocolVersion.MQTTv5
+                self.protocol = "5" if v5 else "3.1.1"
+                client = self._make_client(protocol)
+                props: Properties | None = None
+                if v5:
+                    props = Properties(PacketTypes.CONNECT)
+                    props.SessionExpiryInterval = self.session_expiry_s
+                    props.ReceiveMaximum = self.receive_maximum
+                try:
+                    if v5:
+                        client.connect(
+                            self.target.host,
+                            self.target.port,
+                            keepalive=30,
+                            clean_start=False,
+                            properties=props,
+                        )
+                    else:
+                        client.connect(self.target.host, self.target.port, keepalive=30)
+                except OSError as exc:
+                    log.warning(_kv("ingest.mqtt_unreachable", error=exc, retry_s=delay))
+                    break
+                client.loop_start()
+                try:
+                    rc = self._connack.get(timeout=_CONNACK_TIMEOUT_S)
+                except queue.Empty:
+                    rc = None
+                if rc is not None and not rc.is_failure:
+                    return client
+                client.disconnect()
+                client.loop_stop()
+                self._drain_connacks()
+                # A 3.1.1 broker either refuses v5 (0x84) or, like amqtt, never answers a
+                # CONNECT carrying v5 properties.
+                if v5 and (rc is None or rc.value == _UNSUPPORTED_PROTOCOL):
+                    log.warning(
+                        _kv(
+                            "ingest.mqtt_fallback",
+                            protocol="3.1.1",
+                            reason=rc or "no CONNACK to v5 CONNECT",
+                        )
+                    )
+                    continue
+                log.warning(_kv("ingest.mqtt_refused", reason=rc, retry_s=delay))
+                break
+            self._stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+        return None
+
+    def _drain_connacks(self) -> None:
+        while True:
+            try:
+                self._connack.get_nowait()
+            except queue.Empty:
+                return
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        rc: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        with self._gen_lock:
+            self._generation += 1
+        self._connack.put(rc)
+        if rc.is_failure:
+            return
+        self.stats["mqtt_connects"] += 1
+        log.info(
+            _kv(
+                "ingest.mqtt_connected",
+                client_id=self.client_id,
+                protocol=self.protocol,
+                session_present=flags.session_present,
+            )
+        )
+        # Re-subscribing is idempotent and covers a session the broker expired.
+        client.subscribe([(t, 1) for t in self._subscriptions()])
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        rc: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        with self._gen_lock:
+            # Message ids of the old connection mean nothing on the next one: the broker
+            # redelivers those messages, and acking a stale id could ack another message.
+            self._generation += 1
+        self.ready.clear()
+        if not self._stop.is_set():
+            log.warning(_kv("ingest.mqtt_disconnected", reason=rc))
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            log.error(_kv("ingest.subscribe_refused", reasons=[str(r) for r in reason_codes]))
+            return
+        log.info(_kv("ingest.subscribed", topics=",".join(self._subscriptions())))
+        self.ready.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        # Network thread: no work here beyond handing over.
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = repr(msg._topic)
+        self._inbox.put(
+            Inbound(
+                self._generation, msg.mid, msg.qos, topic, bytes(msg.payload), datetime.now(UTC)
+            )
+        )
+
+    # ------------------------------------------------------------------ batching
+
+    def _batch_loop(self) -> None:
+        while not self._stop.is_set():
+            self._maintain_partitions()
+            items = self._collect(block=True)
+            if items:
+                self._commit(items)
+        # Stopping: store and ack what already arrived; later arrivals stay unacked and
+        # are redelivered to this session (or the group) by the broker.
+        items = self._collect(block=False)
+        if items:
+            self._commit(items, final=True)
+
+    def _collect(self, *, block: bool) -> list[tuple[Inbound, Parsed]]:
+        items: list[tuple[Inbound, Parsed]] = []
+        readings = 0
+        deadline: float | None = None
+        while readings < self.batch_size:
+            try:
+                if not block:
+                    msg = self._inbox.get_nowait()
+                elif deadline is None:
+                    msg = self._inbox.get(timeout=0.2)  # wake up now and then for stop()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    msg = self._inbox.get(timeout=remaining)
+            except queue.Empty:
+                if deadline is None and block and not self._stop.is_set():
+                    continue
+                break
+            if deadline is None:
+                deadline = time.monotonic() + self.batch_seconds
+            parsed = parse_message(
+                msg.topic, msg.payload, msg.received_at, max_bytes=self.max_payload_bytes
+            )
+            if isinstance(parsed, ReadingBatch):
+                readings += len(parsed.readings)
+            items.append((msg, parsed))
+        return items
+
+    def _commit(self, items: list[tuple[Inbound, Parsed]], *, final: bool = False) -> None:
+        try:
+            result = self._store_with_retry(items)
+        except _Stopped:
+            log.warning(
+                _kv(
+                    "ingest.abandoned_unacked",
+                    messages=len(items),
+                    note="database unavailable at stop; broker will redeliver",
+                )
+            )
+            return
+        except psycopg.Error as exc:
+            # Not transient: find the message the database rejects, dead-letter it.
+            self.stats["isolated_batches"] += 1
+            log.warning(
+                _kv(
+                    "ingest.batch_rejected",
+                    messages=len(items),
+                    sqlstate=exc.sqlstate,
+                    error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
+            )
+            result = StoreResult()
+            for item in items:
+                try:
+                    result.add(self._store_with_retry([item]))
+                except _Stopped:
+                    return  # the rest stays unacked
+                except psycopg.Error as one:
+                    msg = item[0]
+                    letter = DeadLetter(
+                        msg.topic,
+                        f"storage rejected: {one.sqlstate} {one}"[:_MAX_REASON],
+                        msg.payload[: self.max_payload_bytes],
+                    )
+                    log.warning(_kv("ingest.dead_letter", topic=msg.topic, reason=letter.reason))
+                    try:
+                        result.add(self._store_with_retry([(msg, letter)]))
+                    except (_Stopped, psycopg.Error):
+                        return
+                self._ack([item])
+            self._account(result, items)
+            return
+        self._ack(items)
+        self._account(result, items)
+
+    def _account(self, result: StoreResult, items: list[tuple[Inbound, Parsed]]) -> None:
+        s = self.stats
+        s["messages"] += len(items)
+        s["batches"] += 1
+        s["readings_received"] += result.received
+        s["readings_stored"] += result.stored
+        s["duplicates"] += result.duplicates
+        s["unattributed"] += result.unattributed
+        s["late"] += result.late
+        s["alerts_opened"] += result.alerts_opened
+        s["alerts_updated"] += result.alerts_updated
+        s["dead_letters"] += result.dead_letters
+        s["statuses"] += result.statuses
+        s["ignored"] += sum(1 for _, p in items if p is None)
+        for _, p in items:
+            if isinstance(p, DeadLetter):
+                log.warning(_kv("ingest.dead_letter", topic=p.topic, reason=p.reason))
+        log.info(
+            _kv(
+                "ingest.batch",
+                messages=len(items),
+                received=result.received,
+                stored=result.stored,
+                duplicates=result.duplicates,
+                unattributed=result.unattributed,
+                late=result.late,
+                alerts_opened=result.alerts_opened,
+                alerts_updated=result.alerts_updated,
+                dead_letters=result.dead_letters,
+                statuses=result.statuses,
+            )
+        )
+
+    def _store_with_retry(self, items: list[tuple[Inbound, Parsed]]) -> StoreResult:
+        batches = [p for _, p in items if isinstance(p, ReadingBatch)]
+        letters = [p for _, p in items if isinstance(p, DeadLetter)]
+        statuses = [p for _, p in items if isinstance(p, StatusUpdate)]
+        delay = 0.1
+        while True:
+            try:
+                conn = self._connection()
+                return store(
+                    conn, batches, dead_letters=letters, statuses=statuses, rules=self.rules
+                )
+            except psycopg.OperationalError as exc:
+                # Connection lost, server restarting, deadlock, serialization: transient.
+                self.stats["db_errors"] += 1
+                if self._conn is not None and (self._conn.closed or self._conn.broken):
+                    self._conn = None
+                log.warning(
+                    _kv(
+                        "ingest.db_retry",
+                        error=str(exc).strip().splitlines()[0]
+                        if str(exc).strip()
+                        else type(exc).__name__,
+                        retry_s=delay,
+                    )
+                )
+                if self._stop.wait(delay):
+                    raise _Stopped() from exc
+                delay = min(delay * 2, 10.0)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(
+                self.database_url,
+                autocommit=True,
+                connect_timeout=5,
+                application_name=f"hemhub-ingest {self.client_id}"[:63],
+            )
+        return self._conn
+
+    def _maintain_partitions(self) -> None:
+        now = time.monotonic()
+        if self._partitions_checked and now - self._partitions_checked < _PARTITION_CHECK_S:
+            return
+        self._partitions_checked = now
+        try:
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SET LOCAL lock_timeout = '5s'")
+                locked = conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s)", (_PARTITION_LOCK,)
+                ).fetchone()
+                if locked and locked[0]:
+                    ensure_partitions(conn)
+        except psycopg.Error as exc:
+            # Not fatal: readings outside the partitions land in the default one.
+            log.warning(_kv("ingest.partitions_unchecked", error=type(exc).__name__))
+            self._partitions_checked = now - _PARTITION_CHECK_S + 60  # retry in a minute
+            if self._conn is not None and self._conn.broken:
+                self._conn = None
+
+    def _ack(self, items: list[tuple[Inbound, Parsed]]) -> None:
+        client = self._client
+        if client is None:
+            return
+        with self._gen_lock:
+            live = self._generation
+        for msg, _ in items:
+            if msg.qos == 0:
+                continue
+            if msg.generation != live:
+                self.stats["stale_acks_skipped"] += 1
+                continue
+            client.ack(msg.mid, msg.qos)
+            self.stats["acked"] += 1
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _run_one(
+    database_url: str,
+    mqtt_url: str,
+    client_id: str,
+    group: str,
+    batch_size: int,
+    batch_seconds: float,
+) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    IngestWorker(
+        database_url,
+        mqtt_url,
+        client_id=client_id,
+        shared_group=group,
+        batch_size=batch_size,
+        batch_seconds=batch_seconds,
+    ).run()
+
+
+def run_ingest(settings: Settings, workers: int = 1) -> None:
+    """Run `workers` ingest workers on one shared subscription (`hemhub ingest`).
+
+    Client ids are fixed per host and slot (`hemhub-ingest-<host>-<n>`) so that a
+    restarted worker resumes its persistent session. The schema must be migrated
+    first (`hemhub migrate`).
+    """
+    if not settings.database_url or not settings.mqtt_url:
+        raise ValueError("run_ingest needs HEMHUB_DATABASE_URL and HEMHUB_MQTT_URL")
+    group = "hemhub-ingest"
+    base = f"hemhub-ingest-{socket.gethostname()}"
+    args = (settings.database_url, settings.mqtt_url)
+    tuning = (settings.ingest_batch_size, settings.ingest_batch_seconds)
+    if workers <= 1:
+        _run_one(*args, f"{base}-0", group, *tuning)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(
+            target=_run_one, args=(*args, f"{base}-{i}", group, *tuning), name=f"ingest-{i}"
+        )
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                p.terminate()  # SIGTERM: each worker flushes, acks and disconnects
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for p in procs:
+            p.join()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
