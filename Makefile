@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench schema clean
+.PHONY: demo test lint typecheck schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,6 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy hemhub device_drivers gateway ingest api
-
-bench: $(STAMP)
-	$(BIN)/python -m hemhub.bench
 
 schema: $(STAMP)
 	$(BIN)/hemhub schema > docs/wire-contract.schema.json

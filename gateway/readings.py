@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import tzinfo
 
-from device_drivers.drivers.session import ReceivedMeasurement
+from device_drivers.drivers.blood_pressure import ReceivedMeasurement
 from gateway.clock import measurement_time
 from hemhub.contract import DeviceIdentity, MeasurementType, Reading
 

@@ -26,7 +26,7 @@ import uvicorn
 
 from api.app import create_app
 from api.auth import Role, ensure_demo_key, issue_token
-from device_drivers.simulation.cuff import SimulatedCuff
+from device_drivers.simulation.cuff import Scenario, SimulatedCuff
 from device_drivers.simulation.radio import SimulatedRadio
 from gateway.config import AllowedDevice, GatewayConfig
 from gateway.hub import HubGateway
@@ -61,7 +61,7 @@ class Home:
     resident: str
     cuff_address: str
     cuff_serial: str
-    scenario: str
+    scenario: Scenario
 
 
 def plan_homes(count: int) -> list[Home]:

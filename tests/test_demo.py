@@ -1,0 +1,85 @@
+"""`hemhub demo` on embedded servers: the API answers, an alert appears, and its reading is
+one the simulated devices produced; Ctrl-C stops everything cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from hemhub.embedded import free_port
+
+
+def test_demo_serves_alerts_that_match_simulated_readings(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"HEMHUB_DATABASE_URL", "HEMHUB_MQTT_URL"}
+    }
+    env["HEMHUB_API_PORT"] = str(port)
+    data_dir = tmp_path / "demo"
+    log = (tmp_path / "demo.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hemhub.cli", "demo", "--homes", "3", "--data-dir", str(data_dir)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, (tmp_path / "demo.log").read_text()
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "API not up within 60 s"
+            time.sleep(0.5)
+
+        token = subprocess.run(
+            [sys.executable, "-m", "hemhub.cli", "token", "--role", "nurse", "--tenant", "demo",
+             "--sub", "nurse@demo", "--data-dir", str(data_dir)],
+            env=env, check=True, capture_output=True, text=True,
+        ).stdout.strip()
+        auth = {"Authorization": f"Bearer {token}"}
+
+        deadline = time.monotonic() + 120
+        alerts: list[dict[str, object]] = []
+        while not alerts:
+            assert proc.poll() is None, (tmp_path / "demo.log").read_text()
+            assert time.monotonic() < deadline, "no open alert within two minutes"
+            response = httpx.get(f"{base}/api/v1/alerts", params={"status": "open"}, headers=auth)
+            assert response.status_code == 200, response.text
+            alerts = response.json()
+            time.sleep(1)
+
+        produced = [
+            json.loads(line)
+            for line in (data_dir / "simulated-readings.jsonl").read_text().splitlines()
+        ]
+        alert = alerts[0]
+        observations = httpx.get(
+            f"{base}/api/v1/patients/{alert['patient_id']}/observations", headers=auth
+        ).json()
+        reading = next(o for o in observations if o["id"] == alert["reading_id"])
+        match = [p for p in produced if p["raw_hex"] == reading["raw_hex"]]
+        assert len(match) == 1, "the alerting reading is one a simulated cuff produced"
+        assert match[0]["systolic"] >= 180 or match[0]["diastolic"] >= 110
+
+        assert httpx.get(f"{base}/api/v1/alerts").status_code == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        log.close()
+    assert code == 0, (tmp_path / "demo.log").read_text()[-3000:]
