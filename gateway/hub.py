@@ -18,10 +18,8 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from device_drivers.bleak_backends import BleakBackends
-from device_drivers.drivers.blood_pressure import (
-    ReceivedMeasurement,
-    run_blood_pressure_session,
-)
+from device_drivers.drivers.blood_pressure import run_blood_pressure_session
+from device_drivers.drivers.session import ReceivedMeasurement
 from gateway.clock import hub_clock_synced, local_zone
 from gateway.config import AllowedDevice, GatewayConfig
 from gateway.outbox import Outbox

@@ -5,11 +5,9 @@ from __future__ import annotations
 import hashlib
 from datetime import tzinfo
 
-from device_drivers.drivers.blood_pressure import ReceivedMeasurement
+from device_drivers.drivers.session import ReceivedMeasurement
 from gateway.clock import measurement_time
-from hemhub.contract import DeviceIdentity, MeasurementType, Reading
-
-_TYPES = {"2A35": MeasurementType.BLOOD_PRESSURE}
+from hemhub.contract import DeviceIdentity, Reading
 
 
 def idempotency_key(
@@ -38,7 +36,7 @@ def to_reading(received: ReceivedMeasurement, *, zone: tzinfo, synced: bool) -> 
         zone=zone,
         synced=synced,
     )
-    status = m.status.names() if m.status is not None else []
+    status = m.status_names()
     if m.is_device_error:
         status = ["device_error", *status]
     receipt = "" if m.timestamp is not None else received.received_at.isoformat()
@@ -47,7 +45,7 @@ def to_reading(received: ReceivedMeasurement, *, zone: tzinfo, synced: bool) -> 
             received.identity, received.characteristic, received.raw, receipt
         ),
         device=received.identity,
-        measurement_type=_TYPES[received.characteristic],
+        measurement_type=received.measurement_type,
         characteristic=received.characteristic,
         values=m.quantities(),
         status=status,

@@ -128,7 +128,7 @@ class Quantity(_Strict):
 class ClockTrust(_Strict):
     source: ClockSource
     #: Seconds added to the device time to obtain the measurement time (0 when set by hub).
-    offset_s: float = 0.0
+    offset_s: Annotated[float, Field(allow_inf_nan=False)] = 0.0
     #: Whether the hub's own clock was NTP-synchronised when it received the reading.
     hub_clock_synced: bool
 

@@ -18,7 +18,6 @@ Invariants:
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,7 +100,7 @@ def pressure_mmhg(reading: Reading, loinc: str) -> float | None:
     """The value with that LOINC code in mm[Hg] (kPa converted), or None when missing."""
     for q in reading.values:
         if q.loinc == loinc:
-            if q.value is None or not math.isfinite(q.value):  # NaN/inf are not measurements
+            if q.value is None:  # a special value: missing, never a measurement
                 return None
             if q.unit == "kPa":  # the BLE profile allows kPa; thresholds are in mm[Hg]
                 return q.value * MMHG_PER_KPA

@@ -19,7 +19,6 @@ unreachable, the batch is retried with backoff and nothing is acknowledged.
 from __future__ import annotations
 
 import logging
-import math
 import multiprocessing
 import queue
 import signal
@@ -111,15 +110,6 @@ def _validation_reason(exc: ValidationError) -> str:
     return f"validation failed, {len(errs)} error(s): {shown}{more}"
 
 
-def _non_finite(batch: ReadingBatch) -> str | None:
-    # JSON parsers accept NaN/Infinity; a device's special values must arrive as null.
-    for i, r in enumerate(batch.readings):
-        numbers = [q.value for q in r.values if q.value is not None] + [r.clock.offset_s]
-        if not all(math.isfinite(n) for n in numbers):
-            return f"readings.{i}: non-finite number (special values must be null)"
-    return None
-
-
 def parse_message(
     topic: str, payload: bytes, received_at: datetime, *, max_bytes: int = MAX_PAYLOAD_BYTES
 ) -> Parsed:
@@ -141,8 +131,7 @@ def parse_message(
             return dead(_validation_reason(exc))
         if batch.hub_id != hub_id:
             return dead(f"hub_id {batch.hub_id!r} in payload does not match topic hub {hub_id!r}")
-        bad = _non_finite(batch)
-        return dead(bad) if bad else batch
+        return batch
     if kind == "status":
         if not payload:
             return None  # a retained status being cleared: nothing to record

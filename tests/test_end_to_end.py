@@ -29,13 +29,13 @@ from device_drivers.simulation.cuff import SimulatedCuff
 from device_drivers.simulation.radio import SimulatedRadio
 from gateway.config import AllowedDevice, GatewayConfig
 from gateway.hub import HubGateway
-from hemhub.contract import DeviceIdentity
+from hemhub.contract import DeviceIdentity, topic_readings, topic_status
 from hemhub.embedded import free_port
 from hemhub.settings import Settings
 from ingest import registry
 from ingest.migrations import migrate
 from ingest.worker import IngestWorker
-from tests.factories import unique_hub_id
+from tests.factories import clear_retained_status, unique_hub_id
 
 CUFF_ADDRESS = "C0:FF:EE:00:01:01"
 TENANT = "e2e"
@@ -50,20 +50,10 @@ class Home:
 
 
 @pytest.fixture
-def ingest_worker(database_url: str, mqtt_url: str) -> Iterator[IngestWorker]:
+def home(database_url: str, mqtt_url: str) -> Iterator[Home]:
+    """A resident of principal `e2e` with a cuff assigned since yesterday, and an ingest
+    worker for the resident's hub (only: other test runs may share the broker)."""
     migrate(database_url)
-    worker = IngestWorker(database_url, mqtt_url, client_id=f"e2e-ingest-{unique_hub_id('w')}")
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    yield worker
-    worker.stop()
-    thread.join(timeout=20)
-    assert not thread.is_alive()
-
-
-@pytest.fixture
-def home(database_url: str, ingest_worker: IngestWorker) -> Home:
-    """A resident of principal `e2e` with a cuff assigned since yesterday."""
     serial = f"E2E-{unique_hub_id('bp')}"
     with psycopg.connect(database_url) as conn:
         registry.ensure_tenant(conn, TENANT, "End-to-end municipality")
@@ -80,7 +70,20 @@ def home(database_url: str, ingest_worker: IngestWorker) -> Home:
         registry.assign_device(conn, device, patient, datetime.now(UTC) - timedelta(days=1))
         conn.commit()
     hub_id = unique_hub_id("e2e-hub")
-    return Home(hub_id=hub_id, serial=serial, patient_id=str(patient), produced=[])
+    worker = IngestWorker(
+        database_url,
+        mqtt_url,
+        client_id=f"ingest-{hub_id}",
+        topics=(topic_readings(hub_id), topic_status(hub_id)),
+    )
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    assert worker.ready.wait(10), "ingest worker did not subscribe"
+    yield Home(hub_id=hub_id, serial=serial, patient_id=str(patient), produced=[])
+    worker.stop()
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+    clear_retained_status(mqtt_url, hub_id)
 
 
 @pytest.fixture
@@ -147,8 +150,11 @@ def stored_rows(database_url: str) -> list[tuple[str, str | None]]:
 
 
 async def test_cuff_reading_reaches_nurse_once_and_alert_can_be_acknowledged(
-    home: Home, api: tuple[httpx.AsyncClient, dict[str, str]], database_url: str,
-    mqtt_url: str, tmp_path: Path,
+    home: Home,
+    api: tuple[httpx.AsyncClient, dict[str, str]],
+    database_url: str,
+    mqtt_url: str,
+    tmp_path: Path,
 ) -> None:
     client, auth = api
     async with running_home(home, mqtt_url, tmp_path / "hub") as (cuff, _):
@@ -190,7 +196,10 @@ async def test_cuff_reading_reaches_nurse_once_and_alert_can_be_acknowledged(
 
 
 async def test_gateway_restart_publishes_outbox_without_duplicates(
-    home: Home, database_url: str, mqtt_url: str, tmp_path: Path,
+    home: Home,
+    database_url: str,
+    mqtt_url: str,
+    tmp_path: Path,
 ) -> None:
     hub_dir = tmp_path / "hub"
     # First run: the broker is unreachable, so readings stay in the hub's outbox.

@@ -11,8 +11,10 @@ import enum
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from device_drivers.codecs.common import Frozen as _Frozen
+from device_drivers.codecs.common import MeasuredField
 from device_drivers.codecs.errors import DecodeError
 from device_drivers.codecs.ieee11073 import (
     ByteReader,
@@ -51,25 +53,6 @@ LOINC_SYSTOLIC = "8480-6"
 LOINC_DIASTOLIC = "8462-4"
 LOINC_MEAN_ARTERIAL = "8478-0"
 LOINC_PULSE = "8867-4"
-
-
-def _finite_or_special(value: Measured) -> Measured:
-    # A float NaN/inf smuggled into a model becomes the matching special value, so that
-    # quantities() can never emit it as a number.
-    if isinstance(value, SpecialValue):
-        return value
-    if value != value:
-        return SpecialValue.NAN
-    if value in (float("inf"), float("-inf")):
-        return SpecialValue.POSITIVE_INFINITY if value > 0 else SpecialValue.NEGATIVE_INFINITY
-    return value
-
-
-MeasuredField = Annotated[SpecialValue | float, AfterValidator(_finite_or_special)]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class BloodPressureUnit(enum.StrEnum):
@@ -166,6 +149,10 @@ class BloodPressureMeasurement(_Frozen):
         if value is not None and value.tzinfo is not None:
             raise ValueError("device timestamps are naive (the device clock has no zone)")
         return value
+
+    def status_names(self) -> list[str]:
+        """The status flags that are set (none when the status field was absent)."""
+        return self.status.names() if self.status is not None else []
 
     @property
     def is_device_error(self) -> bool:

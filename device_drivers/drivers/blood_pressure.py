@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from bleak import BleakClient
@@ -21,12 +20,10 @@ from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError
 
 from device_drivers.bleak_backends import PLATFORM_BACKENDS, BleakBackends
-from device_drivers.codecs.blood_pressure import (
-    BloodPressureMeasurement,
-    decode_blood_pressure_measurement,
-)
+from device_drivers.codecs.blood_pressure import decode_blood_pressure_measurement
 from device_drivers.codecs.errors import DecodeError
 from device_drivers.drivers.session import (
+    ReceivedMeasurement,
     SecuredLink,
     SessionReport,
     connect_with_retry,
@@ -35,28 +32,12 @@ from device_drivers.drivers.session import (
     sync_clock,
     utc_now,
 )
-from hemhub.contract import DeviceIdentity
+from hemhub.contract import DeviceIdentity, MeasurementType
 
 logger = logging.getLogger(__name__)
 
 BLOOD_PRESSURE_SERVICE = "00001810-0000-1000-8000-00805f9b34fb"
 BLOOD_PRESSURE_MEASUREMENT = "00002a35-0000-1000-8000-00805f9b34fb"
-
-
-@dataclass(frozen=True)
-class ReceivedMeasurement:
-    """One 0x2A35 indication as the hub received it."""
-
-    characteristic: str  # "2A35"
-    raw: bytes
-    measurement: BloodPressureMeasurement
-    #: Hub clock (aware UTC) when the indication arrived.
-    received_at: datetime
-    identity: DeviceIdentity
-    #: The hub wrote Current Time on this connection.
-    clock_written: bool
-    #: hub_now - device_now (s), from the Current Time read at connect; None if unknown.
-    device_clock_offset_s: float | None
 
 
 async def run_blood_pressure_session(
@@ -147,6 +128,7 @@ async def _consume(
             continue
         received = ReceivedMeasurement(
             characteristic="2A35",
+            measurement_type=MeasurementType.BLOOD_PRESSURE,
             raw=raw,
             measurement=measurement,
             received_at=received_at,
@@ -163,4 +145,4 @@ async def _consume(
         report.received += 1
 
 
-__all__ = ["ReceivedMeasurement", "run_blood_pressure_session"]
+__all__ = ["ReceivedMeasurement", "run_blood_pressure_session"]  # re-exported for callers

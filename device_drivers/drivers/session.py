@@ -31,7 +31,8 @@ from device_drivers.codecs.current_time import (
 )
 from device_drivers.codecs.device_information import DIS_CHARACTERISTICS, decode_dis_string
 from device_drivers.codecs.errors import DecodeError
-from hemhub.contract import DeviceIdentity
+from device_drivers.measurement import ClinicalMeasurement
+from hemhub.contract import DeviceIdentity, MeasurementType
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,23 @@ class DeviceUnreachableError(BleakError):
         self.address = address
         self.attempts = attempts
         self.last = last
+
+
+@dataclass(frozen=True)
+class ReceivedMeasurement:
+    """One measurement as the hub received it from a device, decoded, with its context."""
+
+    characteristic: str  # e.g. "2A35"
+    measurement_type: MeasurementType
+    raw: bytes
+    measurement: ClinicalMeasurement
+    #: Hub clock (aware UTC) when the value arrived.
+    received_at: datetime
+    identity: DeviceIdentity
+    #: The hub wrote Current Time on this connection.
+    clock_written: bool
+    #: hub_now - device_now (s), from the Current Time read at connect; None if unknown.
+    device_clock_offset_s: float | None
 
 
 @dataclass

@@ -13,7 +13,7 @@ from gateway.outbox import Outbox
 from gateway.publisher import OutboxPublisher
 from hemhub.contract import HubStatus, Reading, ReadingBatch, topic_readings, topic_status
 from hemhub.settings import MqttTarget
-from tests.factories import bp_reading, unique_hub_id
+from tests.factories import bp_reading, clear_retained_status, unique_hub_id
 
 
 def _readings(n: int) -> list[Reading]:
@@ -159,11 +159,4 @@ def test_status_online_on_connect_and_offline_on_stop(tmp_path: Path, mqtt_url: 
     offline = HubStatus.model_validate_json(listener.messages.get(timeout=10).payload)
     assert not offline.online
     listener.close()
-    # Clear the retained status so the shared broker keeps nothing of this test.
-    target = MqttTarget(mqtt_url)
-    cleaner = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    cleaner.connect(target.host, target.port)
-    cleaner.loop_start()
-    cleaner.publish(topic_status(hub), b"", qos=1, retain=True).wait_for_publish(5)
-    cleaner.loop_stop()
-    cleaner.disconnect()
+    clear_retained_status(mqtt_url, hub)
