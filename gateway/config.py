@@ -5,29 +5,12 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from hemhub.contract import HubId
-
-Profile = Literal["blood_pressure"]
-
-
-class AllowedDevice(BaseModel):
-    """A device on the hub's allow-list; anything else that advertises is ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    address: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")]
-    profile: Profile
-    #: Pair (Just Works) before reading: many cuffs only indicate to a bonded central.
-    bond: bool = False
-
-    @field_validator("address")
-    @classmethod
-    def _upper(cls, value: str) -> str:
-        return value.upper()
+from gateway.credentials import BrokerCredentials
+from hemhub.contract import AllowedDevice, HubId
 
 
 class GatewayConfig(BaseModel):
@@ -38,14 +21,37 @@ class GatewayConfig(BaseModel):
     data_dir: Path
     #: IANA zone the hub writes to device clocks (default: the system's local zone).
     timezone: str | None = None
+    #: Broker user name (by convention the hub id) and a file holding its password,
+    #: readable by the service user only; or a client certificate and key.
+    mqtt_username: str | None = None
+    mqtt_password_file: Path | None = None
     #: CA bundle that signs the broker's certificate (mqtts:// URLs).
     ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    #: Devices to use until the backend's configuration arrives (first boot, tests).
     devices: list[AllowedDevice] = []
     #: Sessions one adapter runs at once (connection slots are few).
     max_concurrent_sessions: Annotated[int, Field(ge=1, le=8)] = 2
     status_interval_s: Annotated[float, Field(gt=0)] = 60.0
     keepalive_s: Annotated[int, Field(ge=5, le=600)] = 30
+    #: Reconnection attempts back off from 1 s up to this.
+    reconnect_max_s: Annotated[int, Field(ge=1, le=3600)] = 60
     connect_timeout_s: Annotated[float, Field(ge=10)] = 15.0
+    #: Disk the outbox may use. At 80 % the hub raises an alarm; when full it stops
+    #: reading devices (they keep their records) rather than drop a reading.
+    max_outbox_bytes: Annotated[int, Field(ge=1 << 20)] = 512 << 20
+    #: Replay rate after an outage, so a week of backlog does not flood the broker.
+    max_readings_per_s: Annotated[float, Field(gt=0)] = 500.0
+
+    def credentials(self) -> BrokerCredentials:
+        return BrokerCredentials(
+            username=self.mqtt_username,
+            password_file=self.mqtt_password_file,
+            ca_file=self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+        )
 
     @classmethod
     def load(cls, path: Path) -> GatewayConfig:

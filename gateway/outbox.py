@@ -55,6 +55,7 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._size, self._size_at = 0, float("-inf")
 
     def close(self) -> None:
         with self._lock:
@@ -113,6 +114,21 @@ class Outbox:
         with self._lock:
             (count,) = self._db.execute("SELECT count(*) FROM outbox").fetchone()
         return int(count)
+
+    def size_bytes(self) -> int:
+        """Disk used by queued data (pages in use, WAL included); cached for a second
+        because it is asked on every advertisement."""
+        now = time.monotonic()
+        if now - self._size_at > 1.0:
+            with self._lock:
+                page_size, pages, free = (
+                    self._db.execute(f"PRAGMA {name}").fetchone()[0]
+                    for name in ("page_size", "page_count", "freelist_count")
+                )
+            wal = self.path.with_name(self.path.name + "-wal")
+            wal_bytes = wal.stat().st_size if wal.exists() else 0
+            self._size, self._size_at = (pages - free) * page_size + wal_bytes, now
+        return self._size
 
     def oldest_age_s(self) -> float | None:
         with self._lock:

@@ -19,9 +19,18 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 
+from gateway.credentials import BrokerCredentials
 from gateway.outbox import Outbox
 from hemhub import __version__
-from hemhub.contract import SCHEMA_VERSION, HubStatus, topic_readings, topic_status
+from hemhub.contract import (
+    SCHEMA_VERSION,
+    HubStatus,
+    parse_topic,
+    topic_commands,
+    topic_config,
+    topic_readings,
+    topic_status,
+)
 from hemhub.settings import MqttTarget
 
 log = logging.getLogger(__name__)
@@ -38,9 +47,11 @@ class OutboxPublisher:
         max_unacked_messages: int = 20,
         max_readings_per_s: float = 2000.0,
         keepalive_s: int = 30,
+        reconnect_max_s: int = 60,
         status_interval_s: float = 60.0,
-        ca_file: str | None = None,
+        credentials: BrokerCredentials | None = None,
         status_extra: Callable[[], dict[str, object]] | None = None,
+        on_backend_message: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.hub_id = hub_id
@@ -50,6 +61,7 @@ class OutboxPublisher:
         self.max_readings_per_s = max_readings_per_s
         self.status_interval_s = status_interval_s
         self._status_extra = status_extra
+        self._on_backend_message = on_backend_message
         self._started_at = time.monotonic()
         # Never call into paho while holding _wake: paho calls on_publish holding its
         # own message lock, and on_publish takes _wake to wake the publishing thread.
@@ -68,10 +80,19 @@ class OutboxPublisher:
             clean_session=False,
             protocol=mqtt.MQTTv311,
         )
-        if self.target.username:
-            client.username_pw_set(self.target.username, self.target.password)
+        creds = credentials or BrokerCredentials()
+        username = creds.username or self.target.username
+        password = creds.password() or self.target.password
+        if username:
+            client.username_pw_set(username, password)
         if self.target.tls:
-            client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            # Verify the broker's certificate and name; a client certificate if given.
+            client.tls_set(
+                ca_certs=creds.ca_file,
+                certfile=creds.cert_file,
+                keyfile=creds.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
         client.max_inflight_messages_set(max_unacked_messages)
         # paho's own queue must hold everything we let in flight, never drop.
         client.max_queued_messages_set(0)
@@ -80,7 +101,8 @@ class OutboxPublisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=1, max_delay=reconnect_max_s)
         self._client = client
         self._keepalive_s = keepalive_s
 
@@ -140,7 +162,19 @@ class OutboxPublisher:
         with self._wake:
             self._connected = True
             self._wake.notify_all()
+        if self._on_backend_message is not None:
+            # The configuration is retained: the broker sends the newest on subscribe.
+            client.subscribe([(topic_config(self.hub_id), 1), (topic_commands(self.hub_id), 1)])
         self.publish_status()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if self._on_backend_message is None:
+            return
+        try:
+            _, kind = parse_topic(msg.topic)
+            self._on_backend_message(kind, bytes(msg.payload))
+        except Exception:  # a bad message from the backend must not kill the network thread
+            log.exception("hub %s could not handle a message on %s", self.hub_id, msg.topic)
 
     def _on_disconnect(
         self,

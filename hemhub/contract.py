@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 TOPIC_ROOT = f"hemhub/v{SCHEMA_VERSION}/hubs"
@@ -82,6 +82,10 @@ class _Strict(BaseModel):
 
 class MeasurementType(enum.StrEnum):
     BLOOD_PRESSURE = "blood_pressure"
+    BODY_WEIGHT = "body_weight"
+    PULSE_OXIMETRY = "pulse_oximetry"
+    GLUCOSE = "glucose"
+    MEDICATION_EVENT = "medication_event"
 
 
 class ClockSource(enum.StrEnum):
@@ -167,6 +171,80 @@ class ReadingBatch(_Strict):
         return self
 
 
+class DeviceProfile(enum.StrEnum):
+    """Which driver a hub runs for a device."""
+
+    BLOOD_PRESSURE = "blood_pressure"
+    WEIGHT_SCALE = "weight_scale"
+    PULSE_OXIMETER = "pulse_oximeter"
+    GLUCOSE = "glucose"
+    DISPENSER = "dispenser"
+
+
+Address = Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")]
+
+
+class AllowedDevice(_Strict):
+    """A device on a hub's allow-list; anything else that advertises is ignored."""
+
+    address: Address
+    profile: DeviceProfile
+    #: Pair (Just Works) before reading: many cuffs only indicate to a bonded central.
+    bond: bool = False
+    #: The principal (tenant) the device is assigned to; the backend attributes readings.
+    principal: Annotated[str, Field(max_length=64)] | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class HubConfig(_Strict):
+    """Payload of `hemhub/v1/hubs/{hub_id}/config` (retained): what the hub may talk to.
+
+    The hub caches the newest version it received on disk and works from it after a
+    reboot with no network; an older version never replaces a newer one.
+    """
+
+    schema_version: Literal[1] = 1
+    hub_id: HubId
+    version: Annotated[int, Field(ge=1)]
+    issued_at: AwareDatetime
+    devices: Annotated[list[AllowedDevice], Field(max_length=64)] = []
+
+    @model_validator(mode="after")
+    def _unique_addresses(self) -> HubConfig:
+        addresses = [d.address for d in self.devices]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("a device address is listed twice")
+        return self
+
+
+class DeviceHealth(_Strict):
+    """What a hub knows of one allowed device: why data may be missing."""
+
+    address: Address
+    profile: DeviceProfile
+    last_seen_at: AwareDatetime | None = None
+    rssi: int | None = None
+    last_reading_at: AwareDatetime | None = None
+    readings: int = 0
+    battery_level: Annotated[int, Field(ge=0, le=100)] | None = None
+    firmware: ShortText | None = None
+    sessions_failed: int = 0
+    consecutive_failures: int = 0
+    last_error: Annotated[str, Field(max_length=512)] | None = None
+
+
+class HubAlarm(enum.StrEnum):
+    OUTBOX_NEAR_FULL = "outbox_near_full"
+    OUTBOX_FULL = "outbox_full"
+    ADAPTER_UNRESPONSIVE = "adapter_unresponsive"
+    CLOCK_NOT_SYNCED = "clock_not_synced"
+    DISK_LOW = "disk_low"
+
+
 class HubStatus(_Strict):
     """Payload of `hemhub/v1/hubs/{hub_id}/status` (retained; also the last will)."""
 
@@ -178,7 +256,16 @@ class HubStatus(_Strict):
     uptime_s: float | None = None
     outbox_depth: int | None = None
     outbox_oldest_age_s: float | None = None
+    outbox_bytes: int | None = None
     last_publish_at: AwareDatetime | None = None
+    config_version: int | None = None
+    clock_synced: bool | None = None
+    adapter: Literal["ok", "unresponsive", "off"] | None = None
+    disk_free_bytes: int | None = None
+    memory_rss_bytes: int | None = None
+    cpu_temperature_c: float | None = None
+    alarms: list[HubAlarm] = []
+    devices: Annotated[list[DeviceHealth], Field(max_length=64)] = []
 
 
 def json_schema() -> dict[str, object]:
@@ -195,5 +282,6 @@ def json_schema() -> dict[str, object]:
         "payloads": {
             "ReadingBatch": ReadingBatch.model_json_schema(),
             "HubStatus": HubStatus.model_json_schema(),
+            "HubConfig": HubConfig.model_json_schema(),
         },
     }

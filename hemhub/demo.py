@@ -28,9 +28,9 @@ from api.app import create_app
 from api.auth import Role, ensure_demo_key, issue_token
 from device_drivers.simulation.cuff import Scenario, SimulatedCuff
 from device_drivers.simulation.radio import SimulatedRadio
-from gateway.config import AllowedDevice, GatewayConfig
+from gateway.config import GatewayConfig
 from gateway.hub import HubGateway
-from hemhub.contract import DeviceIdentity
+from hemhub.contract import AllowedDevice, DeviceIdentity, DeviceProfile
 from hemhub.embedded import EmbeddedBroker, EmbeddedPostgres
 from hemhub.settings import Settings
 from ingest import registry
@@ -139,7 +139,9 @@ async def run_home(
             hub_id=home.hub_id,
             mqtt_url=mqtt_url,
             data_dir=data_dir / "hubs" / home.hub_id,
-            devices=[AllowedDevice(address=home.cuff_address, profile="blood_pressure")],
+            devices=[
+                AllowedDevice(address=home.cuff_address, profile=DeviceProfile.BLOOD_PRESSURE)
+            ],
             status_interval_s=30,
         )
         gateway = HubGateway(config, radio.bleak_backends())

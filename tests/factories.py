@@ -6,8 +6,6 @@ import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import paho.mqtt.client as mqtt
-
 from hemhub.contract import (
     ClockSource,
     ClockTrust,
@@ -16,9 +14,7 @@ from hemhub.contract import (
     Quantity,
     Reading,
     ReadingBatch,
-    topic_status,
 )
-from hemhub.settings import MqttTarget
 
 
 def unique_hub_id(prefix: str = "test-hub") -> str:
@@ -66,14 +62,3 @@ def bp_reading(
 
 def batch(hub_id: str, *readings: Reading) -> ReadingBatch:
     return ReadingBatch(hub_id=hub_id, readings=list(readings))
-
-
-def clear_retained_status(mqtt_url: str, hub_id: str) -> None:
-    """Remove a hub's retained status, so the shared broker keeps nothing of a test."""
-    target = MqttTarget(mqtt_url)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    client.connect(target.host, target.port)
-    client.loop_start()
-    client.publish(topic_status(hub_id), b"", qos=1, retain=True).wait_for_publish(5)
-    client.loop_stop()
-    client.disconnect()

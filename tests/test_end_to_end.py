@@ -27,15 +27,22 @@ from api.app import create_app
 from api.auth import Role, ensure_demo_key, issue_token
 from device_drivers.simulation.cuff import SimulatedCuff
 from device_drivers.simulation.radio import SimulatedRadio
-from gateway.config import AllowedDevice, GatewayConfig
+from gateway.config import GatewayConfig
 from gateway.hub import HubGateway
-from hemhub.contract import DeviceIdentity, topic_readings, topic_status
+from hemhub.contract import (
+    AllowedDevice,
+    DeviceIdentity,
+    DeviceProfile,
+    topic_readings,
+    topic_status,
+)
 from hemhub.embedded import free_port
 from hemhub.settings import Settings
 from ingest import registry
 from ingest.migrations import migrate
 from ingest.worker import IngestWorker
-from tests.factories import clear_retained_status, unique_hub_id
+from tests.factories import unique_hub_id
+from tests.mqtt_helpers import clear_retained_status
 
 CUFF_ADDRESS = "C0:FF:EE:00:01:01"
 TENANT = "e2e"
@@ -120,7 +127,7 @@ async def running_home(
             hub_id=home.hub_id,
             mqtt_url=mqtt_url,
             data_dir=data_dir,
-            devices=[AllowedDevice(address=CUFF_ADDRESS, profile="blood_pressure")],
+            devices=[AllowedDevice(address=CUFF_ADDRESS, profile=DeviceProfile.BLOOD_PRESSURE)],
         )
         gateway = HubGateway(config, radio.bleak_backends())
         stop = asyncio.Event()

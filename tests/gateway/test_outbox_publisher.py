@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import queue
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-
 from gateway.outbox import Outbox
 from gateway.publisher import OutboxPublisher
-from hemhub.contract import HubStatus, Reading, ReadingBatch, topic_readings, topic_status
-from hemhub.settings import MqttTarget
-from tests.factories import bp_reading, clear_retained_status, unique_hub_id
+from hemhub.contract import HubStatus, Reading, topic_readings, topic_status
+from tests.factories import bp_reading, unique_hub_id
+from tests.mqtt_helpers import Listener, clear_retained_status
 
 
 def _readings(n: int) -> list[Reading]:
@@ -21,37 +18,6 @@ def _readings(n: int) -> list[Reading]:
     return [
         bp_reading(120 + i % 50, 80, measured_at=start + timedelta(minutes=i)) for i in range(n)
     ]
-
-
-class Listener:
-    """A subscriber on the real broker collecting what a hub publishes."""
-
-    def __init__(self, mqtt_url: str, *topics: str) -> None:
-        target = MqttTarget(mqtt_url)
-        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self.client.on_message = lambda c, u, m: self.messages.put(m)
-        self.client.connect(target.host, target.port)
-        for t in topics:
-            self.client.subscribe(t, qos=1)
-        self.client.loop_start()
-        time.sleep(0.3)
-
-    def batches(self, want_readings: int, timeout: float = 20.0) -> list[ReadingBatch]:
-        got: list[ReadingBatch] = []
-        deadline = time.monotonic() + timeout
-        while sum(len(b.readings) for b in got) < want_readings and time.monotonic() < deadline:
-            try:
-                msg = self.messages.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if msg.topic.endswith("/readings"):
-                got.append(ReadingBatch.model_validate_json(msg.payload))
-        return got
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def test_outbox_dedupes_and_remembers_delivered(tmp_path: Path) -> None:
