@@ -44,9 +44,24 @@ def test_demo_serves_alerts_that_match_simulated_readings(tmp_path: Path) -> Non
             time.sleep(0.5)
 
         token = subprocess.run(
-            [sys.executable, "-m", "hemhub.cli", "token", "--role", "nurse", "--tenant", "demo",
-             "--sub", "nurse@demo", "--data-dir", str(data_dir)],
-            env=env, check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "hemhub.cli",
+                "token",
+                "--role",
+                "nurse",
+                "--tenant",
+                "demo",
+                "--sub",
+                "nurse@demo",
+                "--data-dir",
+                str(data_dir),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         auth = {"Authorization": f"Bearer {token}"}
 
