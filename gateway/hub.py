@@ -25,6 +25,7 @@ from device_drivers.drivers.session import ReceivedMeasurement, SessionReport
 from gateway import health
 from gateway.clock import hub_clock_synced, local_zone
 from gateway.config import GatewayConfig
+from gateway.failpoints import failpoint
 from gateway.outbox import Outbox
 from gateway.provisioning import ConfigRejected, ProvisioningStore
 from gateway.publisher import OutboxPublisher
@@ -107,6 +108,8 @@ class HubGateway:
         self._adapter_failures = 0
         self._adapter_state: str = "ok"
         self._restart_scanner = asyncio.Event()
+        #: Set once the scanner runs (the service then tells systemd it is ready).
+        self.started = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.outbox = Outbox(config.data_dir / "outbox.sqlite3")
         self.publisher = OutboxPublisher(
@@ -147,6 +150,7 @@ class HubGateway:
                     detection_callback=self._on_advertisement, backend=self.backends.scanner
                 ):
                     self._adapter_state = "ok"
+                    self.started.set()
                     backoff = 1.0
                     stop_wait = asyncio.ensure_future(stop.wait())
                     restart_wait = asyncio.ensure_future(self._restart_scanner.wait())
@@ -226,6 +230,7 @@ class HubGateway:
         """Commit to the outbox before anything else happens to the reading."""
         reading = to_reading(received, zone=self._zone, synced=self._clock_synced())
         added = await asyncio.to_thread(self.outbox.add, reading)
+        failpoint("outbox.committed")
         state = self.devices.get(received.identity.address)
         if state is not None:
             state.last_reading_at = time.time()

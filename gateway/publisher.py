@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 import paho.mqtt.client as mqtt
 
 from gateway.credentials import BrokerCredentials
+from gateway.failpoints import failpoint
 from gateway.outbox import Outbox
 from hemhub import __version__
 from hemhub.contract import (
@@ -224,6 +225,7 @@ class OutboxPublisher:
         done = [mid for mid, (info, _) in self._in_flight.items() if info.is_published()]
         if not done:
             return
+        failpoint("puback.received")
         seqs = [seq for mid in done for seq in self._in_flight.pop(mid)[1]]
         self.outbox.remove_delivered(seqs)
         self.published_readings += len(seqs)
@@ -275,4 +277,5 @@ class OutboxPublisher:
                 continue
             # With NO_CONN paho keeps the message and sends it on reconnect.
             self._in_flight[info.mid] = (info, [e.seq for e in entries])
+            failpoint("publish.sent")
             tokens -= len(entries)

@@ -7,21 +7,31 @@ import logging
 import signal
 from pathlib import Path
 
+from gateway import systemd
 from gateway.config import GatewayConfig
 from gateway.hub import HubGateway
 
 log = logging.getLogger(__name__)
 
 
-async def serve(gateway: HubGateway) -> None:
-    stop = asyncio.Event()
+async def serve(gateway: HubGateway, stop: asyncio.Event | None = None) -> None:
+    """Run the gateway until SIGTERM/SIGINT (or `stop`), speaking systemd's notify protocol."""
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info(
-        "hub %s running; allowed devices: %d", gateway.config.hub_id, len(gateway.config.devices)
-    )
-    await gateway.run(stop)
+    config = gateway.config
+    log.info("hub %s starting; %d allowed device(s)", config.hub_id, len(gateway.devices))
+    run = asyncio.create_task(gateway.run(stop))
+    watchdog = asyncio.create_task(systemd.watchdog(stop))
+    started = asyncio.create_task(gateway.started.wait())
+    await asyncio.wait({run, started}, return_when=asyncio.FIRST_COMPLETED)
+    if gateway.started.is_set():
+        systemd.notify("READY=1")
+    await run
+    systemd.notify("STOPPING=1")
+    started.cancel()
+    await watchdog
 
 
 def run_gateway(config_path: Path) -> int:

@@ -15,6 +15,34 @@ from device_drivers.codecs.blood_pressure import (
 )
 from device_drivers.codecs.current_time import decode_current_time
 from device_drivers.codecs.device_information import DIS_CHARACTERISTICS, decode_dis
+from device_drivers.codecs.dispenser import (
+    DISPENSER_CHARACTERISTICS,
+    DISPENSER_EVENT_UUID,
+    DISPENSER_RACP_UUID,
+    DISPENSER_STATUS_UUID,
+    DISPENSER_UUID_PREFIX,
+    DISPENSER_UUID_SUFFIX,
+    DOSE_SCHEDULE_UUID,
+    decode_dispenser_event,
+    decode_dispenser_racp,
+    decode_dispenser_status,
+    decode_dose_schedule,
+)
+from device_drivers.codecs.glucose import (
+    decode_glucose_context,
+    decode_glucose_feature,
+    decode_glucose_measurement,
+)
+from device_drivers.codecs.pulse_oximeter import (
+    decode_plx_continuous,
+    decode_plx_features,
+    decode_plx_spot_check,
+)
+from device_drivers.codecs.racp import decode_racp
+from device_drivers.codecs.weight_scale import (
+    decode_weight_measurement,
+    decode_weight_scale_feature,
+)
 
 # The Bluetooth Base UUID: a 16-bit SIG UUID xxxx is 0000xxxx-0000-1000-8000-00805f9b34fb.
 _BASE_SUFFIX = "-0000-1000-8000-00805f9b34fb"
@@ -22,13 +50,19 @@ _SHORT_RE = re.compile(r"^(?:0x)?([0-9a-f]{4})$")
 _LONG_RE = re.compile(r"^0000([0-9a-f]{4})" + re.escape(_BASE_SUFFIX) + "$")
 _ANY128_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _SHORT32_RE = re.compile(r"^(?:0x)?0000([0-9a-f]{4})$")
+# Our own dispenser service (docs/dispenser-gatt.md): one fixed 128-bit base.
+_DISPENSER_RE = re.compile(
+    "^" + re.escape(DISPENSER_UUID_PREFIX) + "[0-9a-f]{4}" + re.escape(DISPENSER_UUID_SUFFIX) + "$"
+)
 
 
 def normalize_uuid(text: str) -> str:
     """A SIG UUID as 4 upper-case hex digits: "2a35", "0x2A35", "00002a35", the 128-bit form.
 
-    Only the format is checked here; whether a codec exists is `decode_characteristic`'s
-    business. Anything else (vendor 128-bit UUIDs, garbage) raises ValueError.
+    A UUID of our dispenser service (base `48454d48-xxxx-4d45-4449-53504e535201`) is
+    returned whole, in lower case. Only the format is checked here; whether a codec
+    exists is `decode_characteristic`'s business. Anything else (other vendor 128-bit
+    UUIDs, garbage) raises ValueError.
     """
     if not isinstance(text, str):
         raise ValueError(f"a UUID must be text, not {type(text).__name__}")
@@ -37,6 +71,8 @@ def normalize_uuid(text: str) -> str:
         m = pattern.match(t)
         if m:
             return m.group(1).upper()
+    if _DISPENSER_RE.match(t):
+        return t
     if _ANY128_RE.match(t):
         raise ValueError(
             f"{text!r} is a 128-bit UUID outside the Bluetooth base UUID (vendor-specific), "
@@ -60,6 +96,16 @@ _NAMES: dict[str, str] = {
     "2A27": "Hardware Revision String",
     "2A26": "Firmware Revision String",
     "2A28": "Software Revision String",
+    "2A9D": "Weight Measurement",
+    "2A9E": "Weight Scale Feature",
+    "2A5E": "PLX Spot-Check Measurement",
+    "2A5F": "PLX Continuous Measurement",
+    "2A60": "PLX Features",
+    "2A18": "Glucose Measurement",
+    "2A34": "Glucose Measurement Context",
+    "2A51": "Glucose Feature",
+    "2A52": "Record Access Control Point",
+    **DISPENSER_CHARACTERISTICS,
 }
 
 _DECODERS: dict[str, Decoder] = {
@@ -68,11 +114,27 @@ _DECODERS: dict[str, Decoder] = {
     "2A49": decode_blood_pressure_feature,
     "2A2B": decode_current_time,
     **{uuid: partial(decode_dis, uuid) for uuid in DIS_CHARACTERISTICS},
+    "2A9D": decode_weight_measurement,
+    "2A9E": decode_weight_scale_feature,
+    "2A5E": decode_plx_spot_check,
+    "2A5F": decode_plx_continuous,
+    "2A60": decode_plx_features,
+    "2A18": decode_glucose_measurement,
+    "2A34": decode_glucose_context,
+    "2A51": decode_glucose_feature,
+    "2A52": decode_racp,
+    DISPENSER_EVENT_UUID: decode_dispenser_event,
+    DOSE_SCHEDULE_UUID: decode_dose_schedule,
+    DISPENSER_STATUS_UUID: decode_dispenser_status,
+    DISPENSER_RACP_UUID: decode_dispenser_racp,
 }
 
 
 def supported_characteristics() -> list[tuple[str, str]]:
-    """(UUID, human name) of every characteristic with a codec, sorted by UUID."""
+    """(UUID, human name) of every characteristic with a codec, sorted by UUID.
+
+    SIG characteristics come as 4 upper-case hex digits, ours as the full 128-bit UUID.
+    """
     return sorted(_NAMES.items())
 
 

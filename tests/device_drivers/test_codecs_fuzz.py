@@ -10,13 +10,30 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from device_drivers.codecs import (
+    DISPENSER_EVENT_UUID,
+    DISPENSER_RACP_UUID,
+    DISPENSER_STATUS_UUID,
+    DOSE_SCHEDULE_UUID,
     DecodeError,
     decode_blood_pressure_feature,
     decode_blood_pressure_measurement,
     decode_characteristic,
     decode_current_time,
     decode_dis_string,
+    decode_dispenser_event,
+    decode_dispenser_racp,
+    decode_dispenser_status,
+    decode_dose_schedule,
+    decode_glucose_context,
+    decode_glucose_feature,
+    decode_glucose_measurement,
     decode_intermediate_cuff_pressure,
+    decode_plx_continuous,
+    decode_plx_features,
+    decode_plx_spot_check,
+    decode_racp,
+    decode_weight_measurement,
+    decode_weight_scale_feature,
     supported_characteristics,
 )
 
@@ -26,6 +43,19 @@ DECODERS: dict[str, Callable[[bytes], object]] = {
     "2A49": decode_blood_pressure_feature,
     "2A2B": decode_current_time,
     "2A29": lambda data: decode_dis_string("2A29", data),
+    "2A9D": decode_weight_measurement,
+    "2A9E": decode_weight_scale_feature,
+    "2A5E": decode_plx_spot_check,
+    "2A5F": decode_plx_continuous,
+    "2A60": decode_plx_features,
+    "2A18": decode_glucose_measurement,
+    "2A34": decode_glucose_context,
+    "2A51": decode_glucose_feature,
+    "2A52": decode_racp,
+    DISPENSER_EVENT_UUID: decode_dispenser_event,
+    DOSE_SCHEDULE_UUID: decode_dose_schedule,
+    DISPENSER_STATUS_UUID: decode_dispenser_status,
+    DISPENSER_RACP_UUID: decode_dispenser_racp,
 }
 
 # Mostly-plausible payloads reach deeper than uniform noise: a valid flags byte followed
@@ -41,7 +71,37 @@ plausible_time = st.builds(
     st.lists(st.integers(0, 62), min_size=5, max_size=5),
     st.binary(max_size=4),
 )
-payloads = st.binary(max_size=40) | plausible_bp | plausible_time
+# A valid-looking Dispenser Event head (flags, sequence, event type 0-13, then a date).
+plausible_event = st.builds(
+    lambda flags, seq, kind, rest: (
+        bytes((flags,)) + seq.to_bytes(4, "little") + bytes((kind,)) + rest
+    ),
+    st.integers(0, 7) | st.integers(0, 255),
+    st.integers(0, 3),
+    st.integers(0, 13),
+    plausible_time,
+)
+# RACP requests: a request opcode, an operator, a filter type and a few bytes.
+plausible_racp = st.builds(
+    lambda op, operator, rest: bytes((op, operator)) + rest,
+    st.integers(0, 7),
+    st.integers(0, 7),
+    st.binary(max_size=10),
+)
+# Glucose / weight / schedule / status heads: small leading values then a date.
+plausible_dated = st.builds(
+    lambda head, rest: head + rest,
+    st.binary(min_size=1, max_size=5),
+    plausible_time,
+)
+payloads = (
+    st.binary(max_size=40)
+    | plausible_bp
+    | plausible_time
+    | plausible_event
+    | plausible_racp
+    | plausible_dated
+)
 
 
 def _check(decoder: Callable[[bytes], object], data: bytes, characteristic: str) -> None:
