@@ -49,6 +49,7 @@ LIMIT %(limit)s OFFSET %(offset)s
 OBSERVATIONS_SQL = """
 SELECT r.idempotency_key, r.measured_at, r.measurement_type, r."values", r.status, r.hub_id,
        r.clock_source, r.clock_offset_s, r.hub_clock_synced, r.late, r.raw,
+       r.device_sequence, r.event,
        d.address, d.model, d.serial
 FROM readings r
 JOIN devices d ON d.id = r.device_id
@@ -102,6 +103,8 @@ def _observation(row: dict[str, Any]) -> schemas.Observation:
         ),
         late=row["late"],
         raw_hex=bytes(row["raw"]).hex(),
+        device_sequence=row["device_sequence"],
+        event=row["event"],
     )
 
 

@@ -62,6 +62,13 @@ class Clock(_Out):
     hub_clock_synced: bool
 
 
+class DeviceEvent(_Out):
+    kind: str
+    dose_id: int | None = None
+    slot: int | None = None
+    needs_staff_attention: bool = False
+
+
 class Observation(_Out):
     #: The reading's idempotency key: stable across retries and replays.
     id: str
@@ -74,6 +81,10 @@ class Observation(_Out):
     clock: Clock
     late: bool
     raw_hex: str
+    #: The device's own record number (glucose meters, medication robots).
+    device_sequence: int | None = None
+    #: A device event instead of values (medication robots): kind, dose, staff attention.
+    event: DeviceEvent | None = None
 
 
 class AlertStatus(enum.StrEnum):

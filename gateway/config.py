@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.credentials import BrokerCredentials
 from hemhub.contract import AllowedDevice, HubId
@@ -43,6 +43,16 @@ class GatewayConfig(BaseModel):
     max_outbox_bytes: Annotated[int, Field(ge=1 << 20)] = 512 << 20
     #: Replay rate after an outage, so a week of backlog does not flood the broker.
     max_readings_per_s: Annotated[float, Field(gt=0)] = 500.0
+
+    @model_validator(mode="after")
+    def _username_is_hub_id(self) -> GatewayConfig:
+        # The broker's ACL confines a user to hemhub/v1/hubs/<user name>/...: a hub
+        # logged in under another name has every reading acknowledged and then dropped.
+        if self.mqtt_username is not None and self.mqtt_username != self.hub_id:
+            raise ValueError(
+                f"mqtt_username {self.mqtt_username!r} must be the hub id {self.hub_id!r}"
+            )
+        return self
 
     def credentials(self) -> BrokerCredentials:
         return BrokerCredentials(

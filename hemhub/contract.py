@@ -129,6 +129,25 @@ class Quantity(_Strict):
     unit: Annotated[str, Field(max_length=16)]
 
 
+class DeviceEvent(_Strict):
+    """An event a device reports instead of a measured value (e.g. a medication robot)."""
+
+    #: e.g. dose_due, dispensed, taken, late, missed, refill_low, jam, device_error,
+    #: tamper, low_battery (see docs/dispenser-gatt.md)
+    kind: Annotated[str, Field(pattern=r"^[a-z][a-z_]{0,31}$")]
+    dose_id: Annotated[int, Field(ge=0, le=0xFFFF)] | None = None
+    slot: Annotated[int, Field(ge=0, le=0xFF)] | None = None
+    #: Care staff should act (missed dose locked away, jam, device error, tamper).
+    needs_staff_attention: bool = False
+
+
+#: A 16-bit SIG characteristic ("2A35") or a full 128-bit UUID (our dispenser service).
+CharacteristicId = Annotated[
+    str,
+    Field(pattern=r"^([0-9A-F]{4}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"),
+]
+
+
 class ClockTrust(_Strict):
     source: ClockSource
     #: Seconds added to the device time to obtain the measurement time (0 when set by hub).
@@ -143,8 +162,9 @@ class Reading(_Strict):
     idempotency_key: IdempotencyKey
     device: DeviceIdentity
     measurement_type: MeasurementType
-    characteristic: Annotated[str, Field(pattern=r"^[0-9A-F]{4}$")]
-    values: Annotated[list[Quantity], Field(min_length=1, max_length=16)]
+    characteristic: CharacteristicId
+    #: Measured values; empty only for an event (`event` set).
+    values: Annotated[list[Quantity], Field(max_length=16)]
     #: Named status flags reported by the device (e.g. "irregular_pulse").
     status: Annotated[list[Annotated[str, Field(max_length=48)]], Field(max_length=32)] = []
     #: The time in the device's own clock, as it sent it (naive: devices have no zone).
@@ -154,6 +174,18 @@ class Reading(_Strict):
     measured_at: AwareDatetime
     clock: ClockTrust
     raw_hex: HexBytes
+    #: The device's own record number (glucose meters, dispensers), where it has one.
+    device_sequence: Annotated[int, Field(ge=0, le=0xFFFFFFFF)] | None = None
+    event: DeviceEvent | None = None
+
+    @model_validator(mode="after")
+    def _values_or_event(self) -> Reading:
+        if self.measurement_type == MeasurementType.MEDICATION_EVENT:
+            if self.event is None:
+                raise ValueError("a medication_event reading must carry its event")
+        elif self.event is not None or not self.values:
+            raise ValueError(f"a {self.measurement_type} reading carries values and no event")
+        return self
 
 
 class ReadingBatch(_Strict):

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     #: mqtt://user:pass@host:1883 or mqtts://...:8883; None = embedded broker (demo only).
     mqtt_url: str | None = None
+    #: CA bundle that signs the broker's certificate (mqtts://); default: the system's.
+    mqtt_ca_file: str | None = None
     #: Where the demo stack, the demo signing key and embedded servers keep their data.
     data_dir: Path = Path(".hemhub")
 

@@ -65,7 +65,9 @@ CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (
     clock_source     text NOT NULL,
     clock_offset_s   double precision NOT NULL,
     hub_clock_synced boolean NOT NULL,
-    raw              bytea NOT NULL
+    raw              bytea NOT NULL,
+    device_sequence  bigint,
+    event_json       text
 ) ON COMMIT DELETE ROWS
 """
 
@@ -90,6 +92,8 @@ _STAGE_COLUMNS = (
     "clock_offset_s",
     "hub_clock_synced",
     "raw",
+    "device_sequence",
+    "event_json",
 )
 _STAGE_TYPES = (
     "integer",
@@ -112,6 +116,8 @@ _STAGE_TYPES = (
     "float8",
     "bool",
     "bytea",
+    "int8",
+    "text",
 )
 
 _UPSERT_HUBS = """
@@ -159,12 +165,13 @@ WITH new_keys AS (
 INSERT INTO readings
     (measured_at, idempotency_key, hub_id, device_id, patient_id, tenant_id,
      measurement_type, characteristic, "values", status, device_time, hub_received_at,
-     clock_source, clock_offset_s, hub_clock_synced, late, raw)
+     clock_source, clock_offset_s, hub_clock_synced, late, raw, device_sequence, event)
 SELECT
     f.measured_at, f.idempotency_key, f.hub_id, d.id, a.patient_id, a.tenant_id,
     f.measurement_type, f.characteristic, f.values_json::jsonb, f.status, f.device_time,
     f.hub_received_at, f.clock_source, f.clock_offset_s, f.hub_clock_synced,
-    f.hub_received_at - f.measured_at > %(late_after)s, f.raw
+    f.hub_received_at - f.measured_at > %(late_after)s, f.raw,
+    f.device_sequence, f.event_json::jsonb
 FROM fresh f
 JOIN devices d ON d.stable_id = f.stable_id
 -- attribution by measurement time, never by the device's current owner
@@ -277,6 +284,8 @@ def _stage_rows(batches: Sequence[ReadingBatch]) -> list[tuple[Any, ...]]:
                     r.clock.offset_s,
                     r.clock.hub_clock_synced,
                     bytes.fromhex(r.raw_hex),
+                    r.device_sequence,
+                    r.event.model_dump_json() if r.event is not None else None,
                 )
             )
             seq += 1

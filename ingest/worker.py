@@ -56,7 +56,8 @@ from ingest.pipeline import DeadLetter, StatusUpdate, StoreResult, store
 log = logging.getLogger(__name__)
 
 #: Larger payloads are dead-lettered unparsed (a full 500-reading batch is ~250 KB less).
-MAX_PAYLOAD_BYTES = 256 * 1024
+# The broker's max_packet_size (deploy/mosquitto): a full 500-reading batch fits.
+MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 #: Reason texts quote validation errors; keep them readable and bounded.
 _MAX_REASON = 1000
 #: How often a worker makes sure the monthly partitions ahead exist.
@@ -169,6 +170,7 @@ class IngestWorker:
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         rules: Sequence[alerts.Rule] = alerts.DEFAULT_RULES,
         topics: Sequence[str] = (SUBSCRIBE_READINGS, SUBSCRIBE_STATUS),
+        ca_file: str | None = None,
     ) -> None:
         self.database_url = database_url
         self.target = MqttTarget(mqtt_url)
@@ -181,6 +183,8 @@ class IngestWorker:
         # commit, so this must cover at least a batch or throughput collapses.
         self.receive_maximum = max(1, min(receive_maximum, 65_535))
         self.max_payload_bytes = max_payload_bytes
+        #: CA bundle of the broker's certificate (mqtts://); None = the system's.
+        self.ca_file = ca_file
         self.rules = tuple(rules)
         #: Topic filters (contract wildcards by default; narrower ones for sharding/tests).
         self.topics = tuple(topics)
@@ -294,7 +298,7 @@ class IngestWorker:
         if self.target.username:
             client.username_pw_set(self.target.username, self.target.password)
         if self.target.tls:
-            client.tls_set()
+            client.tls_set(ca_certs=self.ca_file)  # verifies the broker's certificate
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -639,6 +643,7 @@ def _run_one(
     group: str,
     batch_size: int,
     batch_seconds: float,
+    ca_file: str | None,
 ) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     IngestWorker(
@@ -648,6 +653,7 @@ def _run_one(
         shared_group=group,
         batch_size=batch_size,
         batch_seconds=batch_seconds,
+        ca_file=ca_file,
     ).run()
 
 
@@ -662,15 +668,25 @@ def run_ingest(settings: Settings, workers: int = 1) -> None:
         raise ValueError("run_ingest needs HEMHUB_DATABASE_URL and HEMHUB_MQTT_URL")
     group = "hemhub-ingest"
     base = f"hemhub-ingest-{socket.gethostname()}"
-    args = (settings.database_url, settings.mqtt_url)
-    tuning = (settings.ingest_batch_size, settings.ingest_batch_seconds)
+    database_url, mqtt_url = settings.database_url, settings.mqtt_url
+    tuning = (settings.ingest_batch_size, settings.ingest_batch_seconds, settings.mqtt_ca_file)
     if workers <= 1:
-        _run_one(*args, f"{base}-0", group, *tuning)
+        _run_one(
+            database_url,
+            mqtt_url,
+            f"{base}-0",
+            group,
+            settings.ingest_batch_size,
+            settings.ingest_batch_seconds,
+            settings.mqtt_ca_file,
+        )
         return
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(
-            target=_run_one, args=(*args, f"{base}-{i}", group, *tuning), name=f"ingest-{i}"
+            target=_run_one,
+            args=(database_url, mqtt_url, f"{base}-{i}", group, *tuning),
+            name=f"ingest-{i}",
         )
         for i in range(workers)
     ]

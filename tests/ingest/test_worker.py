@@ -205,7 +205,9 @@ def test_malformed_payloads_are_dead_lettered_and_valid_ones_still_stored(
 ) -> None:
     hub, other = unique_hub_id(), unique_hub_id()
     running = start_worker(
-        database_url, topics=[topic_readings(hub), topic_readings(other), topic_status(hub)]
+        database_url,
+        topics=[topic_readings(hub), topic_readings(other), topic_status(hub)],
+        max_payload_bytes=256 * 1024,  # a small limit, so the test need not send megabytes
     )
     good = batch(hub, bp_reading(measured_at=NOW))
     wrong_types = json.loads(good.model_dump_json())
