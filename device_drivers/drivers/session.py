@@ -6,13 +6,23 @@ backoff, pairing only when the device asks for it (insufficient authentication o
 encryption) or when the caller wants a bond, Device Information strings without NUL
 padding, and the device clock written on every connection where the device allows it,
 otherwise measured against the hub clock.
+
+Per-model quirks (`device_drivers.quirks`) are looked up right after Device Information:
+`start_session` pairs up front for BOND_REQUIRED and leaves the clock alone for
+CLOCK_NOT_SETTABLE; `SessionRunner` fixes a payload's bytes before decoding.
+
+`run_connected` is the skeleton of every session (connect with retries, `start_session`,
+a profile's body, disconnect). `SessionRunner` is a whole session for any profile whose
+measurements arrive as notifications or indications on known characteristics: a driver
+declares its `MeasurementStream`s and its `run_*_session` is a `SessionRunner`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -23,7 +33,7 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError, BleakGATTProtocolError
 
-from device_drivers.bleak_backends import BleakBackends
+from device_drivers.bleak_backends import PLATFORM_BACKENDS, BleakBackends
 from device_drivers.codecs.current_time import (
     current_time_from_datetime,
     decode_current_time,
@@ -32,6 +42,7 @@ from device_drivers.codecs.current_time import (
 from device_drivers.codecs.device_information import DIS_CHARACTERISTICS, decode_dis_string
 from device_drivers.codecs.errors import DecodeError
 from device_drivers.measurement import ClinicalMeasurement
+from device_drivers.quirks import Quirk, apply_byte_quirks, quirks_for
 from hemhub.contract import DeviceIdentity, MeasurementType
 
 logger = logging.getLogger(__name__)
@@ -40,6 +51,7 @@ _T = TypeVar("_T")
 
 DEVICE_INFORMATION_SERVICE = "0000180a-0000-1000-8000-00805f9b34fb"
 CURRENT_TIME = "00002a2b-0000-1000-8000-00805f9b34fb"
+BATTERY_LEVEL = "00002a19-0000-1000-8000-00805f9b34fb"
 
 #: ATT errors that mean "pair (or encrypt) first".
 ATT_INSUFFICIENT_AUTHENTICATION = 0x05
@@ -89,6 +101,8 @@ class ReceivedMeasurement:
     clock_written: bool
     #: hub_now - device_now (s), from the Current Time read at connect; None if unknown.
     device_clock_offset_s: float | None
+    #: The model's quirks the driver applied (`raw` is always the bytes as received).
+    quirks: frozenset[Quirk] = frozenset()
 
 
 @dataclass
@@ -104,7 +118,16 @@ class SessionReport:
     rejected: list[str] = field(default_factory=list)
     #: Why the session ended early (after a successful connect), None if it ran to its end.
     error: str | None = None
+    #: Paired because the device answered an insufficient-security error.
     paired: bool = False
+    #: The model's quirks (from Device Information) applied in this session.
+    quirks: frozenset[Quirk] = frozenset()
+    #: Pairing asked for before subscribing (BOND_REQUIRED model; a no-op when bonded).
+    quirk_paired: bool = False
+    #: Battery Level (%) read at connect; None if the device has none or it was unreadable.
+    battery_level: int | None = None
+    #: Values of rate-limited streams not delivered (more than one per `min_interval_s`).
+    rate_limited: int = 0
 
 
 def is_security_error(exc: BaseException) -> bool:
@@ -217,12 +240,17 @@ class ClockSync:
 
 
 async def sync_clock(
-    client: BleakClient, link: SecuredLink, now: Callable[[], datetime]
+    client: BleakClient,
+    link: SecuredLink,
+    now: Callable[[], datetime],
+    *,
+    write: bool = True,
 ) -> ClockSync:
     """Read Current Time (offset = hub - device), then write the hub's local time.
 
     The offset is measured before the write: readings already stored on the device were
-    stamped with that clock. A write refused with an ATT error leaves `written` False.
+    stamped with that clock. A write refused with an ATT error leaves `written` False;
+    `write=False` (a CLOCK_NOT_SETTABLE model) only measures.
     """
     characteristic = _find(client, CURRENT_TIME)
     if characteristic is None:
@@ -240,7 +268,7 @@ async def sync_clock(
         except (DecodeError, BleakGATTProtocolError) as exc:
             logger.warning("%s: Current Time unreadable: %s", client.address, exc)
     written = False
-    if "write" in characteristic.properties:
+    if write and "write" in characteristic.properties:
         value = encode_current_time(current_time_from_datetime(now().astimezone()))
         try:
             await link.run(lambda: client.write_gatt_char(characteristic, value, response=True))
@@ -248,6 +276,242 @@ async def sync_clock(
         except BleakGATTProtocolError as exc:
             logger.info("%s: clock not writable: %s", client.address, exc)
     return ClockSync(written, offset, device_time)
+
+
+async def read_battery_level(client: BleakClient, link: SecuredLink) -> int | None:
+    """Battery Level 0x2A19 (%), None when absent, unreadable or out of 0-100."""
+    characteristic = _find(client, BATTERY_LEVEL)
+    if characteristic is None or "read" not in characteristic.properties:
+        return None
+    try:
+        raw = await link.run(lambda: client.read_gatt_char(characteristic))
+    except BleakGATTProtocolError as exc:
+        logger.warning("%s: Battery Level unreadable: %s", client.address, exc)
+        return None
+    if len(raw) != 1 or raw[0] > 100:
+        logger.warning("%s: invalid Battery Level %s", client.address, bytes(raw).hex())
+        return None
+    return int(raw[0])
+
+
+async def start_session(
+    client: BleakClient, link: SecuredLink, report: SessionReport, now: Callable[[], datetime]
+) -> None:
+    """What every driver does before subscribing, with the model's quirks applied.
+
+    Reads Device Information, looks the model's quirks up, pairs at once for BOND_REQUIRED,
+    reads (and where allowed writes) Current Time, reads the battery level; fills `report`.
+    """
+    report.identity = await read_identity(client, link)
+    report.quirks = quirks_for(report.identity)
+    if report.quirks:
+        logger.info("%s: model quirks %s", client.address, sorted(report.quirks))
+    if Quirk.BOND_REQUIRED in report.quirks:
+        await client.pair()
+        report.quirk_paired = True
+    clock = await sync_clock(client, link, now, write=Quirk.CLOCK_NOT_SETTABLE not in report.quirks)
+    report.clock_written = clock.written
+    report.device_clock_offset_s = clock.offset_s
+    report.battery_level = await read_battery_level(client, link)
+
+
+@dataclass(frozen=True)
+class MeasurementStream:
+    """A characteristic whose notifications/indications carry measurements, and its codec."""
+
+    #: 16-bit SIG UUID as the hub names characteristics, e.g. "2A35".
+    characteristic: str
+    measurement_type: MeasurementType
+    decode: Callable[[bytes], ClinicalMeasurement]
+    #: A device without it is not of this profile (the session fails); else it is skipped.
+    required: bool = True
+    #: Deliver at most one value per this many seconds (continuous streams); None: all.
+    min_interval_s: float | None = None
+
+    @property
+    def uuid(self) -> str:
+        return f"0000{self.characteristic.lower()}-0000-1000-8000-00805f9b34fb"
+
+
+_QueueItem = tuple[MeasurementStream, bytes, datetime]
+
+
+async def run_connected(
+    device: BLEDevice,
+    report: SessionReport,
+    body: Callable[[BleakClient, SecuredLink], Awaitable[None]],
+    *,
+    backends: BleakBackends,
+    now: Callable[[], datetime],
+    connect_timeout: float,
+    attempts: int,
+    bond: bool,
+    retry_backoff_s: float,
+    disconnected_callback: Callable[[BleakClient], None] | None = None,
+    kind: str = "device",
+) -> None:
+    """The skeleton of every session: connect, `start_session`, `body`, disconnect.
+
+    Connects with retries (`DeviceUnreachableError` when every attempt fails), runs
+    `start_session` (Device Information, model quirks, Current Time, battery) and then
+    `body(client, link)`; always disconnects. BLE errors after connecting end the session
+    with `report.error` set (unless already set) instead of raising.
+    """
+    client = await connect_with_retry(
+        device,
+        backends=backends,
+        connect_timeout=connect_timeout,
+        attempts=attempts,
+        backoff_s=retry_backoff_s,
+        pair=bond,
+        disconnected_callback=disconnected_callback,
+    )
+    link = SecuredLink(client)
+    try:
+        await start_session(client, link, report, now)
+        await body(client, link)
+    except (BleakError, TimeoutError, OSError) as exc:
+        if report.error is None:
+            report.error = f"{type(exc).__name__}: {exc}"
+        logger.warning("%s session with %s ended early: %s", kind, report.identity.address, exc)
+    finally:
+        report.paired = link.paired
+        await disconnect_quietly(client)
+
+
+class SessionRunner:
+    """A driver's `run_*_session` for a profile whose measurements are notified/indicated.
+
+    Calling it runs one session: connect, `start_session`, subscribe to `streams`, hand
+    every value to `on_measurement` in arrival order until the device hangs up or stays
+    silent for `idle_timeout`. Raises `DeviceUnreachableError` (a `BleakError`) when all
+    `attempts` to connect failed. Failures after connecting end the session with
+    `SessionReport.error` set; a payload that does not decode is logged and listed in
+    `rejected`. The client is always disconnected at the end. If `on_measurement` raises,
+    the session stops there (the device keeps what it did not send) and `error` says why.
+    """
+
+    def __init__(self, profile: str, streams: Sequence[MeasurementStream]) -> None:
+        self.profile = profile
+        self.streams = tuple(streams)
+
+    def __repr__(self) -> str:
+        names = ", ".join(s.characteristic for s in self.streams)
+        return f"SessionRunner({self.profile!r}, streams=[{names}])"
+
+    async def __call__(
+        self,
+        device: BLEDevice,
+        *,
+        backends: BleakBackends = PLATFORM_BACKENDS,
+        on_measurement: Callable[[ReceivedMeasurement], Awaitable[None]],
+        now: Callable[[], datetime] = utc_now,
+        connect_timeout: float = 15.0,
+        idle_timeout: float = 5.0,
+        attempts: int = 3,
+        bond: bool = False,
+        retry_backoff_s: float = 1.0,
+    ) -> SessionReport:
+        report = SessionReport(identity=DeviceIdentity(address=device.address.upper()))
+        queue: asyncio.Queue[_QueueItem | None] = asyncio.Queue()
+
+        def on_disconnect(_client: BleakClient) -> None:
+            queue.put_nowait(None)  # after any value already queued: order is kept
+
+        async def body(client: BleakClient, link: SecuredLink) -> None:
+            for stream in self.streams:
+                await _subscribe(client, link, stream, queue, report, now)
+            await _consume(queue, report, on_measurement, idle_timeout)
+
+        await run_connected(
+            device,
+            report,
+            body,
+            backends=backends,
+            now=now,
+            connect_timeout=connect_timeout,
+            attempts=attempts,
+            bond=bond,
+            retry_backoff_s=retry_backoff_s,
+            disconnected_callback=on_disconnect,
+            kind=self.profile,
+        )
+        return report
+
+
+async def _subscribe(
+    client: BleakClient,
+    link: SecuredLink,
+    stream: MeasurementStream,
+    queue: asyncio.Queue[_QueueItem | None],
+    report: SessionReport,
+    now: Callable[[], datetime],
+) -> None:
+    characteristic = _find(client, stream.uuid)
+    if characteristic is None or not {"notify", "indicate"} & set(characteristic.properties):
+        if stream.required:
+            raise BleakError(f"{client.address} has no {stream.characteristic} to subscribe to")
+        logger.debug("%s: no %s, not subscribed", client.address, stream.characteristic)
+        return
+    last: float | None = None
+
+    def on_value(_sender: BleakGATTCharacteristic, data: bytearray) -> None:
+        nonlocal last
+        if stream.min_interval_s is not None:
+            at = time.monotonic()
+            if last is not None and at - last < stream.min_interval_s:
+                report.rate_limited += 1
+                return
+            last = at
+        queue.put_nowait((stream, bytes(data), now()))
+
+    await link.run(lambda: client.start_notify(characteristic, on_value))
+
+
+async def _consume(
+    queue: asyncio.Queue[_QueueItem | None],
+    report: SessionReport,
+    on_measurement: Callable[[ReceivedMeasurement], Awaitable[None]],
+    idle_timeout: float,
+) -> None:
+    address = report.identity.address
+    while True:
+        try:
+            item = await asyncio.wait_for(queue.get(), idle_timeout)
+        except TimeoutError:
+            logger.debug("%s: idle for %.3g s, ending session", address, idle_timeout)
+            return
+        if item is None:
+            return  # the device ended the session
+        stream, raw, received_at = item
+        try:
+            measurement = stream.decode(
+                apply_byte_quirks(stream.characteristic, raw, report.quirks)
+            )
+        except DecodeError as exc:
+            logger.warning(
+                "%s: rejected %s payload %s: %s", address, stream.characteristic, raw.hex(), exc
+            )
+            report.rejected.append(f"{raw.hex()}: {exc}")
+            continue
+        received = ReceivedMeasurement(
+            characteristic=stream.characteristic,
+            measurement_type=stream.measurement_type,
+            raw=raw,
+            measurement=measurement,
+            received_at=received_at,
+            identity=report.identity,
+            clock_written=report.clock_written,
+            device_clock_offset_s=report.device_clock_offset_s,
+            quirks=report.quirks,
+        )
+        try:
+            await on_measurement(received)
+        except Exception as exc:
+            logger.exception("%s: on_measurement failed", address)
+            report.error = f"on_measurement failed: {type(exc).__name__}: {exc}"
+            return
+        report.received += 1
 
 
 async def disconnect_quietly(client: BleakClient) -> None:
@@ -261,12 +525,18 @@ __all__ = [
     "SECURITY_ERRORS",
     "ClockSync",
     "DeviceUnreachableError",
+    "MeasurementStream",
+    "ReceivedMeasurement",
     "SecuredLink",
     "SessionReport",
+    "SessionRunner",
     "connect_with_retry",
     "disconnect_quietly",
     "is_security_error",
+    "read_battery_level",
     "read_identity",
+    "run_connected",
+    "start_session",
     "sync_clock",
     "utc_now",
 ]

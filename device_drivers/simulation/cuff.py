@@ -9,22 +9,22 @@ confirmed, then ends the session by disconnecting after a short idle time.
 Faults: `bond_required` (the 0x2A35 CCCD needs an encrypted link: pair first),
 `replay_backlog` (every connection re-sends the whole backlog, byte for byte),
 `clock_writable=False` (Current Time writes fail with ATT error 0x80) and
-`device_clock_offset` (the clock runs ahead or behind); `power_off()` from the base class.
+`device_clock_offset` (the clock runs ahead or behind); `swapped_pulse_and_status` (the
+firmware quirk of model "BPM-SIM-2Q"); and every switch of `SimulatedPeripheral` /
+`StoredRecordsPeripheral` (`inject_error_readings`, `disconnect_mid_transfer`,
+`clock_unset`, `silent_until_bonded`, `set_battery_level`, `set_in_range`, `power_off`).
+The store-and-indicate logic lives in `StoredRecordsPeripheral`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
-from bumble import gatt, utils
+from bumble import gatt
 from bumble.core import UUID
-from bumble.device import Connection
 
 from device_drivers.codecs.blood_pressure import (
     BloodPressureFeature,
@@ -34,7 +34,9 @@ from device_drivers.codecs.blood_pressure import (
     encode_blood_pressure_feature,
     encode_blood_pressure_measurement,
 )
-from device_drivers.simulation.peripheral import SimulatedPeripheral
+from device_drivers.codecs.ieee11073 import SpecialValue
+from device_drivers.quirks import SIMULATED_SWAPPED_CUFF_MODEL, swap_pulse_and_status
+from device_drivers.simulation.peripheral import StoredMeasurement, StoredRecordsPeripheral
 from device_drivers.simulation.radio import SimulatedRadio
 
 logger = logging.getLogger(__name__)
@@ -51,16 +53,7 @@ _FEATURES = BloodPressureFeature(
 )
 
 
-@dataclass
-class StoredMeasurement:
-    """One reading in the cuff's memory."""
-
-    raw: bytes
-    record: dict[str, Any]
-    delivered: bool = False
-
-
-class SimulatedCuff(SimulatedPeripheral):
+class SimulatedCuff(StoredRecordsPeripheral):
     """A simulated upper-arm blood-pressure cuff.
 
     Args:
@@ -77,11 +70,27 @@ class SimulatedCuff(SimulatedPeripheral):
         on_produced: called with a JSON-serialisable record for every reading taken.
         name: advertised local name (default "BP-Cuff <last 4 of serial>").
         idle_disconnect_s: the cuff ends a session after this long without anything to send.
+        manufacturer, model, firmware: Device Information (defaults: the class constants).
+        advertising_interval_ms: advertising interval (default 20 ms).
+        swapped_pulse_and_status: send the status where the pulse belongs and vice versa
+            (model "BPM-SIM-2Q" does; see `device_drivers.quirks`).
+        options: the arguments above from `clock_writable` on, and every other fault switch
+            of `SimulatedPeripheral` / `StoredRecordsPeripheral` (`clock_unset`,
+            `clock_write_ignored`, `disconnect_mid_transfer`, `silent_until_bonded`,
+            `battery_level`...), are passed through to them.
     """
 
     #: Device Information strings of every simulated cuff unless overridden.
     MANUFACTURER = "Hemhub Simulated Devices"
     MODEL = "BPM-SIM-1"
+    FIRMWARE = "2.1.0"
+    HARDWARE = "rev B"
+    NAME_PREFIX = "BP-Cuff"
+    SCENARIOS = SCENARIOS
+    #: The model with swapped pulse and status fields (a quirk in `QUIRKS`).
+    SWAPPED_MODEL = SIMULATED_SWAPPED_CUFF_MODEL
+    SERVICE = BLOOD_PRESSURE_SERVICE
+    MEASUREMENT = BLOOD_PRESSURE_MEASUREMENT
 
     def __init__(
         self,
@@ -91,79 +100,25 @@ class SimulatedCuff(SimulatedPeripheral):
         serial: str,
         scenario: Scenario = "normotensive",
         seed: int = 0,
-        clock_writable: bool = True,
-        bond_required: bool = False,
-        replay_backlog: bool = False,
-        device_clock_offset: timedelta = timedelta(0),
-        on_produced: Callable[[dict[str, Any]], None] | None = None,
-        name: str | None = None,
-        manufacturer: str = MANUFACTURER,
-        model: str = MODEL,
-        firmware: str = "2.1.0",
-        idle_disconnect_s: float = 0.3,
-        advertising_interval_ms: float = 20.0,
+        swapped_pulse_and_status: bool = False,
+        **options: Any,
     ) -> None:
-        if scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {scenario!r}; one of {', '.join(SCENARIOS)}")
-        super().__init__(
-            radio,
-            address=address,
-            name=name or f"BP-Cuff {serial[-4:]}",
-            manufacturer=manufacturer,
-            model=model,
-            serial=serial,
-            firmware=firmware,
-            hardware="rev B",
-            clock_writable=clock_writable,
-            device_clock_offset=device_clock_offset,
-            advertised_services=(BLOOD_PRESSURE_SERVICE,),
-            advertising_interval_ms=advertising_interval_ms,
-        )
+        self.check_scenario(scenario)
+        super().__init__(radio, address=address, serial=serial, **options)
         self.scenario: Scenario = scenario
-        self.bond_required = bond_required
-        self.replay_backlog = replay_backlog
-        self.on_produced = on_produced
-        self.idle_disconnect_s = idle_disconnect_s
+        self.swapped_pulse_and_status = swapped_pulse_and_status
         self._rng = random.Random(seed)
-        self.backlog: list[StoredMeasurement] = []
-        self._new_data = asyncio.Event()
-        self._sessions: dict[Connection, asyncio.Task[None]] = {}
-        self._measurement_characteristic: gatt.Characteristic[bytes] | None = None
-        #: Indications confirmed by a central (a replayed reading counts again).
-        self.indications_confirmed = 0
 
     # --- GATT -------------------------------------------------------------------------
 
-    def extra_services(self) -> list[gatt.Service]:
-        measurement: gatt.Characteristic[bytes] = gatt.Characteristic(
-            core_uuid(BLOOD_PRESSURE_MEASUREMENT),
-            gatt.Characteristic.Properties.INDICATE,
-            gatt.Characteristic.Permissions(0),  # indicate only: reads answer 0x02
-            b"",
-        )
-        cccd_permissions = gatt.Characteristic.READABLE | gatt.Characteristic.WRITEABLE
-        if self.bond_required:
-            cccd_permissions |= (
-                gatt.Characteristic.READ_REQUIRES_ENCRYPTION
-                | gatt.Characteristic.WRITE_REQUIRES_ENCRYPTION
-            )
-        # Our own CCCD (the server adds a plain one otherwise) to set its permissions.
-        measurement.descriptors = [
-            gatt.Descriptor(
-                gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR,
-                cccd_permissions,
-                self.device.gatt_server.make_descriptor_value(measurement),
-            )
-        ]
-        measurement.on(gatt.Characteristic.EVENT_SUBSCRIPTION, self._on_subscription)
-        self._measurement_characteristic = measurement
+    def service_characteristics(self) -> list[gatt.Characteristic[bytes]]:
         feature: gatt.Characteristic[bytes] = gatt.Characteristic(
             core_uuid(BLOOD_PRESSURE_FEATURE),
             gatt.Characteristic.Properties.READ,
             gatt.Characteristic.READABLE,
             encode_blood_pressure_feature(_FEATURES),
         )
-        return [gatt.Service(core_uuid(BLOOD_PRESSURE_SERVICE), [measurement, feature])]
+        return [feature]
 
     # --- measurements -----------------------------------------------------------------
 
@@ -179,132 +134,67 @@ class SimulatedCuff(SimulatedPeripheral):
         pulse = rng.randint(60, 80) if self.scenario == "normotensive" else rng.randint(68, 95)
         return systolic, min(diastolic, systolic - 25), pulse
 
+    def _wire(self, measurement: BloodPressureMeasurement) -> bytes:
+        raw = encode_blood_pressure_measurement(measurement)
+        return swap_pulse_and_status(raw) if self.swapped_pulse_and_status else raw
+
+    def encode_error_reading(self, timestamp: datetime) -> bytes:
+        """All values NaN, status 0: what cuffs send for a failed measurement."""
+        nan = SpecialValue.NAN
+        return self._wire(
+            BloodPressureMeasurement(
+                unit=BloodPressureUnit.MMHG,
+                systolic=nan,
+                diastolic=nan,
+                mean_arterial=nan,
+                timestamp=timestamp,
+                pulse=nan,
+                user_id=1,
+                status=BloodPressureStatus(),
+            )
+        )
+
     async def measure(
         self,
         *,
         systolic: int | None = None,
         diastolic: int | None = None,
         pulse: int | None = None,
+        at: datetime | None = None,
     ) -> dict[str, Any]:
         """Take a reading: store it, report it to `on_produced`, advertise; returns the record.
 
-        Values not given are drawn from the scenario (tests pin the ones they assert on).
+        Values not given are drawn from the scenario (tests pin the ones they assert on);
+        `at` is the time on the cuff's clock (default: its clock now).
         """
-        drawn = self._draw()
-        systolic = drawn[0] if systolic is None else systolic
-        diastolic = drawn[1] if diastolic is None else diastolic
-        pulse = drawn[2] if pulse is None else pulse
-        mean_arterial = round(diastolic + (systolic - diastolic) / 3)
-        irregular = self._rng.random() < 0.05
-        measurement = BloodPressureMeasurement(
-            unit=BloodPressureUnit.MMHG,
-            systolic=float(systolic),
-            diastolic=float(diastolic),
-            mean_arterial=float(mean_arterial),
-            timestamp=self.device_now().replace(microsecond=0),
-            pulse=float(pulse),
-            user_id=1,
-            status=BloodPressureStatus(irregular_pulse=irregular),
-        )
-        raw = encode_blood_pressure_measurement(measurement)
-        assert measurement.timestamp is not None
-        record: dict[str, Any] = {
-            "address": self.address,
-            "serial": self.serial,
-            "characteristic": "2A35",
-            "raw_hex": raw.hex(),
-            "systolic": float(systolic),
-            "diastolic": float(diastolic),
-            "mean_arterial": float(mean_arterial),
-            "pulse": float(pulse),
-            "unit": BloodPressureUnit.MMHG.value,
-            "device_time": measurement.timestamp.isoformat(),
-            "produced_at": datetime.now(UTC).isoformat(),
-        }
-        await self._store(StoredMeasurement(raw=raw, record=record))
-        if self.on_produced is not None:
-            self.on_produced(dict(record))
-        return record
 
-    async def store_raw(self, raw: bytes) -> None:
-        """Fault injection: store an arbitrary (e.g. malformed) 0x2A35 payload as a reading.
-
-        It is not reported to `on_produced`: it is not a measurement.
-        """
-        await self._store(StoredMeasurement(raw=bytes(raw), record={"raw_hex": bytes(raw).hex()}))
-
-    async def _store(self, stored: StoredMeasurement) -> None:
-        """Keep a reading; a session in progress sends it, otherwise the cuff advertises."""
-        self.backlog.append(stored)
-        self._new_data.set()
-        await self.start_advertising()  # no-op while connected or powered off
-
-    @property
-    def undelivered(self) -> list[StoredMeasurement]:
-        return [m for m in self.backlog if not m.delivered]
-
-    # --- sessions ---------------------------------------------------------------------
-
-    def _on_subscription(self, bearer: object, _notify: bool, indicate: bool) -> None:
-        connection = (
-            bearer if isinstance(bearer, Connection) else getattr(bearer, "connection", None)
-        )
-        if not isinstance(connection, Connection) or not indicate:
-            return
-        if connection in self._sessions:
-            return
-        self._sessions[connection] = self.spawn(self._session(connection))
-
-    def on_disconnected(self, connection: Connection, reason: int) -> None:
-        task = self._sessions.pop(connection, None)
-        if task is not None and not task.done():
-            task.cancel()
-
-    def _indications_enabled(self, connection: Connection) -> bool:
-        characteristic = self._measurement_characteristic
-        assert characteristic is not None
-        cccd = self.device.gatt_server.subscribers.get(connection, {}).get(characteristic.handle)
-        return cccd is not None and len(cccd) == 2 and bool(cccd[0] & 0x02)
-
-    async def _session(self, connection: Connection) -> None:
-        """Indicate the backlog in order, then hang up after an idle time."""
-        characteristic = self._measurement_characteristic
-        assert characteristic is not None
-        cursor = 0
-        if not self.replay_backlog:
-            cursor = next(
-                (i for i, m in enumerate(self.backlog) if not m.delivered), len(self.backlog)
+        def encode(timestamp: datetime) -> tuple[bytes, dict[str, Any]]:
+            drawn = self._draw()
+            sys_ = drawn[0] if systolic is None else systolic
+            dia = drawn[1] if diastolic is None else diastolic
+            pul = drawn[2] if pulse is None else pulse
+            mean_arterial = round(dia + (sys_ - dia) / 3)
+            irregular = self._rng.random() < 0.05
+            measurement = BloodPressureMeasurement(
+                unit=BloodPressureUnit.MMHG,
+                systolic=float(sys_),
+                diastolic=float(dia),
+                mean_arterial=float(mean_arterial),
+                timestamp=timestamp,
+                pulse=float(pul),
+                user_id=1,
+                status=BloodPressureStatus(irregular_pulse=irregular),
             )
-        try:
-            while connection in self.connections:
-                if cursor < len(self.backlog):
-                    if not self._indications_enabled(connection):
-                        break  # the central unsubscribed: nothing would be sent
-                    stored = self.backlog[cursor]
-                    # Returns once the central confirmed the indication.
-                    await utils.cancel_on_event(
-                        connection,
-                        Connection.EVENT_DISCONNECTION,
-                        self.device.indicate_subscriber(connection, characteristic, stored.raw),
-                    )
-                    stored.delivered = True
-                    self.indications_confirmed += 1
-                    cursor += 1
-                    continue
-                self._new_data.clear()
-                try:
-                    await asyncio.wait_for(self._new_data.wait(), self.idle_disconnect_s)
-                except TimeoutError:
-                    break
-            if cursor >= len(self.backlog):
-                self._wants_advertising = False  # all sent: the cuff goes back to sleep
-            if connection in self.connections:
-                await self._disconnect(connection)
-        except asyncio.CancelledError:
-            return  # the link dropped (or the cuff stopped) mid-session
-        finally:
-            if self._sessions.get(connection) is asyncio.current_task():
-                del self._sessions[connection]
+            values = {
+                "systolic": float(sys_),
+                "diastolic": float(dia),
+                "mean_arterial": float(mean_arterial),
+                "pulse": float(pul),
+                "unit": BloodPressureUnit.MMHG.value,
+            }
+            return self._wire(measurement), values
+
+        return await self.produce(encode, at=at)
 
 
 def core_uuid(value: int) -> UUID:

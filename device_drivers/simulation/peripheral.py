@@ -13,6 +13,24 @@ Current Time write sets it. `power_off()` takes the device off the air (out of r
 battery out): connections drop, it stops advertising, and connects time out.
 Subclasses add their services (`extra_services`) and session behaviour (`on_connected`,
 `on_disconnected`).
+
+Fault switches every simulated peripheral has:
+- `clock_writable=False`: Current Time writes fail with ATT error 0x80;
+- `clock_unset=True`: the clock starts at `UNSET_CLOCK_START` (2000-01-01, as after a
+  battery change) until a Current Time write sets it (`clock_is_set`);
+- `clock_write_ignored=True`: writes are acknowledged and ignored (a quirky model);
+- `device_clock_offset`: the clock runs ahead or behind;
+- `inject_error_readings(n)`: the next n readings are the profile's error reading (every
+  value NaN / "unsuccessful"), each subclass encodes its own;
+- `disconnect_mid_transfer=k`: a session drops the link after k stored records were
+  confirmed while more are waiting (the rest stay for the next connection);
+- `set_battery_level(level)`: readable and notified to subscribers (`battery_low` below
+  `LOW_BATTERY_LEVEL`);
+- `set_in_range(False)` / `power_off()`: off the air, connects time out.
+
+`StoredRecordsPeripheral` adds what cuffs, scales and oximeters share: a backlog of
+readings indicated on one characteristic to a central that subscribes, with
+`bond_required`, `silent_until_bonded` and `replay_backlog`.
 """
 
 from __future__ import annotations
@@ -20,10 +38,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
 
-from bumble import att, core, gatt, hci
+from bleak import BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.exc import BleakError
+from bumble import att, core, gatt, hci, utils
 from bumble.core import AdvertisingData
 from bumble.device import Connection, Device
 
@@ -42,6 +64,10 @@ logger = logging.getLogger(__name__)
 ATT_APP_ERROR_DATA_FIELD_IGNORED = 0x80
 #: ATT "Value Not Allowed" (Core Spec Supplement), for an invalid Current Time value.
 ATT_VALUE_NOT_ALLOWED = 0x13
+#: Where an unset device clock starts (the default date of many devices after a reset).
+UNSET_CLOCK_START = datetime(2000, 1, 1)
+#: Battery level (%) below which a device counts as low on battery.
+LOW_BATTERY_LEVEL = 20
 
 _AD_FLAGS = 0x01
 _AD_COMPLETE_16 = 0x03
@@ -74,6 +100,9 @@ class SimulatedPeripheral:
         battery_level: int = 90,
         clock_writable: bool = True,
         device_clock_offset: timedelta = timedelta(0),
+        clock_unset: bool = False,
+        clock_write_ignored: bool = False,
+        disconnect_mid_transfer: int | None = None,
         advertised_services: Sequence[int] = (),
         advertising_interval_ms: float = 20.0,
         nul_padded_strings: bool = True,
@@ -91,7 +120,17 @@ class SimulatedPeripheral:
         self.software = software
         self.battery_level = battery_level
         self.clock_writable = clock_writable
+        self.clock_write_ignored = clock_write_ignored
         self._clock_offset = device_clock_offset
+        #: False while the clock runs from its reset default (until a write sets it).
+        self.clock_is_set = not clock_unset
+        if clock_unset:
+            self._clock_offset = UNSET_CLOCK_START - datetime.now()
+        #: Drop the link after this many records confirmed in one session (None: never).
+        self.disconnect_mid_transfer = disconnect_mid_transfer
+        #: Links dropped by `disconnect_mid_transfer`.
+        self.mid_transfer_disconnects = 0
+        self._error_readings_pending = 0
         self.advertised_services = tuple(advertised_services)
         self.advertising_interval_ms = advertising_interval_ms
         self.nul_padded_strings = nul_padded_strings
@@ -99,6 +138,7 @@ class SimulatedPeripheral:
         self._device: Device | None = None
         self._powered = False
         self._wants_advertising = False
+        self._advertising_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections: list[Connection] = []
         #: Pairings completed with a central (new bonds).
@@ -107,6 +147,9 @@ class SimulatedPeripheral:
         self.encryption_count = 0
         #: Successful Current Time writes.
         self.clock_write_count = 0
+        #: Current Time writes acknowledged and ignored (`clock_write_ignored`).
+        self.clock_writes_ignored = 0
+        self._connection_tasks: dict[Connection, set[asyncio.Task[None]]] = {}
         self._time_characteristic: gatt.Characteristic[bytes] | None = None
         self._battery_characteristic: gatt.Characteristic[bytes] | None = None
 
@@ -161,16 +204,29 @@ class SimulatedPeripheral:
 
     async def power_off(self) -> None:
         """Take the device off the air: drop links, stop advertising, leave the link."""
+        await self._leave_air(
+            hci.HCI_ErrorCode.REMOTE_DEVICE_TERMINATED_CONNECTION_DUE_TO_POWER_OFF_ERROR
+        )
+
+    async def set_in_range(self, in_range: bool) -> None:
+        """Out of range (links drop, connects time out) or back in range.
+
+        Stored readings, bonds and the clock are kept, as they are when a resident walks
+        out of the hub's range with a device.
+        """
+        if in_range:
+            await self.power_on()
+        else:
+            await self._leave_air(hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR)
+
+    async def _leave_air(self, reason: int) -> None:
         if not self._powered:
             return
         self._powered = False
         device = self.device
-        await device.stop_advertising()
+        await self._stop_advertising_now()
         for connection in list(self.connections):
-            await self._disconnect(
-                connection,
-                hci.HCI_ErrorCode.REMOTE_DEVICE_TERMINATED_CONNECTION_DUE_TO_POWER_OFF_ERROR,
-            )
+            await self._disconnect(connection, reason)
         self.radio.set_in_range(device, False)
 
     async def power_on(self) -> None:
@@ -183,6 +239,19 @@ class SimulatedPeripheral:
             await self._advertise_now()
 
     # --- advertising ------------------------------------------------------------------
+
+    async def discover(self, within_s: float = 2.0) -> BLEDevice:
+        """The `BLEDevice` a bleak scanner on this radio sees for this peripheral.
+
+        For tests and demos: it scans with bleak (the radio's backend) until the device
+        advertises; `BleakError` if it does not within `within_s` seconds.
+        """
+        device = await BleakScanner.find_device_by_address(
+            self.address, timeout=within_s, **self.radio.bleak_backends().scanner_options()
+        )
+        if device is None:
+            raise BleakError(f"{self.name} ({self.address}) not seen advertising")
+        return device
 
     def advertising_data(self) -> bytes:
         uuids = b"".join(int(u).to_bytes(2, "little") for u in self.advertised_services)
@@ -212,16 +281,22 @@ class SimulatedPeripheral:
     async def stop_advertising(self) -> None:
         self._wants_advertising = False
         if self._device is not None:
-            await self._device.stop_advertising()
+            await self._stop_advertising_now()
 
     async def _advertise_now(self) -> None:
-        if not self._powered or self.connections:
-            return
-        await self.device.start_advertising(
-            advertising_data=self.advertising_data(),
-            advertising_interval_min=self.advertising_interval_ms,
-            advertising_interval_max=self.advertising_interval_ms,
-        )
+        # bumble breaks (KeyError in its advertising sets) when a stop overlaps a start.
+        async with self._advertising_lock:
+            if not self._powered or self.connections:
+                return
+            await self.device.start_advertising(
+                advertising_data=self.advertising_data(),
+                advertising_interval_min=self.advertising_interval_ms,
+                advertising_interval_max=self.advertising_interval_ms,
+            )
+
+    async def _stop_advertising_now(self) -> None:
+        async with self._advertising_lock:
+            await self.device.stop_advertising()
 
     # --- connections ------------------------------------------------------------------
 
@@ -231,6 +306,8 @@ class SimulatedPeripheral:
         def on_disconnection(reason: int) -> None:
             if connection in self.connections:
                 self.connections.remove(connection)
+            for task in self._connection_tasks.pop(connection, set()):
+                task.cancel()
             self.on_disconnected(connection, reason)
             if self._wants_advertising and self._powered:
                 self.spawn(self._advertise_now())
@@ -238,6 +315,7 @@ class SimulatedPeripheral:
         def on_encryption_change(*_args: object) -> None:
             if connection.is_encrypted:
                 self.encryption_count += 1
+                self.on_encrypted(connection)
 
         def on_pairing(*_args: object) -> None:
             self.pairing_count += 1
@@ -251,7 +329,10 @@ class SimulatedPeripheral:
         """Hook: a central connected."""
 
     def on_disconnected(self, connection: Connection, reason: int) -> None:
-        """Hook: a connection ended."""
+        """Hook: a connection ended (its `spawn_for` tasks are already cancelled)."""
+
+    def on_encrypted(self, connection: Connection) -> None:
+        """Hook: a link became encrypted (paired, or re-encrypted from a bond)."""
 
     async def disconnect_all(self) -> None:
         for connection in list(self.connections):
@@ -273,6 +354,44 @@ class SimulatedPeripheral:
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
+
+    def spawn_for(
+        self, connection: Connection, coroutine: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None]:
+        """A background task that lives as long as the connection (cancelled when it drops)."""
+        task = self.spawn(coroutine)
+        tasks = self._connection_tasks.setdefault(connection, set())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+    # --- fault switches ---------------------------------------------------------------
+
+    def inject_error_readings(self, count: int = 1) -> None:
+        """The next `count` readings are the device's error reading (all values NaN)."""
+        if count < 0:
+            raise ValueError("count must not be negative")
+        self._error_readings_pending += count
+
+    @property
+    def error_readings_pending(self) -> int:
+        return self._error_readings_pending
+
+    def take_error_reading(self) -> bool:
+        """For subclasses taking a reading: True if this one must be an error reading."""
+        if self._error_readings_pending <= 0:
+            return False
+        self._error_readings_pending -= 1
+        return True
+
+    def interrupts_transfer(self, sent_in_session: int, remaining: int) -> bool:
+        """For subclasses sending stored records: drop the link now (mid-transfer)?"""
+        limit = self.disconnect_mid_transfer
+        return limit is not None and remaining > 0 and sent_in_session >= limit
+
+    @property
+    def battery_low(self) -> bool:
+        return self.battery_level < LOW_BATTERY_LEVEL
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -348,10 +467,264 @@ class SimulatedPeripheral:
             raise att.ATT_Error(ATT_VALUE_NOT_ALLOWED) from exc
         if current.time is None:
             raise att.ATT_Error(ATT_VALUE_NOT_ALLOWED)
+        if self.clock_write_ignored:
+            self.clock_writes_ignored += 1
+            return
         written = current.time + timedelta(seconds=current.fractions256 / 256)
         self._clock_offset = written - datetime.now()
+        self.clock_is_set = True
         self.clock_write_count += 1
         logger.debug("%s: clock set to %s", self.name, written)
+
+
+@dataclass
+class StoredMeasurement:
+    """One reading in a device's memory."""
+
+    raw: bytes
+    record: dict[str, Any]
+    delivered: bool = False
+
+
+#: Encodes a reading taken at a device-clock time: (payload, values for the record).
+ReadingEncoder = Callable[[datetime], tuple[bytes, dict[str, Any]]]
+
+
+class StoredRecordsPeripheral(SimulatedPeripheral):
+    """A device that keeps its readings and indicates them on one characteristic.
+
+    Like a home cuff or scale: a reading is stored in `backlog` and makes the device
+    advertise. When a central connects and enables indications on `MEASUREMENT`, the device
+    indicates every stored, not yet delivered reading in order, each after the previous one
+    was confirmed, then hangs up after `idle_disconnect_s` with nothing to send.
+
+    Args (besides `SimulatedPeripheral`'s):
+        bond_required: the measurement CCCD requires an encrypted link (ATT error 0x0F
+            until the central pairs).
+        silent_until_bonded: the CCCD write succeeds but nothing is indicated until the
+            link is encrypted (no ATT error tells the central to pair).
+        replay_backlog: every connection re-sends the whole backlog, byte for byte.
+        on_produced: called with a JSON-serialisable record for every reading taken.
+        idle_disconnect_s: the device ends a session after this long without anything
+            to send.
+    """
+
+    #: The profile's service and its indicated measurement characteristic (16-bit UUIDs).
+    SERVICE: ClassVar[int]
+    MEASUREMENT: ClassVar[int]
+    #: Device Information defaults of the simulated model (overridable per instance).
+    MANUFACTURER: ClassVar[str] = "Hemhub Simulated Devices"
+    MODEL: ClassVar[str]
+    FIRMWARE: ClassVar[str] = "1.0.0"
+    HARDWARE: ClassVar[str | None] = None
+    #: The advertised name is "<NAME_PREFIX> <last 4 of serial>" unless `name` is given.
+    NAME_PREFIX: ClassVar[str]
+    #: The scenarios a subclass accepts (`check_scenario`).
+    SCENARIOS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        radio: SimulatedRadio,
+        *,
+        address: str,
+        serial: str,
+        name: str | None = None,
+        bond_required: bool = False,
+        silent_until_bonded: bool = False,
+        replay_backlog: bool = False,
+        on_produced: Callable[[dict[str, Any]], None] | None = None,
+        idle_disconnect_s: float = 0.3,
+        **options: Any,
+    ) -> None:
+        options.setdefault("advertised_services", (self.SERVICE,))
+        options.setdefault("manufacturer", self.MANUFACTURER)
+        options.setdefault("model", self.MODEL)
+        options.setdefault("firmware", self.FIRMWARE)
+        options.setdefault("hardware", self.HARDWARE)
+        super().__init__(
+            radio,
+            address=address,
+            serial=serial,
+            name=name or f"{self.NAME_PREFIX} {serial[-4:]}",
+            **options,
+        )
+        self.bond_required = bond_required
+        self.silent_until_bonded = silent_until_bonded
+        self.replay_backlog = replay_backlog
+        self.on_produced = on_produced
+        self.idle_disconnect_s = idle_disconnect_s
+        self.backlog: list[StoredMeasurement] = []
+        self._wake = asyncio.Event()
+        self._sessions: dict[Connection, asyncio.Task[None]] = {}
+        self._measurement_characteristic: gatt.Characteristic[bytes] | None = None
+        #: Indications confirmed by a central (a replayed reading counts again).
+        self.indications_confirmed = 0
+
+    @classmethod
+    def check_scenario(cls, scenario: str) -> None:
+        if scenario not in cls.SCENARIOS:
+            known = ", ".join(cls.SCENARIOS)
+            raise ValueError(f"unknown scenario {scenario!r}; one of {known}")
+
+    @property
+    def characteristic_name(self) -> str:
+        """The measurement characteristic as the hub names it, e.g. "2A35"."""
+        return f"{self.MEASUREMENT:04X}"
+
+    # --- GATT -------------------------------------------------------------------------
+
+    def service_characteristics(self) -> list[gatt.Characteristic[bytes]]:
+        """Hook: the profile service's other characteristics (feature, continuous…)."""
+        return []
+
+    def protected_cccd(self, characteristic: gatt.Characteristic[bytes]) -> None:
+        """Give a characteristic its own CCCD, encrypted when `bond_required`."""
+        permissions = gatt.Characteristic.READABLE | gatt.Characteristic.WRITEABLE
+        if self.bond_required:
+            permissions |= (
+                gatt.Characteristic.READ_REQUIRES_ENCRYPTION
+                | gatt.Characteristic.WRITE_REQUIRES_ENCRYPTION
+            )
+        # Our own CCCD (the server adds a plain one otherwise) to set its permissions.
+        characteristic.descriptors = [
+            gatt.Descriptor(
+                gatt.GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR,
+                permissions,
+                self.device.gatt_server.make_descriptor_value(characteristic),
+            )
+        ]
+
+    def extra_services(self) -> list[gatt.Service]:
+        measurement: gatt.Characteristic[bytes] = gatt.Characteristic(
+            _uuid16(self.MEASUREMENT),
+            gatt.Characteristic.Properties.INDICATE,
+            gatt.Characteristic.Permissions(0),  # indicate only: reads answer 0x02
+            b"",
+        )
+        self.protected_cccd(measurement)
+        measurement.on(gatt.Characteristic.EVENT_SUBSCRIPTION, self._on_subscription)
+        self._measurement_characteristic = measurement
+        return [gatt.Service(_uuid16(self.SERVICE), [measurement, *self.service_characteristics()])]
+
+    # --- readings ---------------------------------------------------------------------
+
+    def encode_error_reading(self, timestamp: datetime) -> bytes:
+        """Hook: the profile's error reading (every value NaN) taken at `timestamp`."""
+        raise NotImplementedError
+
+    async def produce(
+        self, encode: ReadingEncoder, *, at: datetime | None = None
+    ) -> dict[str, Any]:
+        """Take a reading at device time `at` (default: now on the device clock).
+
+        An injected error reading replaces it (`inject_error_readings`). The reading is
+        stored, reported to `on_produced` and makes the device advertise; returns the record.
+        """
+        timestamp = (at if at is not None else self.device_now()).replace(microsecond=0)
+        error = self.take_error_reading()
+        raw, values = (self.encode_error_reading(timestamp), {}) if error else encode(timestamp)
+        record: dict[str, Any] = {
+            "address": self.address,
+            "serial": self.serial,
+            "characteristic": self.characteristic_name,
+            "raw_hex": raw.hex(),
+            "error": error,
+            **values,
+            "device_time": timestamp.isoformat(),
+            "produced_at": datetime.now(UTC).isoformat(),
+        }
+        await self._store(StoredMeasurement(raw=raw, record=record))
+        if self.on_produced is not None:
+            self.on_produced(dict(record))
+        return record
+
+    async def store_raw(self, raw: bytes) -> None:
+        """Fault injection: store an arbitrary (e.g. malformed) payload as a reading.
+
+        It is not reported to `on_produced`: it is not a measurement.
+        """
+        await self._store(StoredMeasurement(raw=bytes(raw), record={"raw_hex": bytes(raw).hex()}))
+
+    async def _store(self, stored: StoredMeasurement) -> None:
+        """Keep a reading; a session in progress sends it, otherwise the device advertises."""
+        self.backlog.append(stored)
+        self._wake.set()
+        await self.start_advertising()  # no-op while connected or powered off
+
+    @property
+    def undelivered(self) -> list[StoredMeasurement]:
+        return [m for m in self.backlog if not m.delivered]
+
+    # --- sessions ---------------------------------------------------------------------
+
+    def _on_subscription(self, bearer: object, _notify: bool, indicate: bool) -> None:
+        connection = (
+            bearer if isinstance(bearer, Connection) else getattr(bearer, "connection", None)
+        )
+        if not isinstance(connection, Connection) or not indicate:
+            return
+        if connection in self._sessions:
+            return
+        self._sessions[connection] = self.spawn_for(connection, self._session(connection))
+
+    def on_encrypted(self, connection: Connection) -> None:
+        self._wake.set()  # a `silent_until_bonded` device may now send
+
+    def subscribed(self, connection: Connection, characteristic: gatt.Characteristic[Any]) -> int:
+        """The CCCD value the central wrote for `characteristic` (1 notify, 2 indicate)."""
+        cccd = self.device.gatt_server.subscribers.get(connection, {}).get(characteristic.handle)
+        return int.from_bytes(cccd[:2], "little") if cccd is not None and len(cccd) == 2 else 0
+
+    def may_send(self, connection: Connection) -> bool:
+        """Whether the device sends on this link (`silent_until_bonded` wants encryption)."""
+        return not self.silent_until_bonded or connection.is_encrypted
+
+    async def _session(self, connection: Connection) -> None:
+        """Indicate the backlog in order, then hang up after an idle time."""
+        characteristic = self._measurement_characteristic
+        assert characteristic is not None
+        cursor = 0
+        if not self.replay_backlog:
+            cursor = next(
+                (i for i, m in enumerate(self.backlog) if not m.delivered), len(self.backlog)
+            )
+        sent = 0
+        try:
+            while connection in self.connections:
+                if cursor < len(self.backlog) and self.may_send(connection):
+                    if not self.subscribed(connection, characteristic) & 0x02:
+                        break  # the central unsubscribed: nothing would be sent
+                    stored = self.backlog[cursor]
+                    # Returns once the central confirmed the indication.
+                    await utils.cancel_on_event(
+                        connection,
+                        Connection.EVENT_DISCONNECTION,
+                        self.device.indicate_subscriber(connection, characteristic, stored.raw),
+                    )
+                    stored.delivered = True
+                    self.indications_confirmed += 1
+                    cursor += 1
+                    sent += 1
+                    if self.interrupts_transfer(sent, len(self.backlog) - cursor):
+                        self.mid_transfer_disconnects += 1
+                        logger.debug("%s: dropping the link mid-transfer", self.name)
+                        await self._disconnect(connection)
+                        return
+                    continue
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.idle_disconnect_s)
+                except TimeoutError:
+                    break
+            if cursor >= len(self.backlog):
+                self._wants_advertising = False  # all sent: the device goes back to sleep
+            if connection in self.connections:
+                await self._disconnect(connection)
+        except asyncio.CancelledError:
+            return  # the link dropped (or the device stopped) mid-session
+        finally:
+            if self._sessions.get(connection) is asyncio.current_task():
+                del self._sessions[connection]
 
 
 def _deny(error_code: int) -> Callable[..., Any]:
@@ -401,5 +774,10 @@ def _enforce_permissions(services: Sequence[gatt.Service]) -> None:
 __all__ = [
     "ATT_APP_ERROR_DATA_FIELD_IGNORED",
     "ATT_VALUE_NOT_ALLOWED",
+    "LOW_BATTERY_LEVEL",
+    "UNSET_CLOCK_START",
+    "ReadingEncoder",
     "SimulatedPeripheral",
+    "StoredMeasurement",
+    "StoredRecordsPeripheral",
 ]

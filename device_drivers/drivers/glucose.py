@@ -1,0 +1,98 @@
+"""Glucose driver over plain bleak: one session with a meter (Glucose Service 0x1808).
+
+A session connects (retrying with backoff), reads Device Information, reads then writes
+Current Time, enables notifications on Glucose Measurement 0x2A18 and indications on the
+Record Access Control Point 0x2A52, asks for the records after the hub's last stored one
+(`01 03 01 <since_sequence + 1>`, or all), hands each to `on_measurement` in sequence order
+and, once they are stored, deletes them on the meter (`02 02 01 <last stored>`). Records
+the hub has not stored are never deleted: a failing consumer or a dropped link leaves them
+on the meter for the next session. It runs unchanged against a real radio
+(`BleakBackends()`) or a `SimulatedRadio`.
+
+Glucose Measurement Context 0x2A34 is not subscribed (the contract has no field for it
+yet); meters send it only to centrals that enabled it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from bleak.backends.device import BLEDevice
+
+from device_drivers.bleak_backends import PLATFORM_BACKENDS, BleakBackends
+from device_drivers.codecs.glucose import GlucoseMeasurement, decode_glucose_measurement
+from device_drivers.drivers.racp import RecordSessionReport, RecordStream, run_record_session
+from device_drivers.drivers.session import ReceivedMeasurement, utc_now
+from hemhub.contract import DeviceIdentity, MeasurementType
+
+GLUCOSE_SERVICE = "00001808-0000-1000-8000-00805f9b34fb"
+GLUCOSE_MEASUREMENT = "00002a18-0000-1000-8000-00805f9b34fb"
+
+
+def _sequence(measurement: GlucoseMeasurement) -> int:
+    return measurement.sequence
+
+
+#: The meter's record log: 0x2A18 notifications, the SIG RACP 0x2A52, u16 sequences.
+GLUCOSE_RECORDS = RecordStream(
+    characteristic="2A18",
+    measurement_type=MeasurementType.GLUCOSE,
+    decode=decode_glucose_measurement,
+    sequence_of=_sequence,
+    record_uuid=GLUCOSE_MEASUREMENT,
+)
+
+
+@dataclass
+class GlucoseSessionReport(RecordSessionReport):
+    """What one session with a glucose meter achieved; `last_sequence` is the highest
+    sequence number now safe in the hub (persist it, pass it as the next `since_sequence`)."""
+
+
+async def run_glucose_session(
+    device: BLEDevice,
+    *,
+    backends: BleakBackends = PLATFORM_BACKENDS,
+    on_measurement: Callable[[ReceivedMeasurement], Awaitable[None]],
+    now: Callable[[], datetime] = utc_now,
+    connect_timeout: float = 15.0,
+    idle_timeout: float = 5.0,
+    attempts: int = 3,
+    bond: bool = False,
+    retry_backoff_s: float = 1.0,
+    since_sequence: int | None = None,
+) -> GlucoseSessionReport:
+    """Run one session with a glucose meter; returns what it achieved.
+
+    `since_sequence` is the last sequence number the hub already stored from this meter
+    (None: fetch everything). `on_measurement` must return only once the record is
+    committed (the hub's outbox); if it raises, the session stops there, nothing after
+    the last committed record is deleted and `error` says why. `idle_timeout` bounds the
+    wait for each record and RACP answer. Raises `DeviceUnreachableError` (a
+    `BleakError`) when all `attempts` to connect failed; other failures after connecting
+    end the session with `error` set. A payload that does not decode is logged and listed
+    in `rejected`. The client is always disconnected at the end.
+    """
+    report = GlucoseSessionReport(
+        identity=DeviceIdentity(address=device.address.upper()), last_sequence=since_sequence
+    )
+    await run_record_session(
+        device,
+        GLUCOSE_RECORDS,
+        report,
+        on_measurement=on_measurement,
+        backends=backends,
+        now=now,
+        connect_timeout=connect_timeout,
+        idle_timeout=idle_timeout,
+        attempts=attempts,
+        bond=bond,
+        retry_backoff_s=retry_backoff_s,
+        kind="glucose",
+    )
+    return report
+
+
+__all__ = ["GLUCOSE_RECORDS", "GlucoseSessionReport", "ReceivedMeasurement", "run_glucose_session"]

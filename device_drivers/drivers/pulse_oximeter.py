@@ -1,0 +1,63 @@
+"""Pulse-oximeter driver over plain bleak: one session with an oximeter (PLX Service 0x1822).
+
+The session is the common one (`SessionRunner`). It delivers every PLX
+Spot-Check Measurement 0x2A5E indication: spot-checks are the clinical readings of a
+home telehealth programme.
+
+Continuous measurements 0x2A5F (notifications, sent while a finger is in the device) are
+subscribed to when the oximeter offers them, and delivered at most once per
+`CONTINUOUS_MIN_INTERVAL_S` (60 s) per session; the others are counted in
+`SessionReport.rate_limited`. Why: a live stream of one value a second would flood the
+outbox, the wire and the database with near-identical values that no nurse reads, while one
+a minute still shows a trend and a desaturation during a longer measurement. A continuous
+value carries no timestamp, so it is dated by the hub's receive time. Use
+`pulse_oximeter_session_runner(continuous_min_interval_s=None)` to take spot-checks only.
+"""
+
+from __future__ import annotations
+
+from device_drivers.codecs.pulse_oximeter import decode_plx_continuous, decode_plx_spot_check
+from device_drivers.drivers.session import MeasurementStream, SessionRunner
+from hemhub.contract import MeasurementType
+
+PULSE_OXIMETER_SERVICE = "00001822-0000-1000-8000-00805f9b34fb"
+#: At most one continuous (0x2A5F) value per this many seconds.
+CONTINUOUS_MIN_INTERVAL_S = 60.0
+
+#: PLX Spot-Check Measurement 0x2A5E (indicated).
+SPOT_CHECK_STREAM = MeasurementStream("2A5E", MeasurementType.PULSE_OXIMETRY, decode_plx_spot_check)
+
+
+def continuous_stream(min_interval_s: float) -> MeasurementStream:
+    """PLX Continuous Measurement 0x2A5F (notified, optional), rate-limited."""
+    return MeasurementStream(
+        "2A5F",
+        MeasurementType.PULSE_OXIMETRY,
+        decode_plx_continuous,
+        required=False,
+        min_interval_s=min_interval_s,
+    )
+
+
+def pulse_oximeter_session_runner(
+    *, continuous_min_interval_s: float | None = CONTINUOUS_MIN_INTERVAL_S
+) -> SessionRunner:
+    """A `run_pulse_oximeter_session` with another continuous rate (None: spot-checks only)."""
+    streams = [SPOT_CHECK_STREAM]
+    if continuous_min_interval_s is not None:
+        streams.append(continuous_stream(continuous_min_interval_s))
+    return SessionRunner("pulse-oximeter", streams)
+
+
+#: `await run_pulse_oximeter_session(device, on_measurement=..., ...)`: the keywords and
+#: failure behaviour of `run_blood_pressure_session`; every spot-check, and continuous
+#: values at most one per `CONTINUOUS_MIN_INTERVAL_S`.
+run_pulse_oximeter_session = pulse_oximeter_session_runner()
+
+__all__ = [
+    "CONTINUOUS_MIN_INTERVAL_S",
+    "SPOT_CHECK_STREAM",
+    "continuous_stream",
+    "pulse_oximeter_session_runner",
+    "run_pulse_oximeter_session",
+]
