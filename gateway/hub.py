@@ -21,7 +21,11 @@ from bleak.exc import BleakError
 
 from device_drivers.bleak_backends import BleakBackends
 from device_drivers.drivers.blood_pressure import run_blood_pressure_session
+from device_drivers.drivers.dispenser import run_dispenser_session
+from device_drivers.drivers.glucose import run_glucose_session
+from device_drivers.drivers.pulse_oximeter import run_pulse_oximeter_session
 from device_drivers.drivers.session import ReceivedMeasurement, SessionReport
+from device_drivers.drivers.weight_scale import run_weight_scale_session
 from gateway import health
 from gateway.clock import hub_clock_synced, local_zone
 from gateway.config import GatewayConfig
@@ -45,10 +49,16 @@ OUTBOX_NEAR_FULL = 0.8
 
 SessionRunner = Callable[..., Awaitable[SessionReport]]
 
-#: The driver the hub runs for each profile.
+#: The driver the hub runs for each profile (all take the same keywords).
 DRIVERS: dict[DeviceProfile, SessionRunner] = {
     DeviceProfile.BLOOD_PRESSURE: run_blood_pressure_session,
+    DeviceProfile.WEIGHT_SCALE: run_weight_scale_session,
+    DeviceProfile.PULSE_OXIMETER: run_pulse_oximeter_session,
+    DeviceProfile.GLUCOSE: run_glucose_session,
+    DeviceProfile.DISPENSER: run_dispenser_session,
 }
+#: Profiles whose devices keep numbered records the hub fetches from a sequence on.
+RECORD_PROFILES = frozenset({DeviceProfile.GLUCOSE, DeviceProfile.DISPENSER})
 
 
 def _when(ts: float | None) -> datetime | None:
@@ -69,6 +79,7 @@ class DeviceState:
     not_before: float = 0.0
     last_error: str | None = None
     firmware: str | None = None
+    battery_level: int | None = None
 
     def health(self) -> DeviceHealth:
         return DeviceHealth(
@@ -79,6 +90,7 @@ class DeviceState:
             last_reading_at=_when(self.last_reading_at),
             readings=self.readings,
             firmware=self.firmware,
+            battery_level=self.battery_level,
             sessions_failed=self.sessions_failed,
             consecutive_failures=self.consecutive_failures,
             last_error=self.last_error[:512] if self.last_error else None,
@@ -193,6 +205,9 @@ class HubGateway:
 
     async def _session(self, device: BLEDevice, state: DeviceState, driver: SessionRunner) -> None:
         try:
+            options: dict[str, object] = {}
+            if state.allowed.profile in RECORD_PROFILES:
+                options["since_sequence"] = self.outbox.last_sequence(state.allowed.address)
             async with self._slots:
                 report = await driver(
                     device,
@@ -200,8 +215,10 @@ class HubGateway:
                     on_measurement=self._store,
                     connect_timeout=self.config.connect_timeout_s,
                     bond=state.allowed.bond,
+                    **options,
                 )
             state.firmware = report.identity.firmware or state.firmware
+            state.battery_level = report.battery_level
             if report.error:
                 raise BleakError(report.error)
             state.consecutive_failures, state.last_error = 0, None
@@ -263,6 +280,7 @@ class HubGateway:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
             del self.devices[address]
+            self.outbox.forget_device(address)
             await self._unbond(address)
         for address, allowed in wanted.items():
             state = self.devices.get(address)

@@ -31,6 +31,12 @@ CREATE TABLE IF NOT EXISTS delivered (
     delivered_at    REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS delivered_at ON delivered (delivered_at);
+-- The newest record number committed per device (glucose meters, dispensers): the next
+-- session fetches only what follows, and the device may delete what precedes.
+CREATE TABLE IF NOT EXISTS device_sequences (
+    address       TEXT PRIMARY KEY,
+    last_sequence INTEGER NOT NULL
+);
 """
 
 #: How long delivered keys are remembered to suppress device backlog replays.
@@ -70,12 +76,38 @@ class Outbox:
             ).fetchone()
             if known:
                 return False
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO outbox (idempotency_key, device_key, payload, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (reading.idempotency_key, reading.device.stable_id, payload, time.time()),
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO outbox"
+                    " (idempotency_key, device_key, payload, created_at) VALUES (?, ?, ?, ?)",
+                    (reading.idempotency_key, reading.device.stable_id, payload, time.time()),
+                )
+                if reading.device_sequence is not None:
+                    self._db.execute(
+                        "INSERT INTO device_sequences (address, last_sequence) VALUES (?, ?)"
+                        " ON CONFLICT (address) DO UPDATE SET last_sequence ="
+                        " max(last_sequence, excluded.last_sequence)",
+                        (reading.device.address, reading.device_sequence),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
             return cur.rowcount == 1
+
+    def last_sequence(self, address: str) -> int | None:
+        """The newest record number committed from this device, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT last_sequence FROM device_sequences WHERE address = ?", (address,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def forget_device(self, address: str) -> None:
+        """Forget a device's record numbers (it left this hub; a reset device starts over)."""
+        with self._lock:
+            self._db.execute("DELETE FROM device_sequences WHERE address = ?", (address,))
 
     def pending(self, limit: int, exclude: Iterable[int] = ()) -> list[OutboxEntry]:
         """The oldest queued entries in commit order (so per-device order is kept)."""

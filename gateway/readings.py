@@ -54,4 +54,6 @@ def to_reading(received: ReceivedMeasurement, *, zone: tzinfo, synced: bool) -> 
         measured_at=when.measured_at,
         clock=when.clock,
         raw_hex=received.raw.hex(),
+        device_sequence=received.sequence,
+        event=received.event,
     )

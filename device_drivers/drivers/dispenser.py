@@ -64,7 +64,7 @@ from device_drivers.drivers.session import (
     disconnect_quietly,
     utc_now,
 )
-from hemhub.contract import DeviceIdentity, MeasurementType, Quantity
+from hemhub.contract import DeviceEvent, DeviceIdentity, MeasurementType, Quantity
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,16 @@ class MedicationEvent:
 
     def quantities(self) -> list[Quantity]:
         return []
+
+    def device_event(self) -> DeviceEvent:
+        """The event as the wire contract carries it."""
+        e = self.event
+        return DeviceEvent(
+            kind=e.event.value,
+            dose_id=e.dose_id,
+            slot=e.slot,
+            needs_staff_attention=e.needs_staff_attention,
+        )
 
     def status_names(self) -> list[str]:
         e = self.event
@@ -192,6 +202,7 @@ DISPENSER_EVENTS = RecordStream(
     record_uuid=DISPENSER_EVENT_UUID,
     control_point_uuid=DISPENSER_RACP_UUID,
     sequence_size=DISPENSER_SEQUENCE_SIZE,
+    event_of=MedicationEvent.device_event,
 )
 
 

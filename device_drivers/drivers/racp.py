@@ -62,7 +62,7 @@ from device_drivers.drivers.session import (
 )
 from device_drivers.measurement import ClinicalMeasurement
 from device_drivers.quirks import apply_byte_quirks
-from hemhub.contract import MeasurementType
+from hemhub.contract import DeviceEvent, MeasurementType
 
 logger = logging.getLogger(__name__)
 
@@ -369,6 +369,8 @@ class RecordStream(Generic[_M]):
     control_point_uuid: str = RECORD_ACCESS_CONTROL_POINT
     #: Bytes of a sequence number in RACP operands (2 for SIG profiles, 4 for ours).
     sequence_size: int = 2
+    #: The event a record reports (medication robots), for the wire contract.
+    event_of: Callable[[_M], DeviceEvent] | None = None
 
 
 def _note_error(report: SessionReport, message: str) -> None:
@@ -411,6 +413,8 @@ class RecordSession(Generic[_M]):
                 clock_written=report.clock_written,
                 device_clock_offset_s=report.device_clock_offset_s,
                 quirks=report.quirks,
+                sequence=self.stream.sequence_of(measurement),
+                event=self.stream.event_of(measurement) if self.stream.event_of else None,
             )
         )
 

@@ -43,7 +43,7 @@ from device_drivers.codecs.device_information import DIS_CHARACTERISTICS, decode
 from device_drivers.codecs.errors import DecodeError
 from device_drivers.measurement import ClinicalMeasurement
 from device_drivers.quirks import Quirk, apply_byte_quirks, quirks_for
-from hemhub.contract import DeviceIdentity, MeasurementType
+from hemhub.contract import DeviceEvent, DeviceIdentity, MeasurementType
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,10 @@ class ReceivedMeasurement:
     device_clock_offset_s: float | None
     #: The model's quirks the driver applied (`raw` is always the bytes as received).
     quirks: frozenset[Quirk] = frozenset()
+    #: The device's record number (glucose meters, dispensers), None where it has none.
+    sequence: int | None = None
+    #: What a device reported instead of values (medication robots).
+    event: DeviceEvent | None = None
 
 
 @dataclass

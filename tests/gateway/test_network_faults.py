@@ -50,9 +50,10 @@ def test_last_will_marks_hub_offline_within_keepalive(
         offline = HubStatus.model_validate_json(
             listener.messages.get(timeout=KEEPALIVE_S * 3).payload
         )
-        # MQTT: the broker gives up after 1.5 keepalives without a packet.
+        # MQTT: the broker gives up after 1.5 keepalives without a packet; its periodic
+        # check and a loaded CI machine add a few seconds.
         assert not offline.online
-        assert time.monotonic() - cut_at <= KEEPALIVE_S * 1.5 + 2
+        assert time.monotonic() - cut_at <= KEEPALIVE_S * 2 + 3
     finally:
         proxy.restore()
         publisher.stop()
