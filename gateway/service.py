@@ -1,4 +1,5 @@
-"""`hemhub gateway --config FILE`: the hub daemon as a service, stopped by SIGTERM/SIGINT."""
+"""`hemhub gateway --config FILE [--simulate SCENARIO]`: the hub daemon as a service,
+stopped by SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import logging
 import signal
 from pathlib import Path
 
+from device_drivers.simulation.home import SimulatedHome, SimulationScenario
+from device_drivers.simulation.radio import SimulatedRadio
 from gateway import systemd
 from gateway.config import GatewayConfig
 from gateway.hub import HubGateway
@@ -34,7 +37,26 @@ async def serve(gateway: HubGateway, stop: asyncio.Event | None = None) -> None:
     await watchdog
 
 
-def run_gateway(config_path: Path) -> int:
+async def serve_simulated(config: GatewayConfig, scenario: SimulationScenario) -> None:
+    """The real gateway against a simulated home on the simulated radio.
+
+    Without devices in the configuration, the scenario's devices are the allow-list.
+    """
+    if not config.devices:
+        config = config.model_copy(update={"devices": [d.allowed() for d in scenario.devices]})
+    async with SimulatedRadio() as radio:
+        home = SimulatedHome(radio, scenario, config.data_dir)
+        await home.start()
+        try:
+            await serve(HubGateway(config, radio.bleak_backends()))
+        finally:
+            await home.stop()
+
+
+def run_gateway(config_path: Path, simulate: Path | None = None) -> int:
     config = GatewayConfig.load(config_path)
-    asyncio.run(serve(HubGateway(config)))
+    if simulate is not None:
+        asyncio.run(serve_simulated(config, SimulationScenario.load(simulate)))
+    else:
+        asyncio.run(serve(HubGateway(config)))
     return 0

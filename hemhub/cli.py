@@ -110,7 +110,7 @@ def _cmd_api(args: argparse.Namespace) -> int:
 def _cmd_gateway(args: argparse.Namespace) -> int:
     from gateway.service import run_gateway
 
-    return run_gateway(Path(args.config))
+    return run_gateway(Path(args.config), Path(args.simulate) if args.simulate else None)
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -162,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gateway", help="run the hub gateway")
     p.add_argument("--config", required=True, help="hub configuration file (.toml or .json)")
+    p.add_argument(
+        "--simulate",
+        metavar="SCENARIO",
+        help="run against a simulated home described by SCENARIO (.toml or .json)",
+    )
     p.set_defaults(func=_cmd_gateway)
 
     p = sub.add_parser("schema", help="print the wire contract's JSON Schema")

@@ -1,0 +1,250 @@
+"""A simulated home: one radio, the resident's devices, and the resident using them.
+
+Used by `hemhub demo` and by `hemhub gateway --simulate SCENARIO` (the real gateway
+process against simulated peripherals, so it can be killed, restarted and cut off like
+a hub). Every measurement a device produces is appended to `simulated-readings.jsonl`.
+A device's memory of stored readings is kept in a file, like a real device's flash,
+so that a killed and restarted process does not lose what the device still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import threading
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from device_drivers.simulation.cuff import SimulatedCuff
+from device_drivers.simulation.dispenser import SimulatedDispenser
+from device_drivers.simulation.glucose_meter import SimulatedGlucoseMeter
+from device_drivers.simulation.oximeter import SimulatedOximeter
+from device_drivers.simulation.peripheral import SimulatedPeripheral, StoredRecordsPeripheral
+from device_drivers.simulation.radio import SimulatedRadio
+from device_drivers.simulation.scale import SimulatedScale
+from hemhub.contract import Address, AllowedDevice, DeviceIdentity, DeviceProfile
+
+log = logging.getLogger(__name__)
+
+#: How many readings a simulated device remembers (real cuffs keep 60 to 100).
+DEVICE_MEMORY = 100
+
+_PERIPHERALS: dict[DeviceProfile, type[SimulatedPeripheral]] = {
+    DeviceProfile.BLOOD_PRESSURE: SimulatedCuff,
+    DeviceProfile.WEIGHT_SCALE: SimulatedScale,
+    DeviceProfile.PULSE_OXIMETER: SimulatedOximeter,
+    DeviceProfile.GLUCOSE: SimulatedGlucoseMeter,
+    DeviceProfile.DISPENSER: SimulatedDispenser,
+}
+
+
+class SimulatedDevice(BaseModel):
+    """One device of a simulated home and how its resident uses it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: Address
+    profile: DeviceProfile
+    serial: Annotated[str, Field(min_length=1, max_length=32)]
+    #: The resident's physiology (see each peripheral: e.g. hypertensive, heart_failure,
+    #: copd, diabetic, skips_doses); None takes the device's default.
+    scenario: str | None = None
+    seed: int = 0
+    #: Seconds before the first use, and mean seconds between uses.
+    first_after_s: Annotated[float, Field(ge=0)] = 2.0
+    every_s: Annotated[float, Field(gt=0)] = 30.0
+    #: Stop using the device after this many uses (None: never stop).
+    max_uses: Annotated[int, Field(ge=0)] | None = None
+    #: Fault switches and options passed to the peripheral (bond_required, replay_backlog,
+    #: clock_writable, clock_unset, disconnect_mid_transfer, ...).
+    faults: dict[str, Any] = {}
+    #: Whether the hub should pair before reading (the allow-list's `bond`).
+    bond: bool = False
+
+    def allowed(self) -> AllowedDevice:
+        return AllowedDevice(address=self.address, profile=self.profile, bond=self.bond)
+
+    def identity(self) -> DeviceIdentity:
+        """Who the device says it is (Device Information), for registering it."""
+        cls: Any = _PERIPHERALS[self.profile]
+        return DeviceIdentity(
+            address=self.address,
+            manufacturer=self.faults.get("manufacturer", cls.MANUFACTURER),
+            model=self.faults.get("model", cls.MODEL),
+            serial=self.serial,
+        )
+
+
+class SimulationScenario(BaseModel):
+    """A `--simulate` scenario file (TOML or JSON): `[[devices]]` tables."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    devices: list[SimulatedDevice]
+
+    @classmethod
+    def load(cls, path: Path) -> SimulationScenario:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        return cls.model_validate(data)
+
+
+class ProducedLog:
+    """Appends what the simulated devices measured, one JSON object a line."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._file.write(json.dumps(record, default=str) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class DeviceMemory:
+    """What a device keeps through a power cut (its flash): the raw readings it still
+    holds and how often it has been used."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            saved = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            saved = {}
+        self.raws: list[str] = saved.get("raws", [])
+        self.uses: int = saved.get("uses", 0)
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"raws": self.raws, "uses": self.uses}))
+        os.replace(tmp, self.path)  # atomic: a kill leaves the old or the new memory
+
+    def remember(self, raw_hex: str) -> None:
+        self.raws = [*self.raws, raw_hex][-DEVICE_MEMORY:]
+        self.save()
+
+
+class SimulatedHome:
+    """The devices of one home on `radio`, used by their resident until `stop()`."""
+
+    def __init__(
+        self,
+        radio: SimulatedRadio,
+        scenario: SimulationScenario,
+        data_dir: Path,
+        *,
+        produced: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.radio = radio
+        self.scenario = scenario
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._own_log = produced is None
+        self._log = produced or ProducedLog(data_dir / "simulated-readings.jsonl")
+        self.devices: dict[str, SimulatedPeripheral] = {}
+        self._memories: dict[str, DeviceMemory] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.sessions = 0
+
+    def allow_list(self) -> list[AllowedDevice]:
+        return [d.allowed() for d in self.scenario.devices]
+
+    async def start(self) -> None:
+        self._reconcile_log()
+        for spec in self.scenario.devices:
+            peripheral = self._make(spec)
+            await peripheral.start()
+            peripheral.device.on("connection", lambda _c, a=spec.address: self._connected(a))
+            if isinstance(peripheral, StoredRecordsPeripheral):
+                for raw_hex in self._memory(spec).raws:  # what it held when the process died
+                    await peripheral.store_raw(bytes.fromhex(raw_hex))
+            self.devices[spec.address] = peripheral
+            self._tasks.append(asyncio.create_task(self._use(spec, peripheral)))
+
+    def _reconcile_log(self) -> None:
+        """A process killed between a device storing a reading and the log line leaves a
+        reading the device holds but the log lacks: log it now."""
+        if not isinstance(self._log, ProducedLog):
+            return
+        path = self.data_dir / "simulated-readings.jsonl"
+        text = path.read_text() if path.exists() else ""
+        logged = {json.loads(line)["raw_hex"] for line in text.splitlines() if line}
+        for spec in self.scenario.devices:
+            memory = self._memory(spec)
+            for raw_hex in memory.raws:
+                if raw_hex not in logged:
+                    self._log({"address": spec.address, "raw_hex": raw_hex, "recovered": True})
+
+    def _memory(self, spec: SimulatedDevice) -> DeviceMemory:
+        memory = self._memories.get(spec.address)
+        if memory is None:
+            path = self.data_dir / f"device-{spec.address.replace(':', '')}.json"
+            memory = self._memories[spec.address] = DeviceMemory(path)
+        return memory
+
+    def _connected(self, address: str) -> None:
+        """Count a session (a central connected): fault tests read this file."""
+        self.sessions += 1
+        with (self.data_dir / "simulated-sessions.log").open("a") as f:
+            f.write(address + "\n")
+
+    def _make(self, spec: SimulatedDevice) -> SimulatedPeripheral:
+        options: dict[str, Any] = dict(spec.faults)
+        if spec.scenario is not None:
+            options["scenario"] = spec.scenario
+        memory = self._memory(spec)
+
+        def produced(record: dict[str, Any]) -> None:
+            memory.remember(record["raw_hex"])  # held by the device before it is logged
+            self._log(record)
+
+        cls: Any = _PERIPHERALS[spec.profile]
+        peripheral: SimulatedPeripheral = cls(
+            self.radio,
+            address=spec.address,
+            serial=spec.serial,
+            seed=spec.seed,
+            on_produced=produced,
+            **options,
+        )
+        return peripheral
+
+    async def _use(self, spec: SimulatedDevice, device: SimulatedPeripheral) -> None:
+        rng = random.Random(f"{spec.address}/{spec.seed}")
+        memory = self._memory(spec)
+        delay = spec.first_after_s
+        while spec.max_uses is None or memory.uses < spec.max_uses:
+            await asyncio.sleep(delay)
+            memory.uses += 1  # counted first: a use is never repeated after a power cut
+            memory.save()
+            try:
+                if isinstance(device, SimulatedDispenser):
+                    await device.run_day()
+                else:
+                    await device.measure()  # type: ignore[attr-defined]
+            except Exception:  # a simulated resident's mistake must not end the home
+                log.exception("simulated %s %s failed to measure", spec.profile, spec.address)
+            delay = rng.uniform(0.5, 1.5) * spec.every_s
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for device in self.devices.values():
+            with contextlib.suppress(Exception):
+                await device.stop()
+        if self._own_log and isinstance(self._log, ProducedLog):
+            self._log.close()
