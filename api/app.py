@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,13 +22,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import PoolTimeout
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, ValidationError
 
 from api import audit, schemas
 from api.auth import Principal, Role, current_principal, ensure_demo_key, require_role
 from api.db import Conn, DbConn, Pool, create_pool, get_pool, open_pool
 from hemhub.contract import MeasurementType
 from hemhub.settings import Settings, get_settings
+from ingest import thresholds
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -65,6 +67,7 @@ ALERTS_SQL = """
 SELECT a.id, a.patient_id, p.display_name AS patient_display_name, a.rule, a.rule_version,
        a.severity, a.status, a.reason, a.count, a.measured_at, a.late, a.opened_at, a.last_at,
        a.acknowledged_by, a.acknowledged_at, a.resolved_by, a.resolved_at, a.resolution_note,
+       a.last_reason, a.auto_resolved, a.threshold_set_id,
        coalesce(a.last_reading_key, a.first_reading_key) AS reading_id,
        rv."values"
 FROM alerts a
@@ -135,6 +138,36 @@ async def _select_alerts(
 
 def _not_found(what: str) -> HTTPException:
     return HTTPException(404, detail=f"{what} not found")
+
+
+async def _patient_of_tenant(
+    conn: Conn,
+    principal: Principal,
+    patient_id: uuid.UUID,
+    action: str,
+    resource: str,
+    *,
+    lock: bool = False,
+) -> bool:
+    """Whether the patient belongs to the caller's principal; a miss is audit-logged."""
+    found = await (
+        await conn.execute(
+            "SELECT 1 FROM patients WHERE id = %s AND tenant_id = %s"
+            + (" FOR UPDATE" if lock else ""),
+            (patient_id, principal.tenant),
+        )
+    ).fetchone()
+    if found is None:
+        # Logged too: probing for other principals' patient ids is worth seeing.
+        await audit.record_access(
+            conn,
+            principal,
+            action,
+            resource,
+            patient_id,
+            {"outcome": "not_found"},
+        )
+    return found is not None
 
 
 # --- routes -----------------------------------------------------------------------------
@@ -245,22 +278,7 @@ async def list_observations(
         )
     resource = f"patients/{patient_id}/observations"
     async with conn.transaction():
-        found = await (
-            await conn.execute(
-                "SELECT 1 FROM patients WHERE id = %s AND tenant_id = %s",
-                (patient_id, principal.tenant),
-            )
-        ).fetchone()
-        if found is None:
-            # Logged too: probing for other principals' patient ids is worth seeing.
-            await audit.record_access(
-                conn,
-                principal,
-                "observations.read",
-                resource,
-                patient_id,
-                {"outcome": "not_found"},
-            )
+        if not await _patient_of_tenant(conn, principal, patient_id, "observations.read", resource):
             observations = None
         else:
             filters = []
@@ -401,6 +419,126 @@ async def resolve_alert(
         params={"note": body.note if body else None},
         conflict_status=None,
     )
+
+
+async def _threshold_book(conn: Conn, patient_id: uuid.UUID) -> thresholds.ThresholdBook:
+    params = {"patients": [patient_id]}
+    programme_rows = await (await conn.execute(thresholds.PROGRAMMES_SQL, params)).fetchall()
+    set_rows = await (await conn.execute(thresholds.SETS_SQL, params)).fetchall()
+    return thresholds.ThresholdBook.from_rows(
+        [tuple(r.values()) for r in programme_rows], [tuple(r.values()) for r in set_rows]
+    )
+
+
+def _thresholds_view(
+    book: thresholds.ThresholdBook, patient_id: uuid.UUID, at: datetime
+) -> schemas.Thresholds:
+    eff = book.at(patient_id, at)
+    return schemas.Thresholds(
+        patient_id=patient_id,
+        programme=eff.programme,
+        version=eff.version,
+        source=eff.source,
+        threshold_set_id=eff.set_id,
+        created_by=eff.created_by,
+        created_at=eff.created_at,
+        applies_from=eff.applies_from,
+        note=eff.note,
+        rules=eff.thresholds.model_dump(mode="json"),
+        history=[
+            schemas.ThresholdVersion.model_validate(
+                {
+                    "version": s.version,
+                    "threshold_set_id": s.set_id,
+                    "applies_from": s.applies_from,
+                    "created_by": s.created_by,
+                    "created_at": s.created_at,
+                    "note": s.note,
+                }
+            )
+            for s in sorted(book.overrides.get(patient_id, []), key=lambda s: -s.version)
+        ],
+    )
+
+
+@router.get(
+    "/api/v1/patients/{patient_id}/thresholds",
+    response_model=schemas.Thresholds,
+    tags=["thresholds"],
+)
+async def get_thresholds(
+    patient_id: uuid.UUID,
+    principal: Nurse,
+    conn: DbConn,
+    at: Annotated[AwareDatetime | None, Query(description="instant (default now)")] = None,
+) -> schemas.Thresholds:
+    """The alert thresholds in force for the patient (now, or `at`), their version and history."""
+    when = at or datetime.now(UTC)
+    resource = f"patients/{patient_id}/thresholds"
+    async with conn.transaction():
+        view = None
+        if await _patient_of_tenant(conn, principal, patient_id, "thresholds.read", resource):
+            view = _thresholds_view(await _threshold_book(conn, patient_id), patient_id, when)
+            await audit.record_access(
+                conn,
+                principal,
+                "thresholds.read",
+                resource,
+                patient_id,
+                {"version": view.version, "at": when.isoformat()},
+            )
+    if view is None:
+        raise _not_found("patient")
+    return view
+
+
+@router.put(
+    "/api/v1/patients/{patient_id}/thresholds",
+    response_model=schemas.Thresholds,
+    tags=["thresholds"],
+)
+async def change_thresholds(
+    patient_id: uuid.UUID, principal: Nurse, conn: DbConn, body: schemas.ThresholdChange
+) -> schemas.Thresholds:
+    """Create a new version of the patient's thresholds (created_by = the caller)."""
+    applies_from = body.applies_from or datetime.now(UTC)
+    resource = f"patients/{patient_id}/thresholds"
+    async with conn.transaction():
+        view = None
+        # The row lock serialises concurrent changes: versions are numbered without gaps.
+        if await _patient_of_tenant(
+            conn, principal, patient_id, "thresholds.change", resource, lock=True
+        ):
+            book = await _threshold_book(conn, patient_id)
+            try:
+                doc = thresholds.changed_document(
+                    book.at(patient_id, applies_from).thresholds, body.rules
+                )
+            except ValidationError as exc:
+                raise RequestValidationError(
+                    [{**e, "loc": ("body", "rules", *e["loc"])} for e in exc.errors()]
+                ) from exc
+            params = thresholds.insert_params(
+                book, patient_id, principal.tenant, doc, principal.sub, applies_from, body.note
+            )
+            await conn.execute(thresholds.INSERT_SQL, params)
+            book = await _threshold_book(conn, patient_id)
+            view = _thresholds_view(book, patient_id, applies_from)
+            await audit.record_access(
+                conn,
+                principal,
+                "thresholds.change",
+                resource,
+                patient_id,
+                {
+                    "version": params["version"],
+                    "applies_from": applies_from.isoformat(),
+                    "patch": body.rules,
+                },
+            )
+    if view is None:
+        raise _not_found("patient")
+    return view
 
 
 # --- the app ----------------------------------------------------------------------------

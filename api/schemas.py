@@ -5,9 +5,9 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.auth import Role
 
@@ -112,6 +112,12 @@ class Alert(_Out):
     resolved_by: str | None
     resolved_at: datetime | None
     resolution_note: str | None
+    #: The reason of the latest repetition (`reason` is the one that opened the alert).
+    last_reason: str | None = None
+    #: Resolved by the engine because its condition cleared (resolved_by "hemhub").
+    auto_resolved: bool = False
+    #: The threshold set whose version is `rule_version`; None for the programme profile.
+    threshold_set_id: uuid.UUID | None = None
     #: The reading the values come from: the last repetition, else the one that opened it.
     reading_id: str | None
     #: That reading's values; None when the reading is not (or no longer) stored.
@@ -121,4 +127,45 @@ class Alert(_Out):
 class ResolveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class ThresholdVersion(_Out):
+    version: int
+    threshold_set_id: uuid.UUID
+    applies_from: datetime
+    created_by: str
+    created_at: datetime
+    note: str | None
+
+
+class Thresholds(_Out):
+    """The alert thresholds in force for a resident at an instant, and their version."""
+
+    patient_id: uuid.UUID
+    programme: str
+    version: int
+    #: "programme": the programme's built-in profile; "patient": an override
+    source: Literal["programme", "patient"]
+    #: The override; None for the programme profile.
+    threshold_set_id: uuid.UUID | None
+    created_by: str
+    created_at: datetime | None
+    applies_from: datetime | None
+    note: str | None
+    #: The threshold document (see docs/alerts.md).
+    rules: dict[str, Any]
+    #: The resident's overrides, newest version first.
+    history: list[ThresholdVersion]
+
+
+class ThresholdChange(BaseModel):
+    """A new version of a resident's thresholds: `rules` is a JSON merge patch (RFC 7396)
+    over the version in force at `applies_from` (null removes a key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: dict[str, Any]
+    #: From when the new version applies (default: now); may be in the past to correct.
+    applies_from: AwareDatetime | None = None
     note: Annotated[str, Field(max_length=2000)] | None = None

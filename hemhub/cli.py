@@ -83,6 +83,27 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    from ingest.schedule import run_scheduled_evaluation
+
+    settings = _settings(args)
+    if not settings.database_url:
+        print("hemhub alerts: set HEMHUB_DATABASE_URL", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with psycopg.connect(settings.database_url) as conn:
+            counts = run_scheduled_evaluation(conn, datetime.now(UTC))
+    except psycopg.errors.UndefinedTable:
+        print("hemhub alerts: the database is not migrated; run `hemhub migrate`", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(counts, default=str))
+    return 0
+
+
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.worker import run_ingest
 
@@ -156,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="run the ingest worker(s)")
     p.add_argument("--workers", type=int, default=1, help="processes on a shared subscription")
     p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser("alerts", help="alert engine tools")
+    p.add_argument(
+        "action",
+        choices=["evaluate"],
+        help="evaluate: run the time-driven rules now (missing data, trends, technical)",
+    )
+    p.set_defaults(func=_cmd_alerts)
 
     p = sub.add_parser("api", help="run the HTTP API")
     p.set_defaults(func=_cmd_api)

@@ -11,26 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import random
 import signal
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
 
 import psycopg
 import uvicorn
 
 from api.app import create_app
 from api.auth import Role, ensure_demo_key, issue_token
-from device_drivers.simulation.cuff import Scenario, SimulatedCuff
+from device_drivers.simulation.home import (
+    ProducedLog,
+    SimulatedDevice,
+    SimulatedHome,
+    SimulationScenario,
+)
 from device_drivers.simulation.radio import SimulatedRadio
 from gateway.config import GatewayConfig
 from gateway.hub import HubGateway
-from hemhub.contract import AllowedDevice, DeviceIdentity, DeviceProfile
+from hemhub.contract import DeviceProfile
 from hemhub.embedded import EmbeddedBroker, EmbeddedPostgres
 from hemhub.settings import Settings
 from ingest import registry
@@ -52,6 +54,14 @@ RESIDENTS = [
 ]
 #: The first home, and every third after it, has a resident with high blood pressure.
 HYPERTENSIVE_EVERY = 3
+#: Besides the cuff, homes take turns with one more device and its programme.
+EXTRA_DEVICES: list[tuple[DeviceProfile, str, str] | None] = [
+    None,
+    (DeviceProfile.WEIGHT_SCALE, "heart_failure", "heart_failure"),
+    (DeviceProfile.PULSE_OXIMETER, "copd", "copd"),
+    (DeviceProfile.GLUCOSE, "diabetic", "diabetes"),
+    (DeviceProfile.DISPENSER, "skips_doses", "hypertension"),
+]
 
 
 @dataclass(frozen=True)
@@ -59,110 +69,104 @@ class Home:
     index: int
     hub_id: str
     resident: str
-    cuff_address: str
-    cuff_serial: str
-    scenario: Scenario
+    programme: str
+    scenario: SimulationScenario
+
+
+def _address(home: int, device: int) -> str:
+    return f"C0:FF:EE:{device:02X}:{(home + 1) // 256:02X}:{(home + 1) % 256:02X}"
 
 
 def plan_homes(count: int) -> list[Home]:
-    return [
-        Home(
-            index=i,
-            hub_id=f"demo-hub-{i + 1:03d}",
-            resident=RESIDENTS[i % len(RESIDENTS)] + ("" if i < len(RESIDENTS) else f" {i + 1}"),
-            cuff_address=f"C0:FF:EE:00:{(i + 1) // 256:02X}:{(i + 1) % 256:02X}",
-            cuff_serial=f"DEMO-BP-{i + 1:05d}",
-            scenario="hypertensive" if i % HYPERTENSIVE_EVERY == 0 else "normotensive",
+    homes = []
+    for i in range(count):
+        devices = [
+            SimulatedDevice(
+                address=_address(i, 0),
+                profile=DeviceProfile.BLOOD_PRESSURE,
+                serial=f"DEMO-BP-{i + 1:05d}",
+                scenario="hypertensive" if i % HYPERTENSIVE_EVERY == 0 else "normotensive",
+                seed=i,
+                first_after_s=2.0 + (i % 5) * 1.5,
+                every_s=30.0,
+            )
+        ]
+        programme = "hypertension"
+        extra = EXTRA_DEVICES[i % len(EXTRA_DEVICES)]
+        if extra is not None:
+            profile, scenario, programme = extra
+            devices.append(
+                SimulatedDevice(
+                    address=_address(i, 1),
+                    profile=profile,
+                    serial=f"DEMO-{profile.value[:4].upper()}-{i + 1:05d}",
+                    scenario=scenario,
+                    seed=i,
+                    first_after_s=4.0,
+                    every_s=45.0,
+                    bond=profile == DeviceProfile.DISPENSER,  # the robot talks encrypted only
+                )
+            )
+        name = RESIDENTS[i % len(RESIDENTS)] + ("" if i < len(RESIDENTS) else f" {i + 1}")
+        homes.append(
+            Home(
+                index=i,
+                hub_id=f"demo-hub-{i + 1:03d}",
+                resident=name,
+                programme=programme,
+                scenario=SimulationScenario(devices=devices),
+            )
         )
-        for i in range(count)
-    ]
+    return homes
 
 
 def seed(database_url: str, homes: list[Home]) -> None:
-    """Register the demo principal, residents and cuffs (once per data directory)."""
+    """Register the demo principal, residents and devices (once per data directory)."""
     with psycopg.connect(database_url) as conn:
         registry.ensure_tenant(conn, DEMO_TENANT, "Demo municipality")
         started = datetime.now(UTC) - timedelta(days=30)
         for home in homes:
-            device_id = registry.ensure_device(
-                conn,
-                DeviceIdentity(
-                    address=home.cuff_address,
-                    manufacturer=SimulatedCuff.MANUFACTURER,
-                    model=SimulatedCuff.MODEL,
-                    serial=home.cuff_serial,
-                ),
-            )
-            assigned = conn.execute(
-                "SELECT 1 FROM device_assignments WHERE device_id = %s AND ended_at IS NULL",
-                (device_id,),
-            ).fetchone()
-            if assigned:
-                continue
-            patient_id = registry.create_patient(conn, DEMO_TENANT, home.resident)
-            registry.assign_device(conn, device_id, patient_id, started)
+            patient_id = None
+            for device in home.scenario.devices:
+                device_id = registry.ensure_device(conn, device.identity())
+                assigned = conn.execute(
+                    "SELECT patient_id FROM device_assignments"
+                    " WHERE device_id = %s AND ended_at IS NULL",
+                    (device_id,),
+                ).fetchone()
+                if assigned:
+                    patient_id = assigned[0]
+                    continue
+                if patient_id is None:
+                    patient_id = registry.create_patient(
+                        conn, DEMO_TENANT, home.resident, programme=home.programme
+                    )
+                registry.assign_device(conn, device_id, patient_id, started)
         conn.commit()
-
-
-class ProducedLog:
-    """Appends what the simulated devices measured, one JSON object a line."""
-
-    def __init__(self, path: Path) -> None:
-        self._file: IO[str] = path.open("a", encoding="utf-8")
-        self._lock = threading.Lock()
-
-    def __call__(self, record: dict[str, object]) -> None:
-        with self._lock:
-            self._file.write(json.dumps(record, default=str) + "\n")
-            self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
 
 
 async def run_home(
     home: Home, mqtt_url: str, data_dir: Path, produced: ProducedLog, stop: asyncio.Event
 ) -> None:
-    """One simulated home: a radio, a cuff the resident uses now and then, and a real gateway."""
-    rng = random.Random(home.index)
+    """One simulated home: a radio, the resident's devices in use, and a real gateway."""
+    hub_dir = data_dir / "hubs" / home.hub_id
     async with SimulatedRadio() as radio:
-        cuff = SimulatedCuff(
-            radio,
-            address=home.cuff_address,
-            serial=home.cuff_serial,
-            scenario=home.scenario,
-            seed=home.index,
-            on_produced=produced,
-        )
-        await cuff.start()
+        simulated = SimulatedHome(radio, home.scenario, hub_dir, produced=produced)
+        await simulated.start()
         config = GatewayConfig(
             hub_id=home.hub_id,
             mqtt_url=mqtt_url,
-            data_dir=data_dir / "hubs" / home.hub_id,
-            devices=[
-                AllowedDevice(address=home.cuff_address, profile=DeviceProfile.BLOOD_PRESSURE)
-            ],
+            data_dir=hub_dir,
+            devices=simulated.allow_list(),
             status_interval_s=30,
         )
         gateway = HubGateway(config, radio.bleak_backends())
-        hub_stop = asyncio.Event()  # a failing home stops itself, not the whole demo
-        hub_task = asyncio.create_task(gateway.run(hub_stop))
         try:
-            # Residents measure soon after the demo starts, then every half minute or so.
-            delay = 2.0 + rng.uniform(0, 8)
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                if stop.is_set():
-                    break
-                await cuff.measure()
-                delay = rng.uniform(20, 45)
+            await gateway.run(stop)
         except Exception:
             log.exception("simulated home %s failed", home.hub_id)
         finally:
-            hub_stop.set()
-            await hub_task
-            await cuff.stop()
+            await simulated.stop()
 
 
 async def _serve(settings: Settings, homes: list[Home], database_url: str, mqtt_url: str) -> None:

@@ -1,10 +1,12 @@
-"""The alert engine: a table of rules evaluated on newly stored, attributed readings.
+"""Alert lifecycle core: findings open/update alerts, clears resolve them, NOTIFY announces.
 
-A rule is data (name, version, severity, measurement type, predicate), so thresholds
-can be versioned and extended without touching the storage path. Evaluation is pure
-Python on the already-validated readings; only the outcome touches the database, in
-the caller's transaction (the same one that stored the readings), so an alert exists
-if and only if the reading that raised it was committed.
+The rules live elsewhere: `ingest.rules` judges newly stored readings against each
+resident's versioned thresholds (`ingest.thresholds`), `ingest.schedule` runs the
+time-driven rules (missing data, trends, technical) and auto-resolution. Both produce
+`Finding`s and `Clear`s that `apply` and `resolve` write in the caller's transaction
+(the same one that stored the readings), so an alert exists if and only if the reading
+that raised it was committed. The static `Rule` table here remains for rules that need
+no thresholds (`evaluate`, pure).
 
 Invariants:
 - only readings attributed to a patient are evaluated (unattributed never alert);
@@ -12,7 +14,10 @@ Invariants:
 - one active (not resolved) alert per (patient, rule): the partial unique index
   `alerts_one_active`; a repeat increments `count` and moves `last_at` /
   `last_reading_key` instead of opening another alert;
-- replays never alert twice, because dedupe (reading_keys) drops them before this.
+- replays never alert twice, because dedupe (reading_keys) drops them before this;
+- a worse repeat escalates the severity, a milder one never downgrades it;
+- resolution: by a person (API) or by the engine when the condition clears
+  (`resolve`, auto_resolved = true); clinical rules only once acknowledged.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ class Severity(enum.StrEnum):
     LOW = "low"
 
 
+SEVERITY_RANK = {Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3, Severity.CRITICAL: 4}
+
+
 #: A predicate looks at one reading and returns the reason text when the rule fires.
 Predicate = Callable[[Reading], str | None]
 
@@ -69,23 +77,55 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Finding:
-    """One reading that fired one rule."""
+    """One reading (or one scheduled check) that fired one rule."""
 
-    rule: Rule
+    rule: str
+    version: int
+    severity: Severity
     patient_id: UUID
     tenant_id: str
-    reading_key: str
+    #: The reading that fired; None for a condition found by the scheduled evaluation.
+    reading_key: str | None
     measured_at: datetime
     late: bool
     reason: str
+    #: The threshold set that judged it (None: a programme profile or a static rule).
+    threshold_set_id: UUID | None = None
+    #: A repeat counts (a reading); a scheduled check that finds the condition still
+    #: there does not, and only touches the alert when its reason or severity changed.
+    counts: bool = True
+
+
+@dataclass(frozen=True)
+class Clear:
+    """The condition of a rule is gone for a resident: resolve its active alert."""
+
+    rule: str
+    patient_id: UUID
+    note: str
+    #: Clinical rules resolve automatically only once a person acknowledged the alert:
+    #: an abnormal value nobody has seen is never silently taken away.
+    needs_ack: bool
+    #: The time of the observation that clears it: an alert last fired by a reading
+    #: measured at or after this stays (a late in-range reading clears nothing newer).
+    after: datetime | None = None
 
 
 @dataclass(frozen=True)
 class AlertOutcome:
     opened: int
     updated: int
-    #: (alert id, "opened" | "updated") per alert touched, in no particular order.
+    #: (alert id, "opened" | "updated" | "resolved") per alert touched, in no particular order.
     alerts: tuple[tuple[UUID, str], ...] = ()
+    resolved: int = 0
+
+    def __add__(self, other: AlertOutcome) -> AlertOutcome:
+        return AlertOutcome(
+            self.opened + other.opened,
+            self.updated + other.updated,
+            self.alerts + other.alerts,
+            self.resolved + other.resolved,
+        )
 
 
 def _fmt_number(value: float) -> str:
@@ -138,8 +178,34 @@ BLOOD_PRESSURE_HIGH = Rule(
     predicate=BloodPressureAbove(systolic=180, diastolic=110),
 )
 
-#: The rules evaluated by default, in order.
-DEFAULT_RULES: tuple[Rule, ...] = (BLOOD_PRESSURE_HIGH,)
+#: Static rules evaluated besides the threshold-driven engine (ingest.rules): none by
+#: default. BLOOD_PRESSURE_HIGH is what the engine applies from the programme profiles
+#: (same name, version and reason); pass it, or rules of your own, to `evaluate` to
+#: judge readings without a database.
+DEFAULT_RULES: tuple[Rule, ...] = ()
+
+
+def finding_of(
+    c: Candidate,
+    rule: str,
+    version: int,
+    severity: Severity,
+    reason: str,
+    threshold_set_id: UUID | None = None,
+) -> Finding:
+    """The finding of a rule fired by a candidate reading."""
+    return Finding(
+        rule=rule,
+        version=version,
+        severity=severity,
+        patient_id=c.patient_id,
+        tenant_id=c.tenant_id,
+        reading_key=c.reading.idempotency_key,
+        measured_at=c.reading.measured_at,
+        late=c.late,
+        reason=reason,
+        threshold_set_id=threshold_set_id,
+    )
 
 
 def evaluate(
@@ -154,36 +220,40 @@ def evaluate(
         for rule in by_type.get(c.reading.measurement_type, ()):
             reason = rule.predicate(c.reading)
             if reason is not None:
-                findings.append(
-                    Finding(
-                        rule=rule,
-                        patient_id=c.patient_id,
-                        tenant_id=c.tenant_id,
-                        reading_key=c.reading.idempotency_key,
-                        measured_at=c.reading.measured_at,
-                        late=c.late,
-                        reason=reason,
-                    )
-                )
+                findings.append(finding_of(c, rule.name, rule.version, rule.severity, reason))
     return findings
 
 
-_UPSERT = """
+_RANK = "array_position(ARRAY['low', 'medium', 'high', 'critical'], {})"
+
+_UPSERT = f"""
 WITH up AS (
     INSERT INTO alerts AS a
-        (tenant_id, patient_id, rule, rule_version, severity, reason,
-         first_reading_key, last_reading_key, measured_at, late, count)
-    SELECT * FROM unnest(
+        (tenant_id, patient_id, rule, rule_version, severity, reason, last_reason,
+         first_reading_key, last_reading_key, measured_at, last_measured_at, late, count,
+         threshold_set_id)
+    SELECT t, p, r, v, s, rs, lr, fk, lk, m, lm, l, c, ts FROM unnest(
         %(tenant_id)s::text[], %(patient_id)s::uuid[], %(rule)s::text[],
         %(rule_version)s::int[], %(severity)s::text[], %(reason)s::text[],
-        %(first_key)s::text[], %(last_key)s::text[], %(measured_at)s::timestamptz[],
-        %(late)s::bool[], %(count)s::int[])
+        %(last_reason)s::text[], %(first_key)s::text[], %(last_key)s::text[],
+        %(measured_at)s::timestamptz[], %(last_measured_at)s::timestamptz[],
+        %(late)s::bool[], %(count)s::int[], %(threshold_set_id)s::uuid[])
+        AS u(t, p, r, v, s, rs, lr, fk, lk, m, lm, l, c, ts)
     ORDER BY 2, 3  -- a fixed lock order between concurrent workers (no deadlocks)
     ON CONFLICT (patient_id, rule) WHERE status <> 'resolved' DO UPDATE SET
         count = a.count + EXCLUDED.count,
         last_at = now(),
-        last_reading_key = EXCLUDED.last_reading_key,
-        late = a.late OR EXCLUDED.late
+        last_reading_key = coalesce(EXCLUDED.last_reading_key, a.last_reading_key),
+        last_reason = CASE WHEN EXCLUDED.last_measured_at >= a.last_measured_at
+                           THEN EXCLUDED.last_reason ELSE a.last_reason END,
+        last_measured_at = greatest(a.last_measured_at, EXCLUDED.last_measured_at),
+        late = a.late OR EXCLUDED.late,
+        -- a worse value escalates the alert; a milder repeat never downgrades it
+        severity = CASE WHEN {_RANK.format("EXCLUDED.severity")} > {_RANK.format("a.severity")}
+                        THEN EXCLUDED.severity ELSE a.severity END
+    WHERE EXCLUDED.count > 0
+       OR a.last_reason IS DISTINCT FROM EXCLUDED.last_reason
+       OR {_RANK.format("EXCLUDED.severity")} > {_RANK.format("a.severity")}
     RETURNING a.id, a.tenant_id, a.patient_id, a.status, a.rule, (a.xmax = 0) AS opened
 )
 SELECT id, opened, pg_notify(%(channel)s, json_build_object(
@@ -192,6 +262,30 @@ SELECT id, opened, pg_notify(%(channel)s, json_build_object(
         'event', CASE WHEN opened THEN 'opened' ELSE 'updated' END)::text)
 FROM up
 """
+
+_RESOLVE = """
+WITH c AS (
+    SELECT * FROM unnest(%(patient_id)s::uuid[], %(rule)s::text[], %(note)s::text[],
+                         %(needs_ack)s::bool[], %(after)s::timestamptz[])
+        AS c(patient_id, rule, note, needs_ack, after)
+), done AS (
+    UPDATE alerts AS a SET
+        status = 'resolved', resolved_by = %(by)s, resolved_at = now(),
+        resolution_note = c.note, auto_resolved = true
+    FROM c
+    WHERE a.patient_id = c.patient_id AND a.rule = c.rule AND a.status <> 'resolved'
+      AND (NOT c.needs_ack OR a.status = 'acknowledged')
+      AND (c.after IS NULL OR a.last_measured_at < c.after)
+    RETURNING a.id, a.tenant_id, a.patient_id, a.rule
+)
+SELECT id, pg_notify(%(channel)s, json_build_object(
+        'alert_id', id, 'tenant_id', tenant_id, 'patient_id', patient_id,
+        'status', 'resolved', 'rule', rule, 'event', 'resolved')::text)
+FROM done
+"""
+
+#: Who resolves an alert whose condition cleared (alerts.resolved_by).
+AUTO_RESOLVER = "hemhub"
 
 
 def apply(conn: Conn, findings: Sequence[Finding]) -> AlertOutcome:
@@ -206,38 +300,64 @@ def apply(conn: Conn, findings: Sequence[Finding]) -> AlertOutcome:
     # one statement, and several readings of a batch may repeat the same alert.
     groups: dict[tuple[UUID, str], list[Finding]] = {}
     for f in findings:
-        groups.setdefault((f.patient_id, f.rule.name), []).append(f)
-    cols: dict[str, list[Any]] = {
-        k: []
-        for k in (
-            "tenant_id",
-            "patient_id",
-            "rule",
-            "rule_version",
-            "severity",
-            "reason",
-            "first_key",
-            "last_key",
-            "measured_at",
-            "late",
-            "count",
-        )
-    }
+        groups.setdefault((f.patient_id, f.rule), []).append(f)
+    names = (
+        "tenant_id patient_id rule rule_version severity reason last_reason first_key"
+        " last_key measured_at last_measured_at late count threshold_set_id"
+    ).split()
+    cols: dict[str, list[Any]] = {k: [] for k in names}
     for (patient_id, rule_name), group in groups.items():
-        group.sort(key=lambda f: (f.measured_at, f.reading_key))
+        group.sort(key=lambda f: (f.measured_at, f.reading_key or ""))
         first, last = group[0], group[-1]
-        cols["tenant_id"].append(first.tenant_id)
-        cols["patient_id"].append(patient_id)
-        cols["rule"].append(rule_name)
-        cols["rule_version"].append(first.rule.version)
-        cols["severity"].append(str(first.rule.severity))
-        cols["reason"].append(first.reason)
-        cols["first_key"].append(first.reading_key)
-        cols["last_key"].append(last.reading_key)
-        cols["measured_at"].append(first.measured_at)
-        cols["late"].append(any(f.late for f in group))
-        cols["count"].append(len(group))
+        worst = max(group, key=lambda f: SEVERITY_RANK[f.severity])
+        row = (
+            first.tenant_id,
+            patient_id,
+            rule_name,
+            first.version,
+            str(worst.severity),
+            first.reason,
+            last.reason,
+            first.reading_key,
+            last.reading_key,
+            first.measured_at,
+            last.measured_at,
+            any(f.late for f in group),
+            sum(f.counts for f in group),
+            first.threshold_set_id,
+        )
+        for name, value in zip(names, row, strict=True):
+            cols[name].append(value)
     rows = conn.execute(_UPSERT, {**cols, "channel": NOTIFY_CHANNEL}).fetchall()
     touched = tuple((UUID(str(r[0])), "opened" if r[1] else "updated") for r in rows)
     opened = sum(1 for _, e in touched if e == "opened")
     return AlertOutcome(opened=opened, updated=len(touched) - opened, alerts=touched)
+
+
+def resolve(conn: Conn, clears: Sequence[Clear]) -> AlertOutcome:
+    """Resolve the active alerts whose condition cleared (auto_resolved, by AUTO_RESOLVER).
+
+    Announced on NOTIFY with event "resolved", at commit like `apply`.
+    """
+    latest: dict[tuple[UUID, str], Clear] = {}
+    for c in clears:  # per (patient, rule), the latest observation decides
+        key = (c.patient_id, c.rule)
+        old = latest.get(key)
+        if old is None or (c.after is None or (old.after is not None and c.after > old.after)):
+            latest[key] = c
+    if not latest:
+        return AlertOutcome(0, 0)
+    values = list(latest.values())
+    rows = conn.execute(
+        _RESOLVE,
+        {
+            "patient_id": [c.patient_id for c in values],
+            "rule": [c.rule for c in values],
+            "note": [c.note for c in values],
+            "needs_ack": [c.needs_ack for c in values],
+            "after": [c.after for c in values],
+            "by": AUTO_RESOLVER,
+            "channel": NOTIFY_CHANNEL,
+        },
+    ).fetchall()
+    return AlertOutcome(0, 0, tuple((UUID(str(r[0])), "resolved") for r in rows), len(rows))

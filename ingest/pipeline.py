@@ -14,7 +14,7 @@ The readings path is:
    RETURNING the new ones (the dedupe authority: a key already stored is dropped even
    if its measured_at differs), join them back to the staging rows, attribute each by
    its measured_at to the assignment period active then, and insert into `readings`;
-4. evaluate the alert rules on the new attributed readings (ingest.alerts).
+4. evaluate the alert rules on the new attributed readings (ingest.engine).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from psycopg import sql
 from pydantic import TypeAdapter
 
 from hemhub.contract import HubStatus, Quantity, ReadingBatch
-from ingest import alerts
+from ingest import alerts, engine
 
 Conn = psycopg.Connection[Any]
 
@@ -323,7 +323,7 @@ def _store_readings(
             result.unattributed += 1
             continue
         candidates.append(alerts.Candidate(by_key[key], patient_id, tenant_id, bool(late)))
-    outcome = alerts.apply(conn, alerts.evaluate(candidates, rules))
+    outcome = engine.evaluate_stored(conn, candidates, rules)
     result.alerts_opened = outcome.opened
     result.alerts_updated = outcome.updated
     result.alerts.extend(outcome.alerts)

@@ -25,7 +25,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
@@ -52,6 +52,7 @@ from hemhub.settings import MqttTarget, Settings
 from ingest import alerts
 from ingest.migrations import ensure_partitions
 from ingest.pipeline import DeadLetter, StatusUpdate, StoreResult, store
+from ingest.schedule import run_scheduled_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,29 @@ _MAX_REASON = 1000
 #: How often a worker makes sure the monthly partitions ahead exist.
 _PARTITION_CHECK_S = 6 * 3600
 _PARTITION_LOCK = 0x68656D70  # "hemp": one worker at a time creates partitions
+_EVALUATION_LOCK = 0x68656D65  # "heme": one worker at a time runs the scheduled rules
+
+
+@dataclass
+class _Job:
+    """A periodic job of the worker: partitions ahead, time-driven alert rules."""
+
+    name: str
+    every_s: float
+    lock_id: int
+    run: Callable[[psycopg.Connection[Any]], object]
+    due: float = 0.0
+
+
+def _evaluate_schedule(conn: psycopg.Connection[Any]) -> None:
+    counts = run_scheduled_evaluation(conn, datetime.now(UTC))
+    log.info(
+        _kv(
+            "ingest.scheduled_evaluation", **{k: v for k, v in counts.items() if isinstance(v, int)}
+        )
+    )
+
+
 _CONNACK_TIMEOUT_S = 5.0
 _UNSUPPORTED_PROTOCOL = 132  # CONNACK reason 0x84 (a 3.1.1 broker answering a v5 CONNECT)
 
@@ -171,6 +195,7 @@ class IngestWorker:
         rules: Sequence[alerts.Rule] = alerts.DEFAULT_RULES,
         topics: Sequence[str] = (SUBSCRIBE_READINGS, SUBSCRIBE_STATUS),
         ca_file: str | None = None,
+        evaluate_every_s: float | None = 60.0,
     ) -> None:
         self.database_url = database_url
         self.target = MqttTarget(mqtt_url)
@@ -221,7 +246,11 @@ class IngestWorker:
         self._connack: queue.Queue[ReasonCode] = queue.Queue()
         self._client: mqtt.Client | None = None
         self._conn: psycopg.Connection[Any] | None = None
-        self._partitions_checked = 0.0
+        self._jobs = [_Job("partitions", _PARTITION_CHECK_S, _PARTITION_LOCK, ensure_partitions)]
+        if evaluate_every_s is not None:
+            self._jobs.append(
+                _Job("evaluation", evaluate_every_s, _EVALUATION_LOCK, _evaluate_schedule)
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -438,7 +467,7 @@ class IngestWorker:
 
     def _batch_loop(self) -> None:
         while not self._stop.is_set():
-            self._maintain_partitions()
+            self._maintain()
             items = self._collect(block=True)
             if items:
                 self._commit(items)
@@ -593,29 +622,39 @@ class IngestWorker:
                 autocommit=True,
                 connect_timeout=5,
                 application_name=f"hemhub-ingest {self.client_id}"[:63],
+                # A link that dies silently (no FIN/RST) would otherwise block a commit
+                # for the kernel's ~15 minutes of retransmissions, and stop() with it.
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=5,
+                keepalives_count=3,
+                tcp_user_timeout=30_000,
             )
         return self._conn
 
-    def _maintain_partitions(self) -> None:
+    def _maintain(self) -> None:
+        """Periodic jobs between batches; one worker at a time runs each (advisory lock)."""
         now = time.monotonic()
-        if self._partitions_checked and now - self._partitions_checked < _PARTITION_CHECK_S:
-            return
-        self._partitions_checked = now
-        try:
-            conn = self._connection()
-            with conn.transaction():
-                conn.execute("SET LOCAL lock_timeout = '5s'")
-                locked = conn.execute(
-                    "SELECT pg_try_advisory_xact_lock(%s)", (_PARTITION_LOCK,)
-                ).fetchone()
-                if locked and locked[0]:
-                    ensure_partitions(conn)
-        except psycopg.Error as exc:
-            # Not fatal: readings outside the partitions land in the default one.
-            log.warning(_kv("ingest.partitions_unchecked", error=type(exc).__name__))
-            self._partitions_checked = now - _PARTITION_CHECK_S + 60  # retry in a minute
-            if self._conn is not None and self._conn.broken:
-                self._conn = None
+        for job in self._jobs:
+            if job.due and now < job.due:
+                continue
+            job.due = now + job.every_s
+            try:
+                conn = self._connection()
+                with conn.transaction():
+                    conn.execute("SET LOCAL lock_timeout = '5s'")
+                    locked = conn.execute(
+                        "SELECT pg_try_advisory_xact_lock(%s)", (job.lock_id,)
+                    ).fetchone()
+                    if locked and locked[0]:
+                        job.run(conn)
+            except psycopg.Error as exc:
+                # Not fatal (readings outside partitions land in the default one; the
+                # next evaluation catches up): retry in a minute.
+                log.warning(_kv(f"ingest.{job.name}_failed", error=type(exc).__name__))
+                job.due = now + min(job.every_s, 60.0)
+                if self._conn is not None and self._conn.broken:
+                    self._conn = None
 
     def _ack(self, items: list[tuple[Inbound, Parsed]]) -> None:
         client = self._client

@@ -177,7 +177,7 @@ class SimulatedHome:
     def _reconcile_log(self) -> None:
         """A process killed between a device storing a reading and the log line leaves a
         reading the device holds but the log lacks: log it now."""
-        if not isinstance(self._log, ProducedLog):
+        if not self._own_log:
             return
         path = self.data_dir / "simulated-readings.jsonl"
         text = path.read_text() if path.exists() else ""

@@ -1,0 +1,292 @@
+"""The rules, as pure functions: what one reading, or one series of readings, amounts to.
+
+Nothing here touches the database: `ingest.engine` (store time) and `ingest.schedule`
+(the scheduled run) fetch what the rules need and write what they find. A rule yields
+`Finding`s (fire: open or repeat an alert) and `Clear`s (the condition is gone: resolve
+the active alert, see `alerts.Clear` for when that happens). Rule names are what
+`alerts.rule` holds; one active alert per (resident, rule name).
+
+- range rules (`thresholds.Ranges`): per reading, the most severe tier that fires;
+- sensor status: the reading carries a flag that makes it doubtful (cuff too loose,
+  low perfusion): `sensor_status_<measurement type>`;
+- medication events: missed dose, refill low, robot error, tamper, low battery;
+- trends (numpy): weight gain over days, late doses within days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+
+from hemhub.contract import MeasurementType, Reading
+from ingest.alerts import (
+    MMHG_PER_KPA,
+    SEVERITY_RANK,
+    Candidate,
+    Clear,
+    Finding,
+    Severity,
+    _fmt_number,
+    _fmt_time,
+    finding_of,
+)
+from ingest.thresholds import Effective, Metric
+
+MT = MeasurementType
+
+#: LOINC codes of each metric (the first match in a reading's values is used).
+METRIC_LOINC: dict[Metric, tuple[str, ...]] = {
+    "systolic": ("8480-6",),
+    "diastolic": ("8462-4",),
+    "pulse": ("8867-4",),
+    "spo2": ("2708-6", "59408-5"),
+    "glucose": ("15074-8", "2339-0", "14743-9", "2345-7"),
+    "weight": ("29463-7",),
+}
+#: Unit -> factor to the unit thresholds are in (mm[Hg], mmol/L, kg).
+UNIT_FACTOR: dict[str, float] = {
+    "kPa": MMHG_PER_KPA,
+    "mg/dL": 1 / 18.016,
+    "[lb_av]": 0.45359237,
+    "g": 0.001,
+}
+
+WEIGHT_LOINC = "29463-7"
+
+
+def convert(value: float, unit: str) -> float:
+    return value * UNIT_FACTOR.get(unit, 1.0)
+
+
+def metric_value(reading: Reading, metric: Metric) -> float | None:
+    """The metric in threshold units, or None when absent or a special value."""
+    codes = METRIC_LOINC[metric]
+    for q in reading.values:
+        if q.loinc in codes:
+            return None if q.value is None else convert(q.value, q.unit)
+    return None
+
+
+def has_value(reading: Reading) -> bool:
+    """A measurement (some value is a number) or an event: not a device-error reading."""
+    return reading.event is not None or any(q.value is not None for q in reading.values)
+
+
+@dataclass(frozen=True)
+class RangeSpec:
+    types: tuple[MeasurementType, ...]
+    metrics: tuple[Metric, ...]
+    above: bool
+    label: str
+    unit: str
+
+
+RANGE_SPECS: dict[str, RangeSpec] = {
+    "blood_pressure_high": RangeSpec(
+        (MT.BLOOD_PRESSURE,), ("systolic", "diastolic"), True, "BP", "mm[Hg]"
+    ),
+    "blood_pressure_low": RangeSpec(
+        (MT.BLOOD_PRESSURE,), ("systolic", "diastolic"), False, "BP", "mm[Hg]"
+    ),
+    "pulse_high": RangeSpec(
+        (MT.BLOOD_PRESSURE, MT.PULSE_OXIMETRY), ("pulse",), True, "Pulse", "/min"
+    ),
+    "pulse_low": RangeSpec(
+        (MT.BLOOD_PRESSURE, MT.PULSE_OXIMETRY), ("pulse",), False, "Pulse", "/min"
+    ),
+    "spo2_low": RangeSpec((MT.PULSE_OXIMETRY,), ("spo2",), False, "SpO2", "%"),
+    "glucose_high": RangeSpec((MT.GLUCOSE,), ("glucose",), True, "Glucose", "mmol/L"),
+    "glucose_low": RangeSpec((MT.GLUCOSE,), ("glucose",), False, "Glucose", "mmol/L"),
+    "weight_high": RangeSpec((MT.BODY_WEIGHT,), ("weight",), True, "Weight", "kg"),
+    "weight_low": RangeSpec((MT.BODY_WEIGHT,), ("weight",), False, "Weight", "kg"),
+}
+
+
+def finding(c: Candidate, eff: Effective, rule: str, severity: Severity, reason: str) -> Finding:
+    """The finding of a threshold-driven rule: records the version that judged it."""
+    return finding_of(c, rule, eff.version, severity, reason, eff.set_id)
+
+
+Judged = tuple[list[Finding], list[Clear]]
+
+
+def _judge_ranges(c: Candidate, eff: Effective) -> Judged:
+    findings: list[Finding] = []
+    clears: list[Clear] = []
+    r = c.reading
+    for name, tiers in eff.thresholds.ranges.items():
+        spec = RANGE_SPECS[name]
+        if r.measurement_type not in spec.types or not tiers:
+            continue
+        values = {m: metric_value(r, m) for m in spec.metrics}
+        shown = "/".join("?" if v is None else _fmt_number(v) for v in values.values())
+        at = f"{spec.label} {shown} {spec.unit} at {_fmt_time(r.measured_at)}"
+        fired: Severity | None = None
+        for severity in sorted(tiers, key=SEVERITY_RANK.__getitem__, reverse=True):
+            limits = tiers[severity]
+            if any(
+                v is not None and m in limits and (v >= limits[m] if spec.above else v < limits[m])
+                for m, v in values.items()
+            ):
+                fired = severity
+                break
+        if fired is not None:
+            limits = tiers[fired]
+            word = "threshold" if spec.above else "lower limit"
+            lim = "/".join(_fmt_number(limits[m]) if m in limits else "-" for m in spec.metrics)
+            findings.append(finding(c, eff, name, fired, f"{at} ({word} {lim})"))
+            continue
+        judged = {m for limits in tiers.values() for m in limits}
+        if all(values.get(m) is not None for m in judged):  # a partial reading clears nothing
+            clears.append(Clear(name, c.patient_id, f"back in range: {at}", True, r.measured_at))
+    return findings, clears
+
+
+def _judge_sensor(c: Candidate, eff: Effective) -> Judged:
+    r = c.reading
+    rule = f"sensor_status_{r.measurement_type}"
+    tech = eff.thresholds.technical
+    flags = [f for f in r.status if f in tech.sensor_flags]
+    if flags:
+        reason = (
+            f"{r.measurement_type} reading at {_fmt_time(r.measured_at)} flagged: "
+            + ", ".join(flags)
+        )
+        return [finding(c, eff, rule, tech.sensor_severity, reason)], []
+    if not has_value(r):
+        return [], []
+    note = f"unflagged {r.measurement_type} reading at {_fmt_time(r.measured_at)}"
+    return [], [Clear(rule, c.patient_id, note, False, r.measured_at)]
+
+
+#: Short event kinds (hemhub.contract.DeviceEvent docs) -> the dispenser profile's names.
+_KIND_ALIASES = {
+    "due": "dose_due",
+    "dispensed": "dose_dispensed",
+    "taken": "dose_taken",
+    "late": "dose_late",
+    "missed": "dose_missed",
+}
+LATE_KINDS = ("dose_late", "late")
+
+
+def event_kind(kind: str) -> str:
+    return _KIND_ALIASES.get(kind, kind)
+
+
+def _judge_medication(c: Candidate, eff: Effective) -> Judged:
+    r = c.reading
+    event = r.event
+    if event is None:
+        return [], []
+    med = eff.thresholds.medication
+    kind = event_kind(event.kind)
+    dose = "" if event.dose_id is None else f" {event.dose_id}"
+    slot = "" if event.slot is None else f" (slot {event.slot})"
+    at = _fmt_time(r.measured_at)
+
+    def fire(rule: str, severity: Severity, reason: str) -> Judged:
+        return [finding(c, eff, rule, severity, reason)], []
+
+    def clear(rule: str, note: str) -> Judged:
+        return [], [Clear(rule, c.patient_id, f"{note} at {at}", False, r.measured_at)]
+
+    if kind == "dose_missed":
+        return fire(
+            "medication_missed_dose",
+            med.missed_severity,
+            f"dose{dose}{slot} missed at {at}: locked away, contact the resident",
+        )
+    if kind == "refill_low":
+        return fire("medication_refill_low", med.refill_low_severity, f"refill low at {at}")
+    if kind == "refilled":
+        return clear("medication_refill_low", "refilled")
+    if kind in ("jam", "device_error"):
+        return fire(
+            "medication_robot_error",
+            med.robot_error_severity,
+            f"medication robot {kind.replace('_', ' ')} at {at}: cannot dispense",
+        )
+    if kind in ("dose_dispensed", "dose_taken"):
+        return clear("medication_robot_error", f"dose{dose} {kind.removeprefix('dose_')}")
+    if kind == "tamper":
+        return fire(
+            "medication_tamper", med.tamper_severity, f"medication robot tampered with at {at}"
+        )
+    if kind == "low_battery":
+        return fire(
+            "device_battery_low",
+            eff.thresholds.technical.battery_severity,
+            f"medication robot battery low at {at}",
+        )
+    if event.needs_staff_attention and kind not in ("dose_late",):
+        return fire("medication_attention", med.attention_severity, f"{kind} at {at}: needs staff")
+    return [], []
+
+
+def judge_reading(c: Candidate, eff: Effective) -> Judged:
+    """Range, sensor-status and medication-event rules on one attributed reading."""
+    findings: list[Finding] = []
+    clears: list[Clear] = []
+    if c.reading.measurement_type == MT.MEDICATION_EVENT:
+        parts = [_judge_medication(c, eff)]
+    else:
+        parts = [_judge_ranges(c, eff), _judge_sensor(c, eff)]
+    for f, cl in parts:
+        findings += f
+        clears += cl
+    return findings, clears
+
+
+# --- series (numpy) -------------------------------------------------------------------
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def rise_at(
+    at_s: float, times: FloatArray, values: FloatArray, window_s: float
+) -> tuple[int, int] | None:
+    """The rise at instant `at_s` (all in seconds; times ascending): (index of the lowest
+    sample in [at_s - window_s, at_s], index of the newest one), or None when no sample."""
+    inside = np.flatnonzero((times >= at_s - window_s) & (times <= at_s))
+    if inside.size == 0:
+        return None
+    low = int(inside[np.argmin(values[inside])])  # first of equal lows: the oldest
+    return low, int(inside[-1])
+
+
+def counts_within(times: FloatArray, at: FloatArray, window_s: float) -> npt.NDArray[np.intp]:
+    """How many of `times` (ascending) fall in (at - window_s, at], for each `at`."""
+    upper = np.searchsorted(times, at, side="right")
+    lower = np.searchsorted(times, at - window_s, side="right")
+    return upper - lower
+
+
+@dataclass(frozen=True)
+class Series:
+    """One resident's samples of one kind, ascending in time."""
+
+    at: Sequence[datetime]
+    values: FloatArray
+
+    @property
+    def seconds(self) -> FloatArray:
+        return np.array([t.timestamp() for t in self.at], dtype=np.float64)
+
+
+def weight_gain_reason(
+    gain: float, days: float, kg: float, low: tuple[datetime, float], high: tuple[datetime, float]
+) -> str:
+    return (
+        f"weight +{_fmt_number(gain)} kg within {_fmt_number(days)} days:"
+        f" {_fmt_number(low[1])} kg at {_fmt_time(low[0])} -> {_fmt_number(high[1])} kg at"
+        f" {_fmt_time(high[0])} (threshold {_fmt_number(kg)} kg in {_fmt_number(days)} days)"
+    )
+
+
+def days(n: float) -> timedelta:
+    return timedelta(days=n)

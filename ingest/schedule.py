@@ -1,0 +1,399 @@
+"""The scheduled evaluation: rules driven by time rather than by an arriving reading.
+
+`run_scheduled_evaluation(conn, now)` (wire it to `hemhub alerts evaluate` and run it
+every few minutes; it is idempotent and safe to run concurrently, the alerts'
+unique index serialising the writers):
+
+- missing data: per monitoring schedule ("BP daily"), no valid measurement within the
+  interval plus grace; the reason says why, from the hub status (hubs.last_status):
+  hub offline, device error readings / a device error reported by the hub, device not
+  seen by the hub, device seen but no measurement;
+- technical: hub offline beyond the limit, outbox backlog, device battery low;
+- trends at `now` (weight gain), late doses dropping out of their window: clears;
+- every state rule clears (auto-resolves) when its condition is gone.
+
+A condition still present touches its alert only when the reason or severity changed
+(no count, no NOTIFY otherwise), so running this every minute makes no noise.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+from pydantic import ValidationError
+
+from hemhub.contract import DeviceHealth, DeviceProfile, HubAlarm, HubStatus
+from ingest import alerts, engine, thresholds
+from ingest.alerts import Clear, Conn, Finding, Severity, _fmt_number, _fmt_time
+from ingest.rules import counts_within
+from ingest.thresholds import Effective
+
+#: A hub that sent no status for this long is offline even if its last one said online
+#: (hubs publish status every minute; the last will may be lost with the broker).
+STATUS_STALE_AFTER = timedelta(minutes=10)
+
+PROFILE_MEASUREMENT = {
+    DeviceProfile.BLOOD_PRESSURE: "blood_pressure",
+    DeviceProfile.WEIGHT_SCALE: "body_weight",
+    DeviceProfile.PULSE_OXIMETER: "pulse_oximetry",
+    DeviceProfile.GLUCOSE: "glucose",
+    DeviceProfile.DISPENSER: "medication_event",
+}
+
+ASSIGNED_SQL = """
+SELECT da.patient_id, da.tenant_id, upper(d.address)
+FROM device_assignments da JOIN devices d ON d.id = da.device_id
+WHERE da.started_at <= %(now)s AND (da.ended_at IS NULL OR da.ended_at > %(now)s)
+"""
+
+HUBS_SQL = """
+SELECT h.id, h.online, h.last_status, h.last_status_at FROM hubs h
+WHERE h.last_status IS NOT NULL AND EXISTS (
+    SELECT 1 FROM jsonb_array_elements(coalesce(h.last_status->'devices', '[]'::jsonb)) dev
+    WHERE upper(dev->>'address') = ANY(%(addresses)s))
+"""
+
+_VALID = """(r.event IS NOT NULL OR jsonb_path_exists(r."values", '$[*] ? (@.value != null)'))"""
+
+SCHEDULES_SQL = f"""
+SELECT s.patient_id, p.tenant_id, s.measurement_type, s.every, s.starts_at,
+       lv.at AS last_valid, le.n AS errors, le.last AS last_error_at
+FROM monitoring_schedules s JOIN patients p ON p.id = s.patient_id
+LEFT JOIN LATERAL (
+    SELECT r.measured_at AS at FROM readings r
+    WHERE r.patient_id = s.patient_id AND r.measurement_type = s.measurement_type
+      AND r.measured_at <= %(now)s AND {_VALID}
+    ORDER BY r.measured_at DESC LIMIT 1
+) lv ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n, max(r.measured_at) AS last FROM readings r
+    WHERE r.patient_id = s.patient_id AND r.measurement_type = s.measurement_type
+      AND r.measured_at > coalesce(lv.at, s.starts_at) AND r.measured_at <= %(now)s
+      AND NOT {_VALID}
+) le ON true
+WHERE s.active AND s.starts_at <= %(now)s
+ORDER BY s.patient_id, s.measurement_type
+"""
+
+UPSERT_SCHEDULE_SQL = """
+INSERT INTO monitoring_schedules
+    (patient_id, measurement_type, every, starts_at, active, created_by)
+VALUES (%s, %s, %s, coalesce(%s, now()), %s, %s)
+ON CONFLICT (patient_id, measurement_type) DO UPDATE SET
+    every = EXCLUDED.every, starts_at = EXCLUDED.starts_at, active = EXCLUDED.active,
+    created_by = EXCLUDED.created_by, created_at = now()
+"""
+
+
+def set_schedule(
+    conn: Conn,
+    patient_id: UUID,
+    measurement_type: str,
+    every: timedelta,
+    *,
+    created_by: str,
+    starts_at: datetime | None = None,
+    active: bool = True,
+) -> None:
+    """Expect `measurement_type` from the resident every `every` (e.g. blood_pressure, 1 day)."""
+    conn.execute(
+        UPSERT_SCHEDULE_SQL,
+        (patient_id, measurement_type, every, starts_at, active, created_by),
+    )
+
+
+@dataclass(frozen=True)
+class Hub:
+    id: str
+    status: HubStatus
+    status_at: datetime
+
+    def offline_since(self, now: datetime) -> datetime | None:
+        """When the hub went quiet (its last status), or None while it is online."""
+        if not self.status.online or now - self.status_at > STATUS_STALE_AFTER:
+            return self.status_at
+        return None
+
+
+Seen = tuple[Hub, DeviceHealth]
+
+
+def _fmt_period(period: timedelta) -> str:
+    hours = period.total_seconds() / 3600
+    if hours >= 24 and hours % 24 == 0:
+        n = int(hours // 24)
+        return f"{n} day" + ("s" if n != 1 else "")
+    return f"{_fmt_number(hours)} h"
+
+
+def _when(at: datetime | None) -> str:
+    return "never" if at is None else _fmt_time(at)
+
+
+def missing_cause(
+    seen: list[Seen],
+    errors: int,
+    last_error_at: datetime | None,
+    since: datetime,
+    due: datetime,
+    now: datetime,
+) -> str:
+    """Why no valid measurement arrived since `since` (one was due at `due`), from what
+    the hubs report."""
+    if not seen:
+        return "no hub reports the resident's device (not on any hub's allow-list)"
+    offline = [(hub, hub.offline_since(now)) for hub, _ in seen]
+    if all(at is not None for _, at in offline):
+        hub, at = offline[0]
+        return f"hub {hub.id} offline since {_when(at)}"
+    if errors:
+        return (
+            f"device error readings: {errors} without a valid value since {_fmt_time(since)},"
+            f" last at {_when(last_error_at)}"
+        )
+    for hub, health in seen:
+        if health.last_error and health.consecutive_failures:
+            return (
+                f"device {health.address} failing on hub {hub.id}:"
+                f" {health.last_error} ({health.consecutive_failures} failed sessions)"
+            )
+    hub, health = max(seen, key=_freshness)
+    if health.last_seen_at is None or health.last_seen_at < due:
+        return (
+            f"device {health.address} not seen by hub {hub.id} since {_when(health.last_seen_at)}"
+        )
+    return (
+        f"device {health.address} seen by hub {hub.id} at {_fmt_time(health.last_seen_at)}"
+        f" but no measurement taken (last reading on the hub {_when(health.last_reading_at)})"
+    )
+
+
+@dataclass
+class _Context:
+    now: datetime
+    book: thresholds.ThresholdBook
+    tenant_of: dict[UUID, str]
+    #: patient -> what the hubs report of their devices
+    seen: dict[UUID, list[Seen]]
+
+
+def _freshness(seen: Seen) -> tuple[datetime, datetime]:
+    """Which hub's report of a device to trust: the one that saw it last."""
+    hub, health = seen
+    return (health.last_seen_at or datetime.min.replace(tzinfo=UTC), hub.status_at)
+
+
+def _load_context(conn: Conn, now: datetime) -> _Context:
+    assigned = conn.execute(ASSIGNED_SQL, {"now": now}).fetchall()
+    addresses = sorted({a for _, _, a in assigned})
+    hubs: list[Hub] = []
+    for hub_id, _online, status, status_at in conn.execute(
+        HUBS_SQL, {"addresses": addresses}
+    ).fetchall():
+        try:
+            hubs.append(Hub(hub_id, HubStatus.model_validate(status), status_at))
+        except ValidationError:
+            continue  # a status of another schema version: nothing to judge by
+    best: dict[str, Seen] = {}
+    for hub in hubs:
+        for health in hub.status.devices:
+            key = health.address.upper()
+            old = best.get(key)
+            if old is None or _freshness((hub, health)) > _freshness(old):
+                best[key] = (hub, health)
+    seen: dict[UUID, list[Seen]] = {}
+    tenant_of: dict[UUID, str] = {}
+    for patient_id, tenant_id, address in assigned:
+        pid = UUID(str(patient_id))
+        tenant_of[pid] = tenant_id
+        seen.setdefault(pid, [])
+        if address in best:
+            seen[pid].append(best[address])
+    return _Context(now, thresholds.load(conn, tenant_of), tenant_of, seen)
+
+
+def _state(
+    ctx: _Context,
+    patient_id: UUID,
+    eff: Effective,
+    rule: str,
+    severity: Severity,
+    reason: str,
+    since: datetime,
+) -> Finding:
+    return Finding(
+        rule=rule,
+        version=eff.version,
+        severity=severity,
+        patient_id=patient_id,
+        tenant_id=ctx.tenant_of[patient_id],
+        reading_key=None,
+        measured_at=since,
+        late=False,
+        reason=reason,
+        threshold_set_id=eff.set_id,
+        counts=False,
+    )
+
+
+def _technical(ctx: _Context) -> tuple[list[Finding], list[Clear]]:
+    findings: list[Finding] = []
+    clears: list[Clear] = []
+    now = ctx.now
+    for patient_id, seen in ctx.seen.items():
+        tech = ctx.book.at(patient_id, now).thresholds.technical
+        eff = ctx.book.at(patient_id, now)
+        hubs = {hub.id: hub for hub, _ in seen}.values()
+        offline = [(h, at) for h in hubs if (at := h.offline_since(now)) is not None]
+        down = [(h, at) for h, at in offline if now - at >= timedelta(hours=tech.hub_offline_hours)]
+        if down:
+            hub, at = down[0]
+            limit = _fmt_number(tech.hub_offline_hours)
+            reason = f"hub {hub.id} offline since {_fmt_time(at)} (limit {limit} h)"
+            findings.append(
+                _state(ctx, patient_id, eff, "hub_offline", tech.hub_offline_severity, reason, at)
+            )
+        elif len(offline) < len(hubs) or not hubs:
+            clears.append(
+                Clear("hub_offline", patient_id, f"hub online at {_fmt_time(now)}", False)
+            )
+        backlog = []
+        for hub in hubs:
+            s = hub.status
+            age = (s.outbox_oldest_age_s or 0) / 3600
+            full = {HubAlarm.OUTBOX_NEAR_FULL, HubAlarm.OUTBOX_FULL} & set(s.alarms)
+            if (s.outbox_depth or 0) >= tech.outbox_depth or age >= tech.outbox_age_hours or full:
+                alarms = f", alarms {', '.join(sorted(full))}" if full else ""
+                backlog.append(
+                    f"hub {hub.id} outbox {s.outbox_depth or 0} readings, oldest"
+                    f" {_fmt_number(round(age, 1))} h{alarms}"
+                )
+        if backlog:
+            findings.append(
+                _state(
+                    ctx,
+                    patient_id,
+                    eff,
+                    "hub_outbox_backlog",
+                    tech.outbox_severity,
+                    "; ".join(backlog),
+                    now,
+                )
+            )
+        else:
+            clears.append(Clear("hub_outbox_backlog", patient_id, "outbox drained", False))
+        known = [h for _, h in seen if h.battery_level is not None]
+        low = [
+            h
+            for h in known
+            if h.battery_level is not None and h.battery_level <= tech.battery_percent
+        ]
+        if low:
+            reason = "; ".join(
+                f"device {h.address} ({h.profile}) battery {h.battery_level} %"
+                f" (limit {tech.battery_percent} %)"
+                for h in low
+            )
+            findings.append(
+                _state(
+                    ctx, patient_id, eff, "device_battery_low", tech.battery_severity, reason, now
+                )
+            )
+        elif known:
+            clears.append(Clear("device_battery_low", patient_id, "battery above the limit", False))
+    return findings, clears
+
+
+def _missing_data(conn: Conn, ctx: _Context) -> tuple[list[Finding], list[Clear]]:
+    findings: list[Finding] = []
+    clears: list[Clear] = []
+    now = ctx.now
+    rows = conn.execute(SCHEDULES_SQL, {"now": now}).fetchall()
+    for patient_id, tenant_id, mtype, every, starts_at, last_valid, errors, last_error_at in rows:
+        pid = UUID(str(patient_id))
+        ctx.tenant_of.setdefault(pid, tenant_id)
+        if pid not in ctx.book.programme_of:
+            ctx.book = thresholds.load(conn, [*ctx.book.programme_of, pid])
+        eff = ctx.book.at(pid, now)
+        rule = engine.missing_rule(mtype)
+        since = last_valid or starts_at
+        due = since + every
+        if now <= due + timedelta(hours=eff.thresholds.missing_data.grace_hours):
+            clears.append(Clear(rule, pid, f"{mtype} measured at {_when(last_valid)}", False))
+            continue
+        seen = [s for s in ctx.seen.get(pid, []) if PROFILE_MEASUREMENT.get(s[1].profile) == mtype]
+        cause = missing_cause(seen, errors or 0, last_error_at, since, due, now)
+        head = (
+            f"no {mtype} measurement since {_fmt_time(last_valid)}"
+            if last_valid is not None
+            else f"no {mtype} measurement yet"
+        )
+        reason = f"{head} (expected every {_fmt_period(every)}): {cause}"
+        findings.append(
+            _state(ctx, pid, eff, rule, eff.thresholds.missing_data.severity, reason, due)
+        )
+    return findings, clears
+
+
+def _series_rules(conn: Conn, ctx: _Context) -> tuple[list[Finding], list[Clear]]:
+    """Weight-gain trends and late doses judged at `now` (the windows slide)."""
+    findings: list[Finding] = []
+    clears: list[Clear] = []
+    now = ctx.now
+    effs = {p: ctx.book.at(p, now) for p in ctx.tenant_of}
+    trend_days = [t.days for e in effs.values() for t in e.thresholds.trends.values()]
+    if trend_days:
+        weights = engine.load_weights(conn, effs, now - timedelta(days=max(trend_days)), now)
+        for p, eff in effs.items():
+            fired, cl = engine.judge_weight_trend(weights.get(p), now, eff, p)
+            clears += cl
+            for name, e, severity, reason in fired:
+                newest = weights[p].at[-1]
+                findings.append(_state(ctx, p, e, name, severity, reason, newest))
+    longest = max((e.thresholds.medication.late_days for e in effs.values()), default=0)
+    if effs:
+        late = engine.load_late_doses(conn, effs, now - timedelta(days=longest), now)
+        for p, eff in effs.items():
+            med = eff.thresholds.medication
+            s = late.get(p)
+            n = (
+                0
+                if s is None
+                else int(
+                    counts_within(s.seconds, np.array([now.timestamp()]), med.late_days * 86400.0)[
+                        0
+                    ]
+                )
+            )
+            if n < med.late_count:
+                note = (
+                    f"{n} late doses within {_fmt_number(med.late_days)} days at {_fmt_time(now)}"
+                )
+                clears.append(Clear("medication_doses_late", p, note, True, now))
+    return findings, clears
+
+
+def run_scheduled_evaluation(conn: Conn, now: datetime) -> dict[str, Any]:
+    """Evaluate the time-driven rules at `now` in one transaction; return counts
+    (opened, updated, resolved, patients, schedules)."""
+    with conn.transaction():
+        ctx = _load_context(conn, now)
+        findings: list[Finding] = []
+        clears: list[Clear] = []
+        for f, cl in (_technical(ctx), _missing_data(conn, ctx), _series_rules(conn, ctx)):
+            findings += f
+            clears += cl
+        outcome = alerts.apply(conn, findings) + alerts.resolve(conn, clears)
+    by_rule = Counter(f.rule for f in findings)
+    return {
+        "opened": outcome.opened,
+        "updated": outcome.updated,
+        "resolved": outcome.resolved,
+        "patients": len(ctx.tenant_of),
+        "conditions": dict(by_rule),
+    }

@@ -1,0 +1,264 @@
+"""Versioned alert thresholds: the document, its programme defaults and residents' overrides.
+
+A resident's thresholds at an instant are the override (table `threshold_sets`) with
+the highest version among those whose `applies_from` is not after that instant, else
+their programme's built-in profile (ingest.programmes) at `PROFILE_VERSION`. So a
+reading is always judged by the thresholds in force when it was *measured* (a late
+backlog reading by the old ones), and a retroactive correction (a new version applying
+from an earlier date) wins over the versions it corrects.
+
+Every alert records the version (alerts.rule_version) and the set (threshold_set_id,
+NULL for the programme profile) that judged it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field
+
+from ingest import programmes
+from ingest.alerts import Severity
+
+Conn = psycopg.Connection[Any]
+
+Metric = Literal["systolic", "diastolic", "pulse", "spo2", "glucose", "weight"]
+RangeRuleName = Literal[
+    "blood_pressure_high",
+    "blood_pressure_low",
+    "pulse_high",
+    "pulse_low",
+    "spo2_low",
+    "glucose_high",
+    "glucose_low",
+    "weight_high",
+    "weight_low",
+]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Hours = Annotated[float, Field(gt=0, le=24 * 365)]
+Limit = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WeightGain(_Doc):
+    """Fires when the weight rose by `kg` or more within `days` (lowest to newest)."""
+
+    kind: Literal["weight_gain"] = "weight_gain"
+    kg: Positive
+    days: Annotated[float, Field(gt=0, le=30)]
+    severity: Severity = Severity.HIGH
+
+
+class MissingData(_Doc):
+    severity: Severity = Severity.MEDIUM
+    #: Slack after the scheduled interval before a missing measurement alerts.
+    grace_hours: Annotated[float, Field(ge=0, le=24 * 30)] = 6
+
+
+class Technical(_Doc):
+    hub_offline_hours: Hours = 6
+    hub_offline_severity: Severity = Severity.MEDIUM
+    outbox_depth: Annotated[int, Field(ge=1)] = 500
+    outbox_age_hours: Hours = 6
+    outbox_severity: Severity = Severity.LOW
+    battery_percent: Annotated[int, Field(ge=1, le=100)] = 20
+    battery_severity: Severity = Severity.LOW
+    sensor_severity: Severity = Severity.LOW
+    #: Reading status flags that make the measurement doubtful (cuff loose, low perfusion).
+    sensor_flags: tuple[Annotated[str, Field(max_length=48)], ...] = (
+        "cuff_too_loose",
+        "body_movement",
+        "improper_measurement_position",
+        "low_perfusion",
+        "sensor_displaced",
+        "sensor_disconnected",
+        "sensor_unconnected_to_user",
+        "sensor_malfunctioning",
+        "equipment_malfunction",
+        "invalid_measurement",
+        "questionable_measurement",
+    )
+
+
+class Medication(_Doc):
+    missed_severity: Severity = Severity.HIGH
+    late_count: Annotated[int, Field(ge=1, le=100)] = 3
+    late_days: Annotated[float, Field(gt=0, le=90)] = 7
+    late_severity: Severity = Severity.MEDIUM
+    refill_low_severity: Severity = Severity.MEDIUM
+    robot_error_severity: Severity = Severity.HIGH
+    tamper_severity: Severity = Severity.HIGH
+    attention_severity: Severity = Severity.HIGH
+
+
+#: rule -> severity -> metric -> limit; e.g. {"spo2_low": {"high": {"spo2": 92}}}.
+Ranges = dict[RangeRuleName, dict[Severity, dict[Metric, Limit]]]
+
+
+class Thresholds(_Doc):
+    """One complete threshold document (what `threshold_sets.rules` holds)."""
+
+    ranges: Ranges = {}
+    trends: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")], WeightGain] = {}
+    missing_data: MissingData = MissingData()
+    technical: Technical = Technical()
+    medication: Medication = Medication()
+
+
+@dataclass(frozen=True)
+class Effective:
+    """The thresholds in force for a resident at some instant, and where they come from."""
+
+    thresholds: Thresholds
+    version: int
+    programme: str
+    #: The override row; None for the programme's built-in profile.
+    set_id: UUID | None = None
+    applies_from: datetime | None = None
+    created_by: str = "hemhub (programme profile)"
+    created_at: datetime | None = None
+    note: str | None = None
+
+    @property
+    def source(self) -> Literal["programme", "patient"]:
+        return "programme" if self.set_id is None else "patient"
+
+
+def programme_default(programme: str) -> Effective:
+    doc = Thresholds.model_validate(programmes.profile(programme))
+    return Effective(thresholds=doc, version=programmes.PROFILE_VERSION, programme=programme)
+
+
+#: The overrides of some residents (columns in the order `Effective` / `_from_row` read).
+SETS_SQL = """
+SELECT patient_id, id, version, programme, rules, created_by, created_at, applies_from, note
+FROM threshold_sets WHERE patient_id = ANY(%(patients)s)
+ORDER BY patient_id, applies_from, version
+"""
+PROGRAMMES_SQL = "SELECT id, programme, tenant_id FROM patients WHERE id = ANY(%(patients)s)"
+INSERT_SQL = """
+INSERT INTO threshold_sets
+    (tenant_id, patient_id, version, programme, rules, created_by, applies_from, note)
+VALUES (%(tenant)s, %(patient)s, %(version)s, %(programme)s, %(rules)s, %(created_by)s,
+        %(applies_from)s, %(note)s)
+RETURNING patient_id, id, version, programme, rules, created_by, created_at, applies_from, note
+"""
+
+
+def _from_row(row: Iterable[Any]) -> tuple[UUID, Effective]:
+    patient_id, set_id, version, programme, rules, created_by, created_at, applies_from, note = row
+    return UUID(str(patient_id)), Effective(
+        thresholds=Thresholds.model_validate(rules),
+        version=version,
+        programme=programme,
+        set_id=UUID(str(set_id)),
+        applies_from=applies_from,
+        created_by=created_by,
+        created_at=created_at,
+        note=note,
+    )
+
+
+@dataclass
+class ThresholdBook:
+    """The programmes and overrides of a group of residents, resolved per instant."""
+
+    programme_of: dict[UUID, str]
+    #: patient -> overrides sorted by applies_from
+    overrides: dict[UUID, list[Effective]] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(
+        cls, programme_rows: Iterable[Iterable[Any]], set_rows: Iterable[Iterable[Any]]
+    ) -> ThresholdBook:
+        book = cls({UUID(str(pid)): prog for pid, prog, *_ in programme_rows})
+        for row in set_rows:
+            patient_id, eff = _from_row(row)
+            book.overrides.setdefault(patient_id, []).append(eff)
+        return book
+
+    def at(self, patient_id: UUID, when: datetime) -> Effective:
+        sets = self.overrides.get(patient_id, [])
+        applicable = [s for s in sets if s.applies_from is not None and s.applies_from <= when]
+        if applicable:
+            return max(applicable, key=lambda s: s.version)
+        return programme_default(self.programme_of.get(patient_id, ""))
+
+    def next_version(self, patient_id: UUID) -> int:
+        versions = [s.version for s in self.overrides.get(patient_id, [])]
+        return max([programmes.PROFILE_VERSION, *versions]) + 1
+
+
+def load(conn: Conn, patient_ids: Iterable[UUID]) -> ThresholdBook:
+    params = {"patients": list(set(patient_ids))}
+    return ThresholdBook.from_rows(
+        conn.execute(PROGRAMMES_SQL, params).fetchall(),
+        conn.execute(SETS_SQL, params).fetchall(),
+    )
+
+
+class ThresholdError(ValueError):
+    """A threshold change that is not valid (unknown patient, invalid document)."""
+
+
+def changed_document(current: Thresholds, patch: Mapping[str, Any]) -> Thresholds:
+    """The current document with a JSON merge patch applied (raises pydantic errors)."""
+    merged = programmes.merge_patch(current.model_dump(mode="json"), dict(patch))
+    return Thresholds.model_validate(merged)
+
+
+def insert_params(
+    book: ThresholdBook,
+    patient_id: UUID,
+    tenant_id: str,
+    doc: Thresholds,
+    created_by: str,
+    applies_from: datetime,
+    note: str | None,
+) -> dict[str, Any]:
+    """The parameters of INSERT_SQL for a new version of a resident's thresholds."""
+    return {
+        "tenant": tenant_id,
+        "patient": patient_id,
+        "version": book.next_version(patient_id),
+        "programme": book.programme_of[patient_id],
+        "rules": Jsonb(doc.model_dump(mode="json")),
+        "created_by": created_by,
+        "applies_from": applies_from,
+        "note": note,
+    }
+
+
+LOCK_PATIENT_SQL = "SELECT tenant_id FROM patients WHERE id = %s FOR UPDATE"
+
+
+def create_version(
+    conn: Conn,
+    patient_id: UUID,
+    patch: Mapping[str, Any],
+    *,
+    created_by: str,
+    applies_from: datetime,
+    note: str | None = None,
+) -> Effective:
+    """Store a new version of a resident's thresholds: the version in force at
+    `applies_from` with `patch` (a JSON merge patch) applied. Returns the new version."""
+    with conn.transaction():
+        row = conn.execute(LOCK_PATIENT_SQL, (patient_id,)).fetchone()  # serialises versions
+        if row is None:
+            raise ThresholdError(f"unknown patient {patient_id}")
+        book = load(conn, [patient_id])
+        doc = changed_document(book.at(patient_id, applies_from).thresholds, patch)
+        params = insert_params(book, patient_id, row[0], doc, created_by, applies_from, note)
+        inserted = conn.execute(INSERT_SQL, params).fetchone()
+    assert inserted is not None
+    return _from_row(inserted)[1]
