@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -129,6 +130,9 @@ def _cmd_api(args: argparse.Namespace) -> int:
 
 
 def _cmd_gateway(args: argparse.Namespace) -> int:
+    # Until the service installs its own handlers (after the imports below), SIGTERM
+    # means a clean exit: nothing has been opened that would need flushing.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     from gateway.service import run_gateway
 
     return run_gateway(Path(args.config), Path(args.simulate) if args.simulate else None)

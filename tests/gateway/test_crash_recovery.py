@@ -164,8 +164,11 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(
         # A use interrupted by a kill before the measurement is not repeated (as with a
         # resident whose device died mid-measurement): nearly every use produced one.
         assert len(produced) >= CUFFS * USES_PER_CUFF - (kills + self_kills)
-        wait_until = time.monotonic() + 90
-        while set(_stored(database_url)) != produced and time.monotonic() < wait_until:
+        started = time.monotonic()
+        wait_until = started + 90
+        while (
+            set(_stored(database_url)) != produced or time.monotonic() - started < 3
+        ) and time.monotonic() < wait_until:
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.5)
     finally:
