@@ -42,7 +42,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from hemhub.contract import SUBSCRIBE_READINGS, topic_config, topic_readings, topic_status
+from gateway.credentials import BrokerCredentials, InsecureCredentialsError
+from gateway.outbox import Outbox
+from gateway.publisher import OutboxPublisher
+from hemhub.contract import (
+    SUBSCRIBE_READINGS,
+    ReadingBatch,
+    topic_config,
+    topic_readings,
+    topic_status,
+)
+from tests.factories import bp_reading
 
 DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 SHIPPED_CONF = DEPLOY_DIR / "mosquitto.conf"
@@ -622,3 +632,50 @@ def test_oversized_packet_is_refused_not_acknowledged(clients: Clients) -> None:
     assert hub.disconnected.wait(timeout=5)
     assert not info.is_published()
     assert ingest.received(timeout=0.5) == []
+
+
+def _gateway_publishes(
+    clients: Clients, hub_id: str, mqtt_url: str, credentials: BrokerCredentials, tmp: Path
+) -> None:
+    ingest = clients(INGEST)
+    assert not ingest.subscribe(SUBSCRIBE_READINGS).is_failure
+    box = Outbox(tmp / f"{hub_id}.sqlite3")
+    box.add(bp_reading(171, 99))
+    publisher = OutboxPublisher(box, hub_id=hub_id, mqtt_url=mqtt_url, credentials=credentials)
+    publisher.start()
+    try:
+        [msg] = ingest.received()
+        assert ReadingBatch.model_validate_json(msg.payload).hub_id == hub_id
+        deadline = time.monotonic() + 10
+        while box.depth() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert box.depth() == 0, "removed from the outbox after the broker's PUBACK"
+    finally:
+        publisher.stop()
+        box.close()
+
+
+def test_gateway_over_tls_with_its_password_file(
+    broker: Broker, clients: Clients, tmp_path: Path
+) -> None:
+    secret = tmp_path / "mqtt-password"
+    secret.write_text(broker.passwords["hub-a"])
+    secret.chmod(0o600)
+    credentials = BrokerCredentials(
+        username="hub-a", password_file=secret, ca_file=str(broker.ca_file)
+    )
+    _gateway_publishes(clients, "hub-a", f"mqtts://127.0.0.1:{broker.port}", credentials, tmp_path)
+    secret.chmod(0o644)
+    with pytest.raises(InsecureCredentialsError):
+        credentials.password()
+
+
+def test_gateway_over_tls_with_a_client_certificate(
+    broker: Broker, clients: Clients, tmp_path: Path
+) -> None:
+    cert, key = broker.client_certificate("hub-c")
+    Path(key).chmod(0o600)
+    credentials = BrokerCredentials(ca_file=str(broker.ca_file), cert_file=cert, key_file=key)
+    _gateway_publishes(
+        clients, "hub-c", f"mqtts://127.0.0.1:{broker.cert_port}", credentials, tmp_path
+    )
