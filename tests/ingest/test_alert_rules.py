@@ -474,8 +474,10 @@ def test_missing_data_says_why(conn: psycopg.Connection[Any], cause: str, expect
     assert expected.format(hub=hub) in a["reason"]
     # a second run finds the same: no update
     assert run_scheduled_evaluation(conn, NOW)["updated"] == 0
-    # a measurement arrives: resolved at once, at store time
-    put(conn, bp_reading(126, 81, measured_at=NOW, dev=dev), hub=hub)
+    # a measurement arrives: resolved at once, at store time (judged against the wall
+    # clock, so it is measured now, not at the scripted NOW)
+    just_now = datetime.now(UTC).replace(microsecond=0)
+    put(conn, bp_reading(126, 81, measured_at=just_now, dev=dev), hub=hub)
     a = by_rule(conn, patient)["missing_blood_pressure"]
     assert (a["status"], a["auto_resolved"]) == ("resolved", True)
 
