@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -63,9 +63,26 @@ def parse_topic(topic: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
+#: The window of timestamps a payload may carry, in UTC. From 1970 (a hub without a
+#: real-time clock boots at the epoch until NTP answers; devices reset to 2000) to the
+#: end of 2100 (a badly set clock). Outside it a time is an error, and near the limits
+#: of `datetime` it could not even be converted to UTC (year 9999 at -01:00).
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIMESTAMP = datetime(2101, 1, 1, tzinfo=UTC)  # exclusive
+
+
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamps must carry a UTC offset")
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not EARLIEST_TIMESTAMP <= in_utc < LATEST_TIMESTAMP:
+        raise ValueError(
+            f"timestamp {value.isoformat()} outside the accepted window"
+            f" {EARLIEST_TIMESTAMP.isoformat()} to {LATEST_TIMESTAMP.isoformat()} (exclusive)"
+        )
     return value
 
 

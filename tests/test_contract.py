@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from hemhub.contract import (
+    HubStatus,
     ReadingBatch,
     TopicError,
     json_schema,
@@ -44,6 +45,23 @@ def _payload(**changes: object) -> dict[str, object]:
         (lambda d: d.update(hub_id="a/b"), "hub_id"),
         (lambda d: d["readings"][0].update(extra=1), "extra"),
         (lambda d: d["readings"][0].update(measured_at="2026-11-24T08:00:00"), "UTC offset"),
+        # year 9999 at -01:00 is not representable in UTC (it crashed the alert engine)
+        (
+            lambda d: d["readings"][0].update(measured_at="9999-12-31T23:59:59-01:00"),
+            "outside the accepted window",
+        ),
+        (
+            lambda d: d["readings"][0].update(hub_received_at="0001-01-01T00:00:00+01:00"),
+            "outside the accepted window",
+        ),
+        (
+            lambda d: d["readings"][0].update(measured_at="1969-12-31T23:59:59Z"),
+            "outside the accepted window",
+        ),
+        (
+            lambda d: d["readings"][0].update(measured_at="2101-01-01T00:00:00Z"),
+            "outside the accepted window",
+        ),
         (lambda d: d["readings"][0]["values"][0].update(value="high"), "value"),
         (lambda d: d["readings"][0].update(raw_hex="xyz"), "raw_hex"),
         (lambda d: d.update(readings=[]), "readings"),
@@ -66,3 +84,30 @@ def test_special_values_travel_as_null_never_as_numbers() -> None:
     text = json.dumps(data).replace('"value": null', '"value": NaN', 1)
     with pytest.raises(ValidationError, match="finite"):
         ReadingBatch.model_validate_json(text)
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        "1970-01-01T00:00:00Z",  # a hub without a real-time clock before NTP answers
+        "2000-01-01T00:00:00Z",  # a device clock reset
+        "2100-12-31T23:59:59.999999Z",
+        "2101-01-01T00:59:00+01:00",  # still 2100 in UTC
+    ],
+)
+def test_timestamps_inside_the_window_are_accepted(at: str) -> None:
+    data = _payload()
+    data["readings"][0].update(measured_at=at, hub_received_at=at)  # type: ignore[index]
+    parsed = ReadingBatch.model_validate_json(json.dumps(data))
+    assert parsed.readings[0].measured_at.isoformat().startswith(at[:4])
+
+
+def test_status_timestamps_are_bounded_too() -> None:
+    status = {"hub_id": "hub-1", "online": True, "at": "9999-12-31T23:59:59-01:00"}
+    with pytest.raises(ValidationError, match="outside the accepted window"):
+        HubStatus.model_validate_json(json.dumps(status))
+    device = {"address": "AA:BB:CC:DD:EE:FF", "profile": "blood_pressure"}
+    device["last_seen_at"] = "9999-12-31T23:30:00-01:00"
+    status = {"hub_id": "hub-1", "online": True, "devices": [device]}
+    with pytest.raises(ValidationError, match="outside the accepted window"):
+        HubStatus.model_validate_json(json.dumps(status))
