@@ -77,7 +77,7 @@ class Technical(_Doc):
     sensor_flags: tuple[Annotated[str, Field(max_length=48)], ...] = (
         "cuff_too_loose",
         "body_movement",
-        "improper_measurement_position",
+        "improper_position",
         "low_perfusion",
         "sensor_displaced",
         "sensor_disconnected",
