@@ -118,6 +118,15 @@ class Inbound:
 Parsed = ReadingBatch | StatusUpdate | DeadLetter | None  # None: nothing to store (ack only)
 
 
+def _failure(exc: BaseException) -> str:
+    """The dead-letter reason for a message that could not be stored."""
+    if isinstance(exc, psycopg.Error):
+        text = f"storage rejected: {exc.sqlstate} {exc}"
+    else:
+        text = f"storage failed: {type(exc).__name__}: {exc}"
+    return text[:_MAX_REASON]
+
+
 def _validation_reason(exc: ValidationError) -> str:
     errs = exc.errors(include_url=False)
     for e in errs:
@@ -518,40 +527,46 @@ class IngestWorker:
                 )
             )
             return
-        except psycopg.Error as exc:
-            # Not transient: find the message the database rejects, dead-letter it.
-            self.stats["isolated_batches"] += 1
-            log.warning(
-                _kv(
-                    "ingest.batch_rejected",
-                    messages=len(items),
-                    sqlstate=exc.sqlstate,
-                    error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                )
-            )
-            result = StoreResult()
-            for item in items:
-                try:
-                    result.add(self._store_with_retry([item]))
-                except _Stopped:
-                    return  # the rest stays unacked
-                except psycopg.Error as one:
-                    msg = item[0]
-                    letter = DeadLetter(
-                        msg.topic,
-                        f"storage rejected: {one.sqlstate} {one}"[:_MAX_REASON],
-                        msg.payload[: self.max_payload_bytes],
-                    )
-                    log.warning(_kv("ingest.dead_letter", topic=msg.topic, reason=letter.reason))
-                    try:
-                        result.add(self._store_with_retry([(msg, letter)]))
-                    except (_Stopped, psycopg.Error):
-                        return
-                self._ack([item])
-            self._account(result, items)
+        except Exception as exc:
+            # Not transient: a row the database rejects, or a payload that trips
+            # anything else while being stored (the alert rules, say). Never die on it:
+            # store one by one and dead-letter the message that fails.
+            self._isolate(items, exc)
             return
         self._ack(items)
         self._account(result, items)
+
+    def _isolate(self, items: list[tuple[Inbound, Parsed]], exc: Exception) -> None:
+        """Store the messages of a failed batch one by one; dead-letter each that fails."""
+        self.stats["isolated_batches"] += 1
+        log.warning(_kv("ingest.batch_rejected", messages=len(items), error=_failure(exc)))
+        result = StoreResult()
+        done: list[tuple[Inbound, Parsed]] = []
+        for item in items:
+            msg = item[0]
+            try:
+                result.add(self._store_with_retry([item]))
+            except _Stopped:
+                break  # the rest stays unacked, for the broker to redeliver
+            except Exception as one:
+                if not isinstance(one, psycopg.Error):
+                    log.error(_kv("ingest.store_failed", topic=msg.topic), exc_info=one)
+                letter = DeadLetter(msg.topic, _failure(one), msg.payload[: self.max_payload_bytes])
+                log.warning(_kv("ingest.dead_letter", topic=msg.topic, reason=letter.reason))
+                try:
+                    result.add(self._store_with_retry([(msg, letter)]))
+                except _Stopped:
+                    break
+                except Exception as lost:
+                    # Left unacknowledged: the broker sends it again after a reconnect.
+                    log.error(
+                        _kv("ingest.dead_letter_failed", topic=msg.topic, error=_failure(lost))
+                    )
+                    continue
+            self._ack([item])
+            done.append(item)
+        if done:
+            self._account(result, done)
 
     def _account(self, result: StoreResult, items: list[tuple[Inbound, Parsed]]) -> None:
         s = self.stats
@@ -648,10 +663,14 @@ class IngestWorker:
                     ).fetchone()
                     if locked and locked[0]:
                         job.run(conn)
-            except psycopg.Error as exc:
+            except Exception as exc:
                 # Not fatal (readings outside partitions land in the default one; the
-                # next evaluation catches up): retry in a minute.
-                log.warning(_kv(f"ingest.{job.name}_failed", error=type(exc).__name__))
+                # next evaluation catches up): retry in a minute. A job that trips on
+                # something stored (not a database error) must not stop ingest either.
+                log.warning(
+                    _kv(f"ingest.{job.name}_failed", error=type(exc).__name__),
+                    exc_info=not isinstance(exc, psycopg.Error),
+                )
                 job.due = now + min(job.every_s, 60.0)
                 if self._conn is not None and self._conn.broken:
                     self._conn = None
