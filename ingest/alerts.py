@@ -284,6 +284,11 @@ SELECT id, pg_notify(%(channel)s, json_build_object(
 FROM done
 """
 
+_ACTIVE = (
+    "SELECT patient_id, rule FROM alerts WHERE patient_id = ANY(%(patients)b)"
+    " AND status <> 'resolved'"
+)
+
 #: Who resolves an alert whose condition cleared (alerts.resolved_by).
 AUTO_RESOLVER = "hemhub"
 
@@ -347,7 +352,13 @@ def resolve(conn: Conn, clears: Sequence[Clear]) -> AlertOutcome:
             latest[key] = c
     if not latest:
         return AlertOutcome(0, 0)
-    values = list(latest.values())
+    # Nearly every in-range reading clears something that is not open: ask which of
+    # these residents' alerts are active (one small query on alerts_one_active) and
+    # send only those clears, instead of thousands of rows that match nothing.
+    active = conn.execute(_ACTIVE, {"patients": list({p for p, _ in latest})}).fetchall()
+    values = [latest[(p, r)] for p, r in active if (p, r) in latest]
+    if not values:
+        return AlertOutcome(0, 0)
     rows = conn.execute(
         _RESOLVE,
         {

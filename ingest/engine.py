@@ -43,7 +43,7 @@ from ingest.thresholds import Effective, ThresholdBook
 WEIGHTS_SQL = """
 SELECT r.patient_id, r.measured_at, (q->>'value')::float8, q->>'unit'
 FROM readings r CROSS JOIN LATERAL jsonb_array_elements(r."values") q
-WHERE r.patient_id = ANY(%(patients)s) AND r.measurement_type = 'body_weight'
+WHERE r.patient_id = ANY(%(patients)b) AND r.measurement_type = 'body_weight'
   AND r.measured_at >= %(since)s AND r.measured_at <= %(until)s
   AND q->>'loinc' = %(loinc)s AND q->>'value' IS NOT NULL
 ORDER BY r.patient_id, r.measured_at, r.idempotency_key
@@ -51,7 +51,7 @@ ORDER BY r.patient_id, r.measured_at, r.idempotency_key
 
 LATE_DOSES_SQL = """
 SELECT patient_id, measured_at, 1.0 FROM readings
-WHERE patient_id = ANY(%(patients)s) AND measurement_type = 'medication_event'
+WHERE patient_id = ANY(%(patients)b) AND measurement_type = 'medication_event'
   AND event->>'kind' = ANY(%(kinds)s)
   AND measured_at > %(since)s AND measured_at <= %(until)s
 ORDER BY patient_id, measured_at
@@ -59,7 +59,7 @@ ORDER BY patient_id, measured_at
 
 SCHEDULES_SQL = """
 SELECT patient_id, measurement_type, every FROM monitoring_schedules
-WHERE active AND patient_id = ANY(%(patients)s)
+WHERE active AND patient_id = ANY(%(patients)b)
 """
 
 

@@ -64,11 +64,22 @@ def convert(value: float, unit: str) -> float:
 
 def metric_value(reading: Reading, metric: Metric) -> float | None:
     """The metric in threshold units, or None when absent or a special value."""
-    codes = METRIC_LOINC[metric]
+    return reading_metrics(reading).get(metric)
+
+
+#: LOINC code -> the metric it measures (METRIC_LOINC inverted).
+LOINC_METRIC: dict[str, Metric] = {code: m for m, codes in METRIC_LOINC.items() for code in codes}
+
+
+def reading_metrics(reading: Reading) -> dict[Metric, float | None]:
+    """Every metric of the reading in threshold units, in one pass: what `metric_value`
+    gives for each (the first value with one of the metric's codes; None if special)."""
+    out: dict[Metric, float | None] = {}
     for q in reading.values:
-        if q.loinc in codes:
-            return None if q.value is None else convert(q.value, q.unit)
-    return None
+        m = LOINC_METRIC.get(q.loinc)
+        if m is not None and m not in out:
+            out[m] = None if q.value is None else convert(q.value, q.unit)
+    return out
 
 
 def has_value(reading: Reading) -> bool:
@@ -118,13 +129,15 @@ def _judge_ranges(c: Candidate, eff: Effective) -> Judged:
     findings: list[Finding] = []
     clears: list[Clear] = []
     r = c.reading
+    when = _fmt_time(r.measured_at)  # once per reading: strftime is what costs here
+    metrics = reading_metrics(r)
     for name, tiers in eff.thresholds.ranges.items():
         spec = RANGE_SPECS[name]
         if r.measurement_type not in spec.types or not tiers:
             continue
-        values = {m: metric_value(r, m) for m in spec.metrics}
+        values = {m: metrics.get(m) for m in spec.metrics}
         shown = "/".join("?" if v is None else _fmt_number(v) for v in values.values())
-        at = f"{spec.label} {shown} {spec.unit} at {_fmt_time(r.measured_at)}"
+        at = f"{spec.label} {shown} {spec.unit} at {when}"
         fired: Severity | None = None
         for severity in sorted(tiers, key=SEVERITY_RANK.__getitem__, reverse=True):
             limits = tiers[severity]

@@ -13,6 +13,7 @@ NULL for the programme profile) that judged it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -133,6 +134,7 @@ class Effective:
         return "programme" if self.set_id is None else "patient"
 
 
+@functools.cache  # judged for every reading: validate each programme's profile once
 def programme_default(programme: str) -> Effective:
     doc = Thresholds.model_validate(programmes.profile(programme))
     return Effective(thresholds=doc, version=programmes.PROFILE_VERSION, programme=programme)
@@ -141,10 +143,10 @@ def programme_default(programme: str) -> Effective:
 #: The overrides of some residents (columns in the order `Effective` / `_from_row` read).
 SETS_SQL = """
 SELECT patient_id, id, version, programme, rules, created_by, created_at, applies_from, note
-FROM threshold_sets WHERE patient_id = ANY(%(patients)s)
+FROM threshold_sets WHERE patient_id = ANY(%(patients)b)
 ORDER BY patient_id, applies_from, version
 """
-PROGRAMMES_SQL = "SELECT id, programme, tenant_id FROM patients WHERE id = ANY(%(patients)s)"
+PROGRAMMES_SQL = "SELECT id, programme, tenant_id FROM patients WHERE id = ANY(%(patients)b)"
 INSERT_SQL = """
 INSERT INTO threshold_sets
     (tenant_id, patient_id, version, programme, rules, created_by, applies_from, note)
@@ -168,6 +170,11 @@ def _from_row(row: Iterable[Any]) -> tuple[UUID, Effective]:
     )
 
 
+def _uuid(value: Any) -> UUID:
+    """psycopg returns uuid columns as UUID already: convert only what is not."""
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
 @dataclass
 class ThresholdBook:
     """The programmes and overrides of a group of residents, resolved per instant."""
@@ -180,7 +187,7 @@ class ThresholdBook:
     def from_rows(
         cls, programme_rows: Iterable[Iterable[Any]], set_rows: Iterable[Iterable[Any]]
     ) -> ThresholdBook:
-        book = cls({UUID(str(pid)): prog for pid, prog, *_ in programme_rows})
+        book = cls({_uuid(pid): prog for pid, prog, *_ in programme_rows})
         for row in set_rows:
             patient_id, eff = _from_row(row)
             book.overrides.setdefault(patient_id, []).append(eff)
