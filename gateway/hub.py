@@ -24,7 +24,11 @@ from device_drivers.drivers.blood_pressure import run_blood_pressure_session
 from device_drivers.drivers.dispenser import run_dispenser_session
 from device_drivers.drivers.glucose import run_glucose_session
 from device_drivers.drivers.pulse_oximeter import run_pulse_oximeter_session
-from device_drivers.drivers.session import ReceivedMeasurement, SessionReport
+from device_drivers.drivers.session import (
+    DEVICE_CLOCK_ZONE,
+    ReceivedMeasurement,
+    SessionReport,
+)
 from device_drivers.drivers.weight_scale import run_weight_scale_session
 from gateway import health
 from gateway.clock import hub_clock_synced, local_zone
@@ -204,6 +208,9 @@ class HubGateway:
         self._sessions[state.allowed.address] = task
 
     async def _session(self, device: BLEDevice, state: DeviceState, driver: SessionRunner) -> None:
+        # This task's own context: the driver writes and measures the device clock in
+        # the hub's zone, the zone `_store` reads device times in.
+        DEVICE_CLOCK_ZONE.set(self._zone)
         try:
             options: dict[str, object] = {}
             if state.allowed.profile in RECORD_PROFILES:

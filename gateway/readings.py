@@ -33,6 +33,7 @@ def to_reading(received: ReceivedMeasurement, *, zone: tzinfo, synced: bool) -> 
         received.received_at,
         clock_written=received.clock_written,
         device_clock_offset_s=received.device_clock_offset_s,
+        device_clock_at_connect=received.device_clock_at_connect,
         zone=zone,
         synced=synced,
     )

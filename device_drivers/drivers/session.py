@@ -23,8 +23,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
 from typing import TypeVar
 
@@ -68,6 +69,11 @@ _SECURITY_TEXT = ("insufficient authentication", "insufficient encryption")
 
 _MAX_IDENTITY_TEXT = 128  # DeviceIdentity's ShortText
 
+#: The zone device clocks are written and measured in (the hub's configured zone); None:
+#: the system's local zone. A context variable, so that every driver honours the zone the
+#: hub sets for a session's task, whatever the driver's own signature.
+DEVICE_CLOCK_ZONE: ContextVar[tzinfo | None] = ContextVar("device_clock_zone", default=None)
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -107,6 +113,9 @@ class ReceivedMeasurement:
     sequence: int | None = None
     #: What a device reported instead of values (medication robots).
     event: DeviceEvent | None = None
+    #: The device clock (naive) as read at connect, before any write; None if unknown. A
+    #: record stamped later than this was stamped by the clock the hub wrote.
+    device_clock_at_connect: datetime | None = None
 
 
 @dataclass
@@ -117,6 +126,8 @@ class SessionReport:
     clock_written: bool = False
     #: hub_now - device_now in seconds, from Current Time read before any write; None if unknown.
     device_clock_offset_s: float | None = None
+    #: The device clock (naive) that read returned; None if unknown.
+    device_clock_at_connect: datetime | None = None
     received: int = 0
     #: Payloads that could not be decoded: "<raw hex>: <reason>".
     rejected: list[str] = field(default_factory=list)
@@ -249,13 +260,18 @@ async def sync_clock(
     now: Callable[[], datetime],
     *,
     write: bool = True,
+    zone: tzinfo | None = None,
 ) -> ClockSync:
-    """Read Current Time (offset = hub - device), then write the hub's local time.
+    """Read Current Time (offset = hub - device), then write the hub's time in `zone`.
 
-    The offset is measured before the write: readings already stored on the device were
-    stamped with that clock. A write refused with an ATT error leaves `written` False;
-    `write=False` (a CLOCK_NOT_SETTABLE model) only measures.
+    `zone` defaults to `DEVICE_CLOCK_ZONE` (set by the hub), else the system's local
+    zone; the offset is measured in the same zone the clock is written in. The offset is
+    measured before the write: readings already stored on the device were stamped with
+    that clock. A write refused with an ATT error leaves `written` False; `write=False`
+    (a CLOCK_NOT_SETTABLE model) only measures.
     """
+    if zone is None:
+        zone = DEVICE_CLOCK_ZONE.get()
     characteristic = _find(client, CURRENT_TIME)
     if characteristic is None:
         return ClockSync(False, None, None)
@@ -264,7 +280,7 @@ async def sync_clock(
     if "read" in characteristic.properties:
         try:
             raw = await link.run(lambda: client.read_gatt_char(characteristic))
-            hub_local = now().astimezone().replace(tzinfo=None)
+            hub_local = now().astimezone(zone).replace(tzinfo=None)
             current = decode_current_time(bytes(raw))
             if current.time is not None:
                 device_time = current.time + timedelta(seconds=current.fractions256 / 256)
@@ -273,7 +289,7 @@ async def sync_clock(
             logger.warning("%s: Current Time unreadable: %s", client.address, exc)
     written = False
     if write and "write" in characteristic.properties:
-        value = encode_current_time(current_time_from_datetime(now().astimezone()))
+        value = encode_current_time(current_time_from_datetime(now().astimezone(zone)))
         try:
             await link.run(lambda: client.write_gatt_char(characteristic, value, response=True))
             written = True
@@ -316,6 +332,7 @@ async def start_session(
     clock = await sync_clock(client, link, now, write=Quirk.CLOCK_NOT_SETTABLE not in report.quirks)
     report.clock_written = clock.written
     report.device_clock_offset_s = clock.offset_s
+    report.device_clock_at_connect = clock.device_time
     report.battery_level = await read_battery_level(client, link)
 
 
@@ -508,6 +525,7 @@ async def _consume(
             clock_written=report.clock_written,
             device_clock_offset_s=report.device_clock_offset_s,
             quirks=report.quirks,
+            device_clock_at_connect=report.device_clock_at_connect,
         )
         try:
             await on_measurement(received)
@@ -528,6 +546,7 @@ async def disconnect_quietly(client: BleakClient) -> None:
 __all__ = [
     "SECURITY_ERRORS",
     "ClockSync",
+    "DEVICE_CLOCK_ZONE",
     "DeviceUnreachableError",
     "MeasurementStream",
     "ReceivedMeasurement",
