@@ -11,16 +11,23 @@ from hemhub.contract import DeviceIdentity, Reading
 
 
 def idempotency_key(
-    identity: DeviceIdentity, characteristic: str, raw: bytes, received: str
+    identity: DeviceIdentity, characteristic: str, raw: bytes, sequence: int | None = None
 ) -> str:
     """A key that is the same every time a device sends the same stored record.
 
-    Records with a device timestamp are identified by their bytes (which include it):
-    a backlog replayed on every connection keeps its key. A record without a timestamp
-    cannot be told from a later identical one, so the hub's receive time joins the key.
+    A record is identified by the device's stable identity, the characteristic, the
+    device's record number where the profile has one (glucose meters, dispensers) and
+    the record's bytes (which include its device timestamp where it has one). Nothing the
+    hub adds on receipt is part of it, so a backlog replayed on every connection keeps
+    its keys and is stored once.
+
+    Known limit: a device whose records carry neither a timestamp nor a record number
+    cannot tell the hub that two byte-identical readings are two measurements. They get
+    one key and are stored once (the hub also remembers delivered keys for 30 days).
     """
     h = hashlib.sha256()
-    for part in (identity.stable_id, characteristic, raw.hex(), received):
+    record_number = "" if sequence is None else str(sequence)
+    for part in (identity.stable_id, characteristic, raw.hex(), record_number):
         h.update(part.encode())
         h.update(b"\x00")
     return h.hexdigest()
@@ -40,10 +47,9 @@ def to_reading(received: ReceivedMeasurement, *, zone: tzinfo, synced: bool) -> 
     status = m.status_names()
     if m.is_device_error:
         status = ["device_error", *status]
-    receipt = "" if m.timestamp is not None else received.received_at.isoformat()
     return Reading(
         idempotency_key=idempotency_key(
-            received.identity, received.characteristic, received.raw, receipt
+            received.identity, received.characteristic, received.raw, received.sequence
         ),
         device=received.identity,
         measurement_type=received.measurement_type,
