@@ -232,7 +232,7 @@ def _judge_medication(c: Candidate, eff: Effective) -> Judged:
         )
     if kind == "low_battery":
         return fire(
-            "device_battery_low",
+            "dispenser_battery_low",
             eff.thresholds.technical.battery_severity,
             f"medication robot battery low at {at}",
         )

@@ -58,6 +58,32 @@ WHERE h.last_status IS NOT NULL AND EXISTS (
     WHERE upper(dev->>'address') = ANY(%(addresses)s))
 """
 
+#: The technical rules: about a resident's devices and the hubs reporting them, so they
+#: end with the assignment of the device (`returned`).
+TECHNICAL_RULES = (
+    "hub_offline",
+    "hub_outbox_backlog",
+    "device_battery_low",
+    "dispenser_battery_low",
+)
+
+#: Active technical alerts of residents who gave back a device after the alert's
+#: condition began (assignment ended, device not assigned to them again): the devices.
+RETURNED_SQL = """
+SELECT a.patient_id, a.rule,
+       string_agg(DISTINCT upper(d.address), ', ' ORDER BY upper(d.address)), max(da.ended_at)
+FROM alerts a
+JOIN device_assignments da ON da.patient_id = a.patient_id
+JOIN devices d ON d.id = da.device_id
+WHERE a.status <> 'resolved' AND a.rule = ANY(%(rules)s)
+  AND da.ended_at IS NOT NULL AND da.ended_at <= %(now)s AND da.ended_at >= a.measured_at
+  AND NOT EXISTS (
+      SELECT 1 FROM device_assignments cur
+      WHERE cur.device_id = da.device_id AND cur.patient_id = da.patient_id
+        AND cur.started_at <= %(now)s AND (cur.ended_at IS NULL OR cur.ended_at > %(now)s))
+GROUP BY a.patient_id, a.rule
+"""
+
 _VALID = """(r.event IS NOT NULL OR jsonb_path_exists(r."values", '$[*] ? (@.value != null)'))"""
 
 SCHEDULES_SQL = f"""
@@ -180,6 +206,8 @@ class _Context:
     tenant_of: dict[UUID, str]
     #: patient -> what the hubs report of their devices
     seen: dict[UUID, list[Seen]]
+    #: (patient, technical rule) of an active alert -> why a returned device clears it
+    returned: dict[tuple[UUID, str], str]
 
 
 def _freshness(seen: Seen) -> tuple[datetime, datetime]:
@@ -214,7 +242,14 @@ def _load_context(conn: Conn, now: datetime) -> _Context:
         seen.setdefault(pid, [])
         if address in best:
             seen[pid].append(best[address])
-    return _Context(now, thresholds.load(conn, tenant_of), tenant_of, seen)
+    returned = {
+        (UUID(str(patient_id)), rule): f"device returned: {addresses} (assignment ended"
+        f" {_fmt_time(ended_at)})"
+        for patient_id, rule, addresses, ended_at in conn.execute(
+            RETURNED_SQL, {"rules": list(TECHNICAL_RULES), "now": now}
+        ).fetchall()
+    }
+    return _Context(now, thresholds.load(conn, tenant_of), tenant_of, seen, returned)
 
 
 def _state(
@@ -245,6 +280,11 @@ def _technical(ctx: _Context) -> tuple[list[Finding], list[Clear]]:
     findings: list[Finding] = []
     clears: list[Clear] = []
     now = ctx.now
+
+    def clear(rule: str, patient_id: UUID, note: str) -> None:
+        # A device given back ends what it caused; the note says so.
+        clears.append(Clear(rule, patient_id, ctx.returned.get((patient_id, rule), note), False))
+
     for patient_id, seen in ctx.seen.items():
         tech = ctx.book.at(patient_id, now).thresholds.technical
         eff = ctx.book.at(patient_id, now)
@@ -258,10 +298,8 @@ def _technical(ctx: _Context) -> tuple[list[Finding], list[Clear]]:
             findings.append(
                 _state(ctx, patient_id, eff, "hub_offline", tech.hub_offline_severity, reason, at)
             )
-        elif len(offline) < len(hubs) or not hubs:
-            clears.append(
-                Clear("hub_offline", patient_id, f"hub online at {_fmt_time(now)}", False)
-            )
+        elif len(offline) < len(hubs) or not hubs or (patient_id, "hub_offline") in ctx.returned:
+            clear("hub_offline", patient_id, f"hub online at {_fmt_time(now)}")
         backlog = []
         for hub in hubs:
             s = hub.status
@@ -286,7 +324,7 @@ def _technical(ctx: _Context) -> tuple[list[Finding], list[Clear]]:
                 )
             )
         else:
-            clears.append(Clear("hub_outbox_backlog", patient_id, "outbox drained", False))
+            clear("hub_outbox_backlog", patient_id, "outbox drained")
         known = [h for _, h in seen if h.battery_level is not None]
         low = [
             h
@@ -304,8 +342,20 @@ def _technical(ctx: _Context) -> tuple[list[Finding], list[Clear]]:
                     ctx, patient_id, eff, "device_battery_low", tech.battery_severity, reason, now
                 )
             )
-        elif known:
-            clears.append(Clear("device_battery_low", patient_id, "battery above the limit", False))
+        elif known or (patient_id, "device_battery_low") in ctx.returned:
+            clear("device_battery_low", patient_id, "battery above the limit")
+        # The robot's own low_battery event (ingest.rules): cleared by what the hub
+        # reports of the resident's dispensers only, never by another device's battery.
+        robots = [h for h in known if h.profile == DeviceProfile.DISPENSER]
+        if robots and not any(h in low for h in robots):
+            levels = ", ".join(f"{h.address} {h.battery_level} %" for h in robots)
+            clear("dispenser_battery_low", patient_id, f"dispenser battery {levels}")
+        elif not robots and (patient_id, "dispenser_battery_low") in ctx.returned:
+            clear("dispenser_battery_low", patient_id, "")
+    # Residents with no device any more: every technical alert ends with the return.
+    for (patient_id, rule), note in ctx.returned.items():
+        if patient_id not in ctx.seen:
+            clears.append(Clear(rule, patient_id, note, False))
     return findings, clears
 
 

@@ -533,3 +533,139 @@ def test_hub_offline_outbox_and_battery_fire_and_clear(conn: psycopg.Connection[
     post_status(conn, hub_status(hub, health=fresh, outbox_depth=0), NOW + timedelta(minutes=2))
     run_scheduled_evaluation(conn, NOW + timedelta(minutes=3))
     assert by_rule(conn, patient)["hub_outbox_backlog"]["status"] == "resolved"
+
+
+def second_device(
+    conn: psycopg.Connection[Any], patient_id: UUID, serial: str, address: str
+) -> DeviceIdentity:
+    identity = device(serial=serial, address=address)
+    device_id = registry.ensure_device(conn, identity)
+    registry.assign_device(conn, device_id, patient_id, T0 - timedelta(days=30))
+    return identity
+
+
+def test_robot_low_battery_is_cleared_only_by_the_robots_own_battery(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """The robot's event and the hub's battery check are two rules: a fine cuff battery
+    in the hub status says nothing about the robot's."""
+    cuff, patient = resident(conn)
+    robot = second_device(conn, patient, "MDR-1", "C0:FF:EE:00:00:02")
+    put(conn, med("low_battery", NOW - timedelta(hours=1), robot, None))
+    assert {r: a["status"] for r, a in by_rule(conn, patient).items()} == {
+        "dispenser_battery_low": "open"
+    }
+    assert by_rule(conn, patient)["dispenser_battery_low"]["reason"] == (
+        "medication robot battery low at 2026-11-27T06:02Z"
+    )
+    hub = unique_hub_id()
+    health = DeviceHealth(address=ADDRESS, profile=DeviceProfile.BLOOD_PRESSURE, battery_level=90)
+    post_status(conn, hub_status(hub, health=health), NOW)
+    run_scheduled_evaluation(conn, NOW)
+    assert {r: a["status"] for r, a in by_rule(conn, patient).items()} == {
+        "dispenser_battery_low": "open"
+    }
+    # the hub reports the robot low too: the hub's check opens its own alert
+    weak = DeviceHealth(address=robot.address, profile=DeviceProfile.DISPENSER, battery_level=15)
+    post_status(conn, HubStatus(hub_id=hub, online=True, devices=[health, weak]), NOW)
+    run_scheduled_evaluation(conn, NOW + timedelta(minutes=1))
+    assert {r: a["status"] for r, a in by_rule(conn, patient).items()} == {
+        "dispenser_battery_low": "open",
+        "device_battery_low": "open",
+    }
+    charged = weak.model_copy(update={"battery_level": 80})
+    post_status(conn, HubStatus(hub_id=hub, online=True, devices=[health, charged]), NOW)
+    run_scheduled_evaluation(conn, NOW + timedelta(minutes=2))
+    got = by_rule(conn, patient)
+    assert {r: a["status"] for r, a in got.items()} == {
+        "dispenser_battery_low": "resolved",
+        "device_battery_low": "resolved",
+    }
+    assert got["dispenser_battery_low"]["resolution_note"] == (
+        "dispenser battery C0:FF:EE:00:00:02 80 %"
+    )
+    assert cuff.address == ADDRESS
+
+
+def test_a_returned_device_ends_its_technical_alerts(conn: psycopg.Connection[Any]) -> None:
+    """The former resident's alerts resolve when the assignment ends; the next resident
+    starts with none of them."""
+    identity, former = resident(conn)
+    device_id = registry.device_id_by_stable_id(conn, identity.stable_id)
+    assert device_id is not None
+    hub = unique_hub_id()
+    weak = DeviceHealth(address=ADDRESS, profile=DeviceProfile.BLOOD_PRESSURE, battery_level=12)
+    down = hub_status(hub, online=False, health=weak, outbox_depth=800)
+    post_status(conn, down, NOW - timedelta(hours=7))
+    run_scheduled_evaluation(conn, NOW)
+    technical = {"hub_offline", "hub_outbox_backlog", "device_battery_low"}
+    assert {r: a["status"] for r, a in by_rule(conn, former).items()} == dict.fromkeys(
+        technical, "open"
+    )
+    # still the same condition, but the device comes back to the office
+    registry.end_assignment(conn, device_id, NOW + timedelta(minutes=5))
+    run_scheduled_evaluation(conn, NOW + timedelta(minutes=1))  # before the return
+    assert {a["status"] for a in by_rule(conn, former).values()} == {"open"}
+    counts = run_scheduled_evaluation(conn, NOW + timedelta(minutes=10))
+    assert counts["resolved"] == 3
+    got = by_rule(conn, former)
+    assert {r: a["status"] for r, a in got.items()} == dict.fromkeys(technical, "resolved")
+    for a in got.values():
+        assert a["auto_resolved"] and a["resolved_by"] == "hemhub"
+        assert a["resolution_note"] == (
+            "device returned: C0:FF:EE:00:00:01 (assignment ended 2026-11-27T07:07Z)"
+        )
+    # the next resident gets the device, on a hub of their own, charged
+    registry.ensure_tenant(conn, "kommun-a", "Kommun A")
+    nxt = registry.create_patient(conn, "kommun-a", "Next resident", "hypertension")
+    registry.assign_device(conn, device_id, nxt, NOW + timedelta(hours=1))
+    home = unique_hub_id()
+    charged = weak.model_copy(update={"battery_level": 95})
+    post_status(conn, hub_status(home, health=charged), NOW + timedelta(hours=2))
+    post_status(conn, hub_status(hub, online=False), NOW + timedelta(hours=2))  # unplugged
+    run_scheduled_evaluation(conn, NOW + timedelta(hours=2))
+    assert alerts_of(conn, nxt) == []
+    assert {a["status"] for a in by_rule(conn, former).values()} == {"resolved"}
+
+
+def test_returning_one_of_two_devices_clears_what_that_one_caused(
+    conn: psycopg.Connection[Any],
+) -> None:
+    identity, patient = resident(conn)
+    device_id = registry.device_id_by_stable_id(conn, identity.stable_id)
+    assert device_id is not None
+    scale = second_device(conn, patient, "WS-1", "C0:FF:EE:00:00:03")
+    hub = unique_hub_id()
+    weak = DeviceHealth(address=ADDRESS, profile=DeviceProfile.BLOOD_PRESSURE, battery_level=12)
+    # the scale reports no battery level at all
+    unknown = DeviceHealth(address=scale.address, profile=DeviceProfile.WEIGHT_SCALE)
+    post_status(conn, HubStatus(hub_id=hub, online=True, devices=[weak, unknown]), NOW)
+    run_scheduled_evaluation(conn, NOW)
+    assert by_rule(conn, patient)["device_battery_low"]["status"] == "open"
+    registry.end_assignment(conn, device_id, NOW + timedelta(minutes=5))
+    post_status(conn, HubStatus(hub_id=hub, online=True, devices=[unknown]), NOW)
+    run_scheduled_evaluation(conn, NOW + timedelta(minutes=10))
+    a = by_rule(conn, patient)["device_battery_low"]
+    assert (a["status"], a["resolution_note"]) == (
+        "resolved",
+        "device returned: C0:FF:EE:00:00:01 (assignment ended 2026-11-27T07:07Z)",
+    )
+
+
+def test_migration_renames_robot_battery_alerts_only(
+    conn: psycopg.Connection[Any], database_url: str
+) -> None:
+    """0004: alerts a robot event opened under the old shared name get the robot's rule."""
+    _, robot_patient = resident(conn)
+    _, hub_patient = resident(conn, serial="S-2")
+    for patient, key in ((robot_patient, "k" * 64), (hub_patient, None)):
+        conn.execute(
+            "INSERT INTO alerts (tenant_id, patient_id, rule, rule_version, severity, reason,"
+            " first_reading_key, measured_at) VALUES"
+            " ('kommun-a', %s, 'device_battery_low', 1, 'low', 'old', %s, %s)",
+            (patient, key, T0),
+        )
+    conn.execute("DELETE FROM schema_migrations WHERE version = '0004_dispenser_battery_rule'")
+    assert migrate(database_url).applied == ["0004_dispenser_battery_rule"]
+    assert list(by_rule(conn, robot_patient)) == ["dispenser_battery_low"]
+    assert list(by_rule(conn, hub_patient)) == ["device_battery_low"]
