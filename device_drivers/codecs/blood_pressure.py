@@ -13,8 +13,8 @@ from typing import Annotated
 
 from pydantic import Field, field_validator
 
+from device_drivers.codecs.common import PULSE_RATE_RANGE, MeasuredField, PhysicalRange, check_range
 from device_drivers.codecs.common import Frozen as _Frozen
-from device_drivers.codecs.common import MeasuredField
 from device_drivers.codecs.errors import DecodeError
 from device_drivers.codecs.ieee11073 import (
     ByteReader,
@@ -47,6 +47,8 @@ STATUS_IMPROPER_POSITION = 0x0020
 STATUS_RESERVED = 0xFFC0
 
 KPA_TO_MMHG = 7.500615
+#: Arterial (and cuff) pressures a cuff can measure, checked in mm[Hg] (kPa converted).
+PRESSURE_RANGE = PhysicalRange(0, 400, "mm[Hg]")
 USER_ID_UNKNOWN = 255
 
 LOINC_SYSTOLIC = "8480-6"
@@ -188,17 +190,32 @@ class BloodPressureMeasurement(_Frozen):
         return out
 
 
+def _pressure(r: ByteReader, field: str, unit: BloodPressureUnit) -> Measured:
+    """One pressure SFLOAT, rejected (`DecodeError` at its byte) outside `PRESSURE_RANGE`."""
+    at = r.offset
+    value = r.sfloat(field)
+    if not isinstance(value, SpecialValue):
+        kpa = unit is BloodPressureUnit.KPA
+        converted = (value * KPA_TO_MMHG, unit.value) if kpa else None
+        check_range(r, at, field, value, PRESSURE_RANGE, converted=converted)
+    return value
+
+
 def _decode(data: bytes, characteristic: str) -> BloodPressureMeasurement:
     r = ByteReader(data, characteristic)
     flags = r.uint(1, "flags")
     if flags & FLAGS_RESERVED:
         raise r.error(f"reserved flag bits set (flags 0x{flags:02X})", 0)
     unit = BloodPressureUnit.KPA if flags & FLAG_KPA else BloodPressureUnit.MMHG
-    systolic = r.sfloat("systolic")
-    diastolic = r.sfloat("diastolic")
-    mean_arterial = r.sfloat("mean arterial pressure")
+    systolic = _pressure(r, "systolic", unit)
+    diastolic = _pressure(r, "diastolic", unit)
+    mean_arterial = _pressure(r, "mean arterial pressure", unit)
     timestamp = r.date_time() if flags & FLAG_TIMESTAMP else None
-    pulse = r.sfloat("pulse rate") if flags & FLAG_PULSE else None
+    pulse = None
+    if flags & FLAG_PULSE:
+        at = r.offset
+        pulse = r.sfloat("pulse rate")
+        check_range(r, at, "pulse rate", pulse, PULSE_RATE_RANGE)
     user_id = r.uint(1, "user id") if flags & FLAG_USER_ID else None
     status = None
     if flags & FLAG_STATUS:
@@ -314,6 +331,7 @@ __all__ = [
     "BLOOD_PRESSURE_MEASUREMENT",
     "INTERMEDIATE_CUFF_PRESSURE",
     "KPA_TO_MMHG",
+    "PRESSURE_RANGE",
     "USER_ID_UNKNOWN",
     "BloodPressureFeature",
     "BloodPressureMeasurement",

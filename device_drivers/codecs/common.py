@@ -6,13 +6,14 @@ it.) Everything here is pure and has no I/O.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from device_drivers.codecs.ieee11073 import Measured, SpecialValue
+from device_drivers.codecs.ieee11073 import ByteReader, Measured, SpecialValue
 
 
 class Frozen(BaseModel):
@@ -43,6 +44,62 @@ def number_or_none(value: Measured | None) -> float | None:
     if value is None or isinstance(value, SpecialValue):
         return None
     return value
+
+
+@dataclass(frozen=True)
+class PhysicalRange:
+    """The values a measured field can physically take, e.g. SpO2 0..100 %.
+
+    A decoder checks every number it decodes against its field's range (special values
+    are not numbers and pass): a device that sends SpO2 150 % or a glucose of -10000
+    mg/dL has sent garbage, which is a `DecodeError`, never a value for a nurse.
+    `low_open` excludes the lower bound (a concentration or a weight is > 0).
+    """
+
+    low: float
+    high: float
+    unit: str
+    low_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above_low = value > self.low if self.low_open else value >= self.low
+        return above_low and value <= self.high
+
+    def __str__(self) -> str:
+        if self.high == float("inf"):
+            return f"{'above' if self.low_open else 'at least'} {self.low:g} {self.unit}".strip()
+        if self.low_open:
+            return f"above {self.low:g} up to {self.high:g} {self.unit}".strip()
+        return f"{self.low:g}..{self.high:g} {self.unit}".strip()
+
+
+#: Heart rate in beats per minute (cuffs and oximeters): no human heart beats faster.
+PULSE_RATE_RANGE = PhysicalRange(0, 300, "/min")
+
+
+def check_range(
+    r: ByteReader,
+    at: int,
+    field: str,
+    value: Measured | None,
+    allowed: PhysicalRange,
+    *,
+    converted: tuple[float, str] | None = None,
+) -> None:
+    """Raise the reader's `DecodeError` at byte `at` when the number `value` is outside
+    `allowed`; special values and None pass. When the field is sent in another unit than
+    `allowed.unit`, `converted` is (the value in `allowed.unit`, the unit it was sent in):
+    kPa is checked in mm[Hg]."""
+    if value is None or isinstance(value, SpecialValue):
+        return
+    checked = value if converted is None else converted[0]
+    if checked in allowed:
+        return
+    unit = f" {allowed.unit}" if allowed.unit else ""
+    shown = f"{checked:g}{unit}"
+    if converted is not None:
+        shown = f"{value:g} {converted[1]} ({checked:.4g}{unit})"
+    raise r.error(f"{field} {shown} outside the physical range {allowed}", at)
 
 
 def scale_decimal(value: float, power: int) -> float:

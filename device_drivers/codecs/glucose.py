@@ -22,6 +22,8 @@ from device_drivers.codecs.common import (
     Frozen,
     MeasuredField,
     NaiveDatetime,
+    PhysicalRange,
+    check_range,
     number_or_none,
     scale_decimal,
 )
@@ -49,6 +51,18 @@ FLAGS_RESERVED = 0xE0
 
 LOINC_GLUCOSE_MASS = "2339-0"  # Glucose [Mass/volume] in Blood
 LOINC_GLUCOSE_MOLES = "15074-8"  # Glucose [Moles/volume] in Blood
+
+#: Glucose concentrations a meter can report, in the model's clinical unit: above 0 (a
+#: concentration is never 0 or negative), and below 5000 mg/dL (277.5 mmol/L), far
+#: beyond the highest glucose ever recorded in a living patient (about 2700 mg/dL).
+GLUCOSE_RANGES: dict[str, PhysicalRange] = {
+    "mg/dL": PhysicalRange(0, 5000, "mg/dL", low_open=True),
+    "mmol/L": PhysicalRange(0, 277.5, "mmol/L", low_open=True),
+}
+#: Glucose Measurement Context values: HbA1c is a percentage; amounts are not negative.
+HBA1C_RANGE = PhysicalRange(0, 100, "%")
+CARBOHYDRATE_RANGE = PhysicalRange(0, float("inf"), "g")
+MEDICATION_RANGE = PhysicalRange(0, float("inf"), "mg or mL")
 
 # Powers of ten from the wire unit to the clinical unit.
 _KG_PER_L_TO_MG_PER_DL = 5
@@ -188,25 +202,39 @@ class GlucoseMeasurement(Frozen):
         """The concentration field is present but a special value (no valid result)."""
         return isinstance(self.concentration, SpecialValue)
 
+    @property
+    def control_solution(self) -> bool:
+        """A control-solution test (type 10 or sample location 4): the meter's quality
+        check with a solution of known glucose, never the patient's blood glucose."""
+        return (
+            self.sample_type is GlucoseType.CONTROL_SOLUTION
+            or self.sample_location is SampleLocation.CONTROL_SOLUTION
+        )
+
+    @property
+    def non_patient_reason(self) -> str | None:
+        """The string `control_solution` for a control-solution test, else None."""
+        return "control_solution" if self.control_solution else None
+
     def status_names(self) -> list[str]:
-        return self.sensor_status.names() if self.sensor_status is not None else []
+        """`control_solution` first for a control-solution test, then the sensor status."""
+        names = ["control_solution"] if self.control_solution else []
+        if self.sensor_status is not None:
+            names += self.sensor_status.names()
+        return names
 
     def quantities(self) -> list[Quantity]:
         """The concentration as sent: mg/dL with LOINC 2339-0, or mmol/L with 15074-8.
 
         A special value gives `value=None`; a record without a concentration gives [].
+        A control-solution test gives `value=None` too: it is no patient value and must
+        never reach a chart or an alert (the model keeps the concentration it measured).
         """
         if self.concentration is None or self.unit is None:
             return []
         loinc = LOINC_GLUCOSE_MASS if self.unit is GlucoseUnit.MG_DL else LOINC_GLUCOSE_MOLES
-        return [
-            Quantity(
-                name="glucose",
-                loinc=loinc,
-                value=number_or_none(self.concentration),
-                unit=self.unit.value,
-            )
-        ]
+        value = None if self.control_solution else number_or_none(self.concentration)
+        return [Quantity(name="glucose", loinc=loinc, value=value, unit=self.unit.value)]
 
 
 def _power(unit: GlucoseUnit) -> int:
@@ -228,8 +256,10 @@ def decode_glucose_measurement(data: bytes) -> GlucoseMeasurement:
     unit = sample_type = location = None
     if flags & FLAG_CONCENTRATION:
         unit = GlucoseUnit.MMOL_L if flags & FLAG_MOL_PER_L else GlucoseUnit.MG_DL
+        at = r.offset
         raw = r.sfloat("glucose concentration")
         concentration = raw if isinstance(raw, SpecialValue) else scale_decimal(raw, _power(unit))
+        check_range(r, at, "glucose concentration", concentration, GLUCOSE_RANGES[unit.value])
         nibbles = r.uint(1, "type-sample location")
         sample_type = _TYPES_BY_CODE.get(nibbles & 0x0F, GlucoseType.RESERVED)
         location = _LOCATIONS_BY_CODE.get(nibbles >> 4, SampleLocation.RESERVED)
@@ -420,7 +450,10 @@ def decode_glucose_context(data: bytes) -> GlucoseContext:
         fields["extended_flags"] = r.uint(1, "extended flags")
     if flags & CTX_FLAG_CARBOHYDRATE:
         fields["carbohydrate_id"] = r.uint(1, "carbohydrate id")
-        fields["carbohydrate_g"] = _scaled(r.sfloat("carbohydrate"), 3)
+        at = r.offset
+        carbohydrate = _scaled(r.sfloat("carbohydrate"), 3)
+        check_range(r, at, "carbohydrate", carbohydrate, CARBOHYDRATE_RANGE)
+        fields["carbohydrate_g"] = carbohydrate
     if flags & CTX_FLAG_MEAL:
         meal = r.uint(1, "meal")
         fields["meal"] = _MEALS[meal] if meal < len(_MEALS) else Meal.RESERVED
@@ -434,10 +467,16 @@ def decode_glucose_context(data: bytes) -> GlucoseContext:
         fields["medication_id"] = r.uint(1, "medication id")
         # kg -> mg is 1e6; L -> mL is 1e3.
         power = 3 if flags & CTX_FLAG_MEDICATION_LITERS else 6
-        fields["medication"] = _scaled(r.sfloat("medication"), power)
+        at = r.offset
+        medication = _scaled(r.sfloat("medication"), power)
+        check_range(r, at, "medication", medication, MEDICATION_RANGE)
+        fields["medication"] = medication
     fields["medication_liters"] = bool(flags & CTX_FLAG_MEDICATION_LITERS)
     if flags & CTX_FLAG_HBA1C:
-        fields["hba1c_percent"] = r.sfloat("HbA1c")
+        at = r.offset
+        hba1c = r.sfloat("HbA1c")
+        check_range(r, at, "HbA1c", hba1c, HBA1C_RANGE)
+        fields["hba1c_percent"] = hba1c
     r.finish()
     return GlucoseContext.model_validate(fields)
 
@@ -478,6 +517,7 @@ __all__ = [
     "GLUCOSE_FEATURE",
     "GLUCOSE_MEASUREMENT",
     "GLUCOSE_MEASUREMENT_CONTEXT",
+    "GLUCOSE_RANGES",
     "LOINC_GLUCOSE_MASS",
     "LOINC_GLUCOSE_MOLES",
     "EncodeError",

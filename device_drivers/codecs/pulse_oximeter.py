@@ -17,15 +17,19 @@ from typing import Annotated, ClassVar
 from pydantic import Field, field_validator
 
 from device_drivers.codecs.common import (
+    PULSE_RATE_RANGE,
     BitFlags,
     Frozen,
     MeasuredField,
     NaiveDatetime,
+    PhysicalRange,
+    check_range,
     number_or_none,
 )
 from device_drivers.codecs.errors import DecodeError
 from device_drivers.codecs.ieee11073 import (
     ByteReader,
+    Measured,
     SpecialValue,
     encode_date_time,
     encode_sfloat,
@@ -55,6 +59,11 @@ CONT_FLAGS_RESERVED = 0xE0
 LOINC_SPO2 = "2708-6"  # Oxygen saturation in Arterial blood (FHIR vital signs)
 LOINC_SPO2_PULSE_OX = "59408-5"  # ... by Pulse oximetry (US Core)
 LOINC_PULSE = "8867-4"
+
+#: Oxygen saturation: a fraction of the haemoglobin, in %.
+SPO2_RANGE = PhysicalRange(0, 100, "%")
+#: Pulse amplitude index (perfusion index), a percentage of the signal.
+PAI_RANGE = PhysicalRange(0, 100, "%")
 
 # Quantity names. The contract allows [a-z_] only, so "spo2" is spelled out.
 NAME_SPO2 = "oxygen_saturation"
@@ -146,8 +155,25 @@ class _PlxValues(Frozen):
 
     @property
     def is_device_error(self) -> bool:
-        """SpO2 and pulse rate are both special values: the oximeter reports a failure."""
+        """No valid value: SpO2 and pulse rate are both special values, or the
+        measurement status says the measurement is invalid or unavailable."""
+        status = self.measurement_status
+        if status is not None and (status.invalid_measurement or status.measurement_unavailable):
+            return True
         return isinstance(self.spo2, SpecialValue) and isinstance(self.pulse_rate, SpecialValue)
+
+    @property
+    def non_patient_reason(self) -> str | None:
+        """Why the values are not the patient's although the oximeter measured:
+        "demonstration" or "testing" data (measurement status bits 10 and 11)."""
+        status = self.measurement_status
+        if status is None:
+            return None
+        if status.demonstration:
+            return "demonstration"
+        if status.testing:
+            return "testing"
+        return None
 
     def status_names(self) -> list[str]:
         """Measurement status then device/sensor status flags that are set, in bit order."""
@@ -161,16 +187,21 @@ class _PlxValues(Frozen):
     def quantities(self) -> list[Quantity]:
         """SpO2 once per LOINC coding (2708-6 and 59408-5, same value, unit %), pulse /min.
 
-        Special values become `value=None`.
+        Special values become `value=None`. Every value is None when the reading is a
+        device error (invalid / unavailable) or not the patient's (demonstration,
+        testing): the quantities are kept so the reading stays a reading, but nothing in
+        it counts as a measured value; `status_names()` says why.
         """
-        spo2 = number_or_none(self.spo2)
+        withheld = self.is_device_error or self.non_patient_reason is not None
+        spo2 = None if withheld else number_or_none(self.spo2)
+        pulse = None if withheld else number_or_none(self.pulse_rate)
         return [
             Quantity(name=NAME_SPO2, loinc=LOINC_SPO2, value=spo2, unit="%"),
             Quantity(name=NAME_SPO2_PULSE_OX, loinc=LOINC_SPO2_PULSE_OX, value=spo2, unit="%"),
             Quantity(
                 name=NAME_PULSE,
                 loinc=LOINC_PULSE,
-                value=number_or_none(self.pulse_rate),
+                value=pulse,
                 unit="/min",
             ),
         ]
@@ -224,8 +255,22 @@ def _status_tail(
             raise r.error(f"reserved device and sensor status bits set (0x{bits:06X})", at)
         out["device_sensor_status"] = PlxDeviceSensorStatus.from_bits(bits)
     if has_pai:
-        out["pulse_amplitude_index"] = r.sfloat("pulse amplitude index")
+        at = r.offset
+        pai = r.sfloat("pulse amplitude index")
+        check_range(r, at, "pulse amplitude index", pai, PAI_RANGE)
+        out["pulse_amplitude_index"] = pai
     return out
+
+
+def _read_pair(r: ByteReader, suffix: str = "") -> tuple[Measured, Measured]:
+    """An SpO2 / pulse-rate pair, each rejected at its byte outside its physical range."""
+    at = r.offset
+    spo2 = r.sfloat(f"SpO2{suffix}")
+    check_range(r, at, f"SpO2{suffix}", spo2, SPO2_RANGE)
+    at = r.offset
+    pulse_rate = r.sfloat(f"pulse rate{suffix}")
+    check_range(r, at, f"pulse rate{suffix}", pulse_rate, PULSE_RATE_RANGE)
+    return spo2, pulse_rate
 
 
 def _encode_tail(
@@ -256,8 +301,7 @@ def decode_plx_spot_check(data: bytes) -> PlxSpotCheckMeasurement:
     flags = r.uint(1, "flags")
     if flags & SPOT_FLAGS_RESERVED:
         raise r.error(f"reserved flag bits set (flags 0x{flags:02X})", 0)
-    spo2 = r.sfloat("SpO2")
-    pulse_rate = r.sfloat("pulse rate")
+    spo2, pulse_rate = _read_pair(r)
     timestamp = r.date_time() if flags & SPOT_FLAG_TIMESTAMP else None
     tail = _status_tail(
         r,
@@ -299,13 +343,14 @@ def decode_plx_continuous(data: bytes) -> PlxContinuousMeasurement:
     flags = r.uint(1, "flags")
     if flags & CONT_FLAGS_RESERVED:
         raise r.error(f"reserved flag bits set (flags 0x{flags:02X})", 0)
-    spo2 = r.sfloat("SpO2")
-    pulse_rate = r.sfloat("pulse rate")
+    spo2, pulse_rate = _read_pair(r)
     fast = slow = None
     if flags & CONT_FLAG_FAST:
-        fast = SpO2PulseRate(spo2=r.sfloat("SpO2 fast"), pulse_rate=r.sfloat("pulse rate fast"))
+        fast_spo2, fast_pr = _read_pair(r, " fast")
+        fast = SpO2PulseRate(spo2=fast_spo2, pulse_rate=fast_pr)
     if flags & CONT_FLAG_SLOW:
-        slow = SpO2PulseRate(spo2=r.sfloat("SpO2 slow"), pulse_rate=r.sfloat("pulse rate slow"))
+        slow_spo2, slow_pr = _read_pair(r, " slow")
+        slow = SpO2PulseRate(spo2=slow_spo2, pulse_rate=slow_pr)
     tail = _status_tail(
         r,
         bool(flags & CONT_FLAG_MEASUREMENT_STATUS),
@@ -420,9 +465,11 @@ __all__ = [
     "LOINC_SPO2_PULSE_OX",
     "NAME_SPO2",
     "NAME_SPO2_PULSE_OX",
+    "PAI_RANGE",
     "PLX_CONTINUOUS_MEASUREMENT",
     "PLX_FEATURES",
     "PLX_SPOT_CHECK_MEASUREMENT",
+    "SPO2_RANGE",
     "DecodeError",
     "PlxContinuousMeasurement",
     "PlxDeviceSensorStatus",

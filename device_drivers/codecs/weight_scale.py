@@ -16,7 +16,14 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from device_drivers.codecs.common import Frozen, MeasuredField, NaiveDatetime, number_or_none
+from device_drivers.codecs.common import (
+    Frozen,
+    MeasuredField,
+    NaiveDatetime,
+    PhysicalRange,
+    check_range,
+    number_or_none,
+)
 from device_drivers.codecs.errors import EncodeError
 from device_drivers.codecs.ieee11073 import (
     ByteReader,
@@ -49,6 +56,15 @@ HEIGHT_STEP_IN = Decimal("0.1")
 
 LB_TO_KG = Decimal("0.45359237")  # exact, by definition
 IN_TO_CM = Decimal("2.54")  # exact, by definition
+
+# Physically possible values. The u16 weight field cannot exceed 327.67 kg / 655.34 lb
+# (both possible), so a weight is only checked to be above 0.
+WEIGHT_RANGES = {
+    False: PhysicalRange(0, float("inf"), "kg", low_open=True),
+    True: PhysicalRange(0, float("inf"), "[lb_av]", low_open=True),
+}
+BMI_RANGE = PhysicalRange(0, 300, "kg/m2", low_open=True)
+HEIGHT_RANGE_M = PhysicalRange(0, 3, "m", low_open=True)
 
 LOINC_BODY_WEIGHT = "29463-7"
 LOINC_BODY_HEIGHT = "8302-2"
@@ -174,12 +190,18 @@ def decode_weight_measurement(data: bytes) -> WeightMeasurement:
         weight = SpecialValue.NAN
     else:
         weight = _from_steps(raw_weight, WEIGHT_STEP_LB if imperial else WEIGHT_STEP_KG)
+        check_range(r, 1, "weight", weight, WEIGHT_RANGES[imperial])
     timestamp = r.date_time() if flags & FLAG_TIMESTAMP else None
     user_id = r.uint(1, "user id") if flags & FLAG_USER_ID else None
     bmi = height = None
     if flags & FLAG_BMI_HEIGHT:
+        at = r.offset
         bmi = _from_steps(r.uint(2, "BMI"), BMI_STEP)
+        check_range(r, at, "BMI", bmi, BMI_RANGE)
+        at = r.offset
         height = _from_steps(r.uint(2, "height"), HEIGHT_STEP_IN if imperial else HEIGHT_STEP_M)
+        in_m = (float(Decimal(repr(height)) * IN_TO_CM / 100), "[in_i]") if imperial else None
+        check_range(r, at, "height", height, HEIGHT_RANGE_M, converted=in_m)
     r.finish()
     return WeightMeasurement(
         imperial=imperial,

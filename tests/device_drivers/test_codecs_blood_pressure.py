@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from device_drivers.codecs import (
+    KPA_TO_MMHG,
     BloodPressureFeature,
     BloodPressureMeasurement,
     BloodPressureStatus,
@@ -25,6 +26,9 @@ from device_drivers.codecs import (
     encode_blood_pressure_feature,
     encode_blood_pressure_measurement,
 )
+from device_drivers.codecs.blood_pressure import PRESSURE_RANGE
+from device_drivers.codecs.common import PULSE_RATE_RANGE
+from device_drivers.codecs.ieee11073 import Measured
 from hemhub.contract import Quantity
 
 # Every flag: mmHg, timestamp, pulse, user id, status.
@@ -296,10 +300,23 @@ def test_feature_length(data: bytes, offset: int) -> None:
 
 # --- properties ----------------------------------------------------------------------------
 
-measured = st.one_of(
-    st.sampled_from(list(SpecialValue)),
-    st.integers(0, 0xFFFF).map(decode_sfloat),
-)
+# Any SFLOAT code: a number, or a special value.
+any_sfloat = st.integers(0, 0xFFFF).map(decode_sfloat)
+
+
+def in_range(low: float, high: float) -> st.SearchStrategy[Measured]:
+    """SFLOAT values a decoder accepts for a field with physical range low..high."""
+    return st.sampled_from(list(SpecialValue)) | any_sfloat.filter(
+        lambda v: isinstance(v, SpecialValue) or low <= v <= high
+    )
+
+
+def pressures(unit: BloodPressureUnit) -> st.SearchStrategy[Measured]:
+    factor = KPA_TO_MMHG if unit is BloodPressureUnit.KPA else 1.0
+    return in_range(PRESSURE_RANGE.low / factor, PRESSURE_RANGE.high / factor)
+
+
+pulse_rates = in_range(PULSE_RATE_RANGE.low, PULSE_RATE_RANGE.high)
 statuses = st.builds(
     BloodPressureStatus,
     body_movement=st.booleans(),
@@ -308,28 +325,35 @@ statuses = st.builds(
     pulse_range=st.sampled_from(list(PulseRange)),
     improper_position=st.booleans(),
 )
-measurements = st.builds(
-    BloodPressureMeasurement,
-    unit=st.sampled_from(list(BloodPressureUnit)),
-    systolic=measured,
-    diastolic=measured,
-    mean_arterial=measured,
-    timestamp=st.none()
-    | st.datetimes(min_value=datetime(1582, 1, 1), max_value=datetime(9999, 12, 31)).map(
-        lambda d: d.replace(microsecond=0)
-    ),
-    pulse=st.none() | measured,
-    user_id=st.none() | st.integers(0, 255),
-    status=st.none() | statuses,
-)
 
 
-@given(measurements)
+@st.composite
+def measurements(draw: st.DrawFn) -> BloodPressureMeasurement:
+    """Measurements a cuff can send: pressures and pulse within their physical ranges."""
+    unit = draw(st.sampled_from(list(BloodPressureUnit)))
+    return BloodPressureMeasurement(
+        unit=unit,
+        systolic=draw(pressures(unit)),
+        diastolic=draw(pressures(unit)),
+        mean_arterial=draw(pressures(unit)),
+        timestamp=draw(
+            st.none()
+            | st.datetimes(min_value=datetime(1582, 1, 1), max_value=datetime(9999, 12, 31)).map(
+                lambda d: d.replace(microsecond=0)
+            )
+        ),
+        pulse=draw(st.none() | pulse_rates),
+        user_id=draw(st.none() | st.integers(0, 255)),
+        status=draw(st.none() | statuses),
+    )
+
+
+@given(measurements())
 def test_encode_decode_identity(m: BloodPressureMeasurement) -> None:
     assert decode_blood_pressure_measurement(encode_blood_pressure_measurement(m)) == m
 
 
-@given(measurements)
+@given(measurements())
 def test_quantities_never_carry_special_codes(m: BloodPressureMeasurement) -> None:
     for q in m.quantities():
         source = {
@@ -339,3 +363,60 @@ def test_quantities_never_carry_special_codes(m: BloodPressureMeasurement) -> No
             "pulse": m.pulse,
         }[q.name]
         assert (q.value is None) == isinstance(source, SpecialValue)
+
+
+# --- physically impossible values ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hex_", "offset", "field"),
+    [
+        ("00 9101 5000 5a00", 1, "systolic 401 mm[Hg]"),  # 401 mmHg
+        ("00 7800 ffff 5a00", 3, "diastolic -0.1 mm[Hg]"),  # SFLOAT -0.1
+        ("00 7800 5000 ff0f", 5, "mean arterial pressure -1 mm[Hg]"),
+        ("01 3602 6bf0 78f0", 1, "systolic 566 kPa (4245 mm[Hg])"),
+        ("01 16f2 6bf0 78f0", 1, "systolic 53.4 kPa (400.5 mm[Hg])"),  # just above 400
+        ("01 a0f0 6b00 78f0", 3, "diastolic 107 kPa"),
+        ("04 7800 5000 5a00 2d01", 7, "pulse rate 301 /min"),
+        ("04 7800 5000 5a00 ff0f", 7, "pulse rate -1 /min"),
+        ("16 7800 5000 5a00 e9070c1f173b00 2d01 0000", 14, "pulse rate 301 /min"),
+    ],
+)
+def test_out_of_range_values_are_decode_errors(hex_: str, offset: int, field: str) -> None:
+    for decode, uuid in (
+        (decode_blood_pressure_measurement, "2A35"),
+        (decode_intermediate_cuff_pressure, "2A36"),
+    ):
+        with pytest.raises(DecodeError) as info:
+            decode(bytes.fromhex(hex_))
+        assert (info.value.characteristic, info.value.offset) == (uuid, offset)
+        assert info.value.reason.startswith(field)
+        assert "outside the physical range" in info.value.reason
+
+
+def test_range_limits_are_inclusive() -> None:
+    # 0 and 400 mmHg, pulse 0 and 300 /min are still values; 53.3 kPa = 399.8 mmHg.
+    m = decode_blood_pressure_measurement(bytes.fromhex("04 0000 9001 0000 2c01"))
+    assert (m.systolic, m.diastolic, m.pulse) == (0.0, 400.0, 300.0)
+    kpa = decode_blood_pressure_measurement(bytes.fromhex("01 15f2 6bf0 78f0"))
+    assert kpa.systolic == 53.3
+
+
+@given(
+    st.sampled_from(["systolic", "diastolic", "mean_arterial", "pulse"]),
+    any_sfloat.filter(lambda v: not isinstance(v, SpecialValue) and not 0 <= v <= 400),
+)
+def test_any_impossible_value_is_rejected_at_its_field(field: str, value: float) -> None:
+    fields: dict[str, object] = {
+        "unit": BloodPressureUnit.MMHG,
+        "systolic": 120.0,
+        "diastolic": 80.0,
+        "mean_arterial": 90.0,
+        "pulse": 72.0,
+    }
+    fields[field] = value
+    data = encode_blood_pressure_measurement(BloodPressureMeasurement.model_validate(fields))
+    with pytest.raises(DecodeError) as info:
+        decode_blood_pressure_measurement(data)
+    offsets = {"systolic": 1, "diastolic": 3, "mean_arterial": 5, "pulse": 7}
+    assert info.value.offset == offsets[field]

@@ -29,6 +29,8 @@ from device_drivers.codecs import (
     encode_glucose_feature,
     encode_glucose_measurement,
 )
+from device_drivers.codecs.common import scale_decimal
+from device_drivers.codecs.glucose import GLUCOSE_RANGES
 from hemhub.contract import Quantity
 
 BASE = "e9070102081e00"  # 2025-01-02 08:30:00
@@ -341,10 +343,16 @@ def measurements(draw: st.DrawFn) -> GlucoseMeasurement:
         "context_follows": draw(st.booleans()),
     }
     if draw(st.booleans()):
-        raw = decode_sfloat(draw(st.integers(0, 0xFFFF)))
         unit = draw(st.sampled_from(list(GlucoseUnit)))
         power = 5 if unit is GlucoseUnit.MG_DL else 3
-        value = raw if isinstance(raw, SpecialValue) else float(f"{raw!r}e{power}")
+        allowed = GLUCOSE_RANGES[unit.value]
+        # Concentrations a meter can send: above 0 and below the physical limit.
+        raw = draw(
+            st.integers(0, 0xFFFF)
+            .map(decode_sfloat)
+            .filter(lambda v: isinstance(v, SpecialValue) or scale_decimal(v, power) in allowed)
+        )
+        value = raw if isinstance(raw, SpecialValue) else scale_decimal(raw, power)
         fields |= {
             "concentration": value,
             "unit": unit,
@@ -383,3 +391,89 @@ def test_is_a_clinical_measurement() -> None:
     from device_drivers.measurement import ClinicalMeasurement
 
     assert isinstance(decode_glucose_measurement(FULL), ClinicalMeasurement)
+
+
+# --- physically impossible values ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hex_", "reason"),
+    [
+        # 0xFFFF = -1e-1 kg/L: naively -10000 mg/dL
+        (f"02 0100 {BASE} ffff 11", "glucose concentration -10000 mg/dL"),
+        (f"02 0100 {BASE} 0000 11", "glucose concentration 0 mg/dL"),
+        (f"06 0100 {BASE} ff0f 11", "glucose concentration -1000 mmol/L"),  # -1 mol/L
+        (f"02 0100 {BASE} 0510 11", "glucose concentration 5e+06 mg/dL"),  # 50 kg/L
+        (f"06 0100 {BASE} 1cd1 11", "glucose concentration 284 mmol/L"),  # 0.284 mol/L
+    ],
+)
+def test_impossible_concentration_is_decode_error(hex_: str, reason: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_glucose_measurement(bytes.fromhex(hex_))
+    assert (info.value.characteristic, info.value.offset) == ("2A18", 10)
+    assert info.value.reason.startswith(f"{reason} outside the physical range above 0")
+
+
+def test_impossible_concentration_offset_after_time_offset() -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_glucose_measurement(bytes.fromhex(f"03 0100 {BASE} c4ff ffff 11"))
+    assert info.value.offset == 12
+
+
+def test_extreme_but_possible_concentrations_are_values() -> None:
+    m = decode_glucose_measurement(bytes.fromhex(f"02 0100 {BASE} 01c0 11"))  # 1e-4 kg/L
+    assert m.concentration == 10.0
+    m = decode_glucose_measurement(bytes.fromhex(f"02 0100 {BASE} 06d0 11"))  # 6e-3 kg/L
+    assert m.concentration == 600.0
+    with pytest.raises(DecodeError):
+        decode_glucose_measurement(bytes.fromhex(f"06 0100 {BASE} 16d1 11"))  # 278 mmol/L
+    m = decode_glucose_measurement(bytes.fromhex(f"06 0100 {BASE} 15d1 11"))  # 0.277 mol/L
+    assert (m.concentration, m.unit) == (277.0, GlucoseUnit.MMOL_L)
+
+
+@pytest.mark.parametrize(
+    ("data", "offset", "field"),
+    [
+        ("01 0100 01 ff0f", 4, "carbohydrate"),  # -1 kg
+        ("10 0100 01 ff0f", 4, "medication"),
+        ("40 0100 6500", 3, "HbA1c"),  # 101 %
+        ("40 0100 ff0f", 3, "HbA1c"),
+    ],
+)
+def test_context_impossible_values(data: str, offset: int, field: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_glucose_context(bytes.fromhex(data))
+    assert (info.value.characteristic, info.value.offset) == ("2A34", offset)
+    assert info.value.reason.startswith(field)
+
+
+# --- control solution: never a patient value ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "nibbles",
+    [
+        0x1A,  # type 10 control solution, from a finger (location 1)
+        0x41,  # capillary whole blood type, location 4 control solution
+        0x4A,  # both
+        0xFA,  # type 10, location not available
+    ],
+)
+def test_control_solution_is_no_patient_value(nibbles: int) -> None:
+    data = bytes.fromhex(f"0a 0700 {BASE} 5fb0") + bytes((nibbles,)) + bytes.fromhex("0100")
+    m = decode_glucose_measurement(data)
+    assert m.control_solution
+    assert m.non_patient_reason == "control_solution"
+    assert m.concentration == 95.0  # what the meter measured stays on the model
+    assert not m.is_device_error  # the meter works: a quality check, not a failure
+    [q] = m.quantities()
+    assert (q.name, q.loinc, q.unit, q.value) == ("glucose", "2339-0", "mg/dL", None)
+    assert m.status_names() == ["control_solution", "battery_low"]
+    assert encode_glucose_measurement(m) == data
+
+
+def test_patient_sample_is_a_value() -> None:
+    m = decode_glucose_measurement(bytes.fromhex(f"02 0700 {BASE} 5fb0 11"))
+    assert not m.control_solution and m.non_patient_reason is None
+    assert [q.value for q in m.quantities()] == [95.0]
+    assert m.status_names() == []

@@ -292,35 +292,47 @@ def test_features_length(data: str, offset: int) -> None:
 
 # --- properties ----------------------------------------------------------------------------
 
-measured = st.integers(0, 0xFFFF).map(decode_sfloat)
+any_sfloat = st.integers(0, 0xFFFF).map(decode_sfloat)
+
+
+def in_range(low: float, high: float) -> st.SearchStrategy[float | SpecialValue]:
+    """SFLOAT values a decoder accepts for a field with physical range low..high."""
+    return st.sampled_from(list(SpecialValue)) | any_sfloat.filter(
+        lambda v: isinstance(v, SpecialValue) or low <= v <= high
+    )
+
+
+spo2s = in_range(0, 100)
+pulse_rates = in_range(0, 300)
+pais = in_range(0, 100)
 measurement_status = st.none() | st.integers(0, 0x7FF).map(
     lambda b: PlxMeasurementStatus.from_bits(b << 5)
 )
 device_status = st.none() | st.integers(0, 0xFFFF).map(PlxDeviceSensorStatus.from_bits)
-pairs = st.none() | st.builds(SpO2PulseRate, spo2=measured, pulse_rate=measured)
+pairs = st.none() | st.builds(SpO2PulseRate, spo2=spo2s, pulse_rate=pulse_rates)
 timestamps = st.none() | st.datetimes(
     min_value=datetime(1582, 1, 1), max_value=datetime(9999, 12, 31)
 ).map(lambda d: d.replace(microsecond=0))
 
 spot_checks = st.builds(
     PlxSpotCheckMeasurement,
-    spo2=measured,
-    pulse_rate=measured,
+    spo2=spo2s,
+    pulse_rate=pulse_rates,
     timestamp=timestamps,
     measurement_status=measurement_status,
     device_sensor_status=device_status,
-    pulse_amplitude_index=st.none() | measured,
+    pulse_amplitude_index=st.none() | pais,
     device_clock_not_set=st.booleans(),
 )
 continuous = st.builds(
     PlxContinuousMeasurement,
-    spo2=measured,
-    pulse_rate=measured,
+    spo2=spo2s,
+    pulse_rate=pulse_rates,
     fast=pairs,
     slow=pairs,
     measurement_status=measurement_status,
     device_sensor_status=device_status,
-    pulse_amplitude_index=st.none() | measured,
+    pulse_amplitude_index=st.none() | pais,
 )
 
 
@@ -359,3 +371,102 @@ def test_are_clinical_measurements() -> None:
     continuous = decode_plx_continuous(FULL_CONT)
     assert isinstance(continuous, ClinicalMeasurement)
     assert continuous.timestamp is None
+
+
+# --- physically impossible values ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hex_", "offset", "reason"),
+    [
+        ("00 9600 4800", 1, "SpO2 150 %"),
+        ("00 ff0f 4800", 1, "SpO2 -1 %"),
+        ("00 6100 2d01", 3, "pulse rate 301 /min"),
+        ("00 6100 ff0f", 3, "pulse rate -1 /min"),
+        ("08 6100 4800 ff0f", 5, "pulse amplitude index -1 %"),
+        ("09 6100 4800 e9070c1f173b00 6500", 12, "pulse amplitude index 101 %"),
+    ],
+)
+def test_spot_check_out_of_range_is_decode_error(hex_: str, offset: int, reason: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_plx_spot_check(bytes.fromhex(hex_))
+    assert (info.value.characteristic, info.value.offset) == ("2A5E", offset)
+    assert info.value.reason == f"{reason} outside the physical range " + (
+        "0..300 /min" if "pulse rate" in reason else "0..100 %"
+    )
+
+
+@pytest.mark.parametrize(
+    ("hex_", "offset", "field"),
+    [
+        ("00 6500 4800", 1, "SpO2 101 %"),
+        ("01 6100 4800 6500 4b00", 5, "SpO2 fast 101 %"),
+        ("01 6100 4800 6000 2d01", 7, "pulse rate fast 301 /min"),
+        ("02 6100 4800 ff0f 4600", 5, "SpO2 slow -1 %"),
+        ("03 6100 4800 6000 4b00 6200 ff0f", 11, "pulse rate slow -1 /min"),
+    ],
+)
+def test_continuous_out_of_range_is_decode_error(hex_: str, offset: int, field: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_plx_continuous(bytes.fromhex(hex_))
+    assert (info.value.characteristic, info.value.offset) == ("2A5F", offset)
+    assert info.value.reason.startswith(f"{field} outside the physical range")
+
+
+def test_range_limits_are_values() -> None:
+    m = decode_plx_spot_check(bytes.fromhex("00 6400 2c01"))
+    assert (m.spo2, m.pulse_rate) == (100.0, 300.0)
+    m = decode_plx_spot_check(bytes.fromhex("00 0000 0000"))
+    assert [q.value for q in m.quantities()] == [0.0, 0.0, 0.0]
+
+
+@given(
+    st.sampled_from(["spo2", "pulse_rate"]),
+    any_sfloat.filter(lambda v: not isinstance(v, SpecialValue) and not 0 <= v <= 300),
+)
+def test_any_impossible_value_is_rejected_at_its_field(field: str, value: float) -> None:
+    fields: dict[str, object] = {"spo2": 97.0, "pulse_rate": 72.0, field: value}
+    m = PlxSpotCheckMeasurement.model_validate(fields)
+    with pytest.raises(DecodeError) as info:
+        decode_plx_spot_check(encode_plx_spot_check(m))
+    assert info.value.offset == (1 if field == "spo2" else 3)
+
+
+# --- measurement status: device errors and data that is not the patient's -------------------
+
+
+@pytest.mark.parametrize("name", ["invalid_measurement", "measurement_unavailable"])
+def test_invalid_or_unavailable_is_a_device_error_without_values(name: str) -> None:
+    bits = PlxMeasurementStatus.BITS[name]
+    for decode, head in ((decode_plx_spot_check, "02"), (decode_plx_continuous, "04")):
+        m = decode(bytes.fromhex(f"{head} 6100 4800") + bits.to_bytes(2, "little"))
+        assert m.spo2 == 97.0  # the model keeps what the device sent...
+        assert m.is_device_error  # ...but it is no measurement
+        assert [q.value for q in m.quantities()] == [None, None, None]
+        assert [q.loinc for q in m.quantities()] == ["2708-6", "59408-5", "8867-4"]
+        assert m.non_patient_reason is None
+        assert name in m.status_names()
+
+
+@pytest.mark.parametrize("name", ["demonstration", "testing"])
+def test_demonstration_and_testing_data_are_no_patient_values(name: str) -> None:
+    bits = PlxMeasurementStatus.BITS[name] | PlxMeasurementStatus.BITS["validated"]
+    for decode, head in ((decode_plx_spot_check, "02"), (decode_plx_continuous, "04")):
+        m = decode(bytes.fromhex(f"{head} 6100 4800") + bits.to_bytes(2, "little"))
+        assert m.non_patient_reason == name
+        assert not m.is_device_error  # the oximeter works; the data is not the patient's
+        assert [q.value for q in m.quantities()] == [None, None, None]
+        assert name in m.status_names()
+
+
+@pytest.mark.parametrize(
+    "name", ["questionable_measurement", "validated", "early_estimate", "from_storage"]
+)
+def test_other_status_bits_keep_the_values(name: str) -> None:
+    # A questionable measurement is a value with a doubt: it is sent, and its status
+    # name raises ingest's sensor-status alert (Technical.sensor_flags).
+    bits = PlxMeasurementStatus.BITS[name]
+    m = decode_plx_spot_check(bytes.fromhex("02 6100 4800") + bits.to_bytes(2, "little"))
+    assert not m.is_device_error and m.non_patient_reason is None
+    assert [q.value for q in m.quantities()] == [97.0, 97.0, 72.0]
+    assert m.status_names() == [name]

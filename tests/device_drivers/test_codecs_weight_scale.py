@@ -225,7 +225,7 @@ timestamps = st.none() | st.datetimes(
 @st.composite
 def weight_measurements(draw: st.DrawFn) -> WeightMeasurement:
     imperial = draw(st.booleans())
-    weight_raw = draw(st.integers(0, 0xFFFF))
+    weight_raw = draw(st.integers(1, 0xFFFF))  # 0 kg is no weight
     step = 0.01 if imperial else 0.005
     fields: dict[str, object] = {
         "imperial": imperial,
@@ -234,8 +234,11 @@ def weight_measurements(draw: st.DrawFn) -> WeightMeasurement:
         "user_id": draw(st.none() | st.integers(0, 255)),
     }
     if draw(st.booleans()):
-        fields["bmi"] = draw(st.integers(0, 0xFFFF)) / 10
-        fields["height"] = draw(st.integers(0, 0xFFFF)) / (10 if imperial else 1000)
+        # Physically possible: BMI above 0 up to 300 kg/m2, height above 0 up to 3 m.
+        fields["bmi"] = draw(st.integers(1, 3000)) / 10
+        fields["height"] = draw(st.integers(1, 1181 if imperial else 3000)) / (
+            10 if imperial else 1000
+        )
     return WeightMeasurement.model_validate(fields)
 
 
@@ -256,3 +259,33 @@ def test_is_a_clinical_measurement() -> None:
     m = decode_weight_measurement(FULL_SI)
     assert isinstance(m, ClinicalMeasurement)
     assert m.status_names() == []
+
+
+# --- physically impossible values ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hex_", "offset", "reason"),
+    [
+        ("00 0000", 1, "weight 0 kg outside the physical range above 0 kg"),
+        ("01 0000", 1, "weight 0 [lb_av] outside the physical range above 0 [lb_av]"),
+        ("08 983a 0000 ea06", 3, "BMI 0 kg/m2 outside the physical range above 0 up to 300"),
+        ("08 983a b90b ea06", 3, "BMI 300.1 kg/m2 outside"),
+        ("08 983a f500 0000", 5, "height 0 m outside the physical range above 0 up to 3 m"),
+        ("08 983a f500 b90b", 5, "height 3.001 m outside"),
+        ("0a 983a e9070102081e00 f500 b90b", 12, "height 3.001 m outside"),
+        ("09 983a f500 b004", 5, "height 120 [in_i] (3.048 m) outside"),
+    ],
+)
+def test_impossible_values_are_decode_errors(hex_: str, offset: int, reason: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode_weight_measurement(bytes.fromhex(hex_))
+    assert (info.value.characteristic, info.value.offset) == ("2A9D", offset)
+    assert info.value.reason.startswith(reason)
+
+
+def test_smallest_values_are_numbers() -> None:
+    m = decode_weight_measurement(bytes.fromhex("08 0100 0100 0100"))
+    assert (m.weight, m.bmi, m.height) == (0.005, 0.1, 0.001)
+    m = decode_weight_measurement(bytes.fromhex("08 983a b80b b80b"))
+    assert (m.bmi, m.height) == (300.0, 3.0)
