@@ -28,6 +28,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
         normalize_uuid,
         supported_characteristics,
     )
+    from device_drivers.measurement import ClinicalMeasurement, clinical_view
 
     if args.list:
         for uuid, name in supported_characteristics():
@@ -50,7 +51,11 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"hemhub decode: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    print(decoded.model_dump_json(indent=2))
+    out = decoded.model_dump(mode="json")
+    if isinstance(decoded, ClinicalMeasurement):
+        # How the hub would send it: device error or not, and each value's LOINC and UCUM.
+        out = {**out, "clinical": clinical_view(decoded)}
+    print(json.dumps(out, indent=2))
     return 0
 
 
