@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     #: Ingest batching: a batch closes at this many readings or after this many seconds.
     ingest_batch_size: int = Field(default=2000, ge=1)
     ingest_batch_seconds: float = Field(default=0.05, gt=0)
+    #: TimescaleDB only: readings older than this many years are dropped (clinical records).
+    readings_retention_years: int = Field(default=10, ge=1)
 
     @property
     def demo_key_file(self) -> Path:

@@ -3,8 +3,9 @@
 Migrations are the numbered SQL files in `ingest/sql/`, applied once each in
 order, in one transaction each, under an advisory lock so that several workers
 starting together do not race. The readings table is created here rather than in SQL
-because its shape depends on the server: a TimescaleDB hypertable (with compression)
-when the extension is available, native declarative range partitioning otherwise.
+because its shape depends on the server: a TimescaleDB hypertable (with compression
+and a retention policy) when the extension is available, native declarative range
+partitioning otherwise.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from importlib import resources
 from typing import Literal
 
 import psycopg
+
+from hemhub.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,7 @@ def _create_readings(conn: psycopg.Connection) -> Partitioning:
             " timescaledb.compress_segmentby = 'device_id')"
         )
         conn.execute("SELECT add_compression_policy('readings', interval '30 days')")
+        # The retention policy is added by migrate() (also to hypertables made before it).
         mode: Partitioning = "timescaledb"
     else:
         conn.execute(f"CREATE TABLE readings ({READINGS_COLUMNS}) PARTITION BY RANGE (measured_at)")
@@ -134,8 +138,22 @@ def ensure_partitions(conn: psycopg.Connection, months_ahead: int = 3) -> None:
     )
 
 
-def migrate(database_url: str) -> MigrationReport:
-    """Apply every migration not yet applied; return what was applied and the partitioning."""
+def add_retention_policy(conn: psycopg.Connection, years: int) -> None:
+    """TimescaleDB: drop chunks of readings older than `years` (no-op if a policy exists)."""
+    conn.execute(
+        "SELECT add_retention_policy('readings', %s::interval, if_not_exists => true)",
+        (f"{int(years)} years",),
+    )
+
+
+def migrate(database_url: str, *, retention_years: int | None = None) -> MigrationReport:
+    """Apply every migration not yet applied; return what was applied and the partitioning.
+
+    `retention_years` (default: the `HEMHUB_READINGS_RETENTION_YEARS` setting) becomes a
+    TimescaleDB retention policy on readings; native partitioning keeps every reading.
+    """
+    if retention_years is None:
+        retention_years = get_settings().readings_retention_years
     applied: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
@@ -161,6 +179,9 @@ def migrate(database_url: str) -> MigrationReport:
             with conn.transaction():
                 ensure_partitions(conn)
             mode = partitioning_in_use(conn)
+            if mode == "timescaledb":
+                with conn.transaction():
+                    add_retention_policy(conn, retention_years)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     log.info("readings partitioning: %s", mode)
