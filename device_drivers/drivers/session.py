@@ -544,9 +544,9 @@ async def disconnect_quietly(client: BleakClient) -> None:
 
 
 __all__ = [
+    "DEVICE_CLOCK_ZONE",
     "SECURITY_ERRORS",
     "ClockSync",
-    "DEVICE_CLOCK_ZONE",
     "DeviceUnreachableError",
     "MeasurementStream",
     "ReceivedMeasurement",
