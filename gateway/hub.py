@@ -189,6 +189,11 @@ class HubGateway:
                 log.warning("restarting the scanner after repeated adapter failures")
                 self._adapter_failures = 0
 
+    def healthy(self) -> bool:
+        """False when a part that runs outside the event loop is wedged (the publisher):
+        the service then stops pinging the systemd watchdog, so systemd restarts it."""
+        return self.publisher.healthy()
+
     def _outbox_full(self) -> bool:
         return self.outbox.size_bytes() >= self.config.max_outbox_bytes
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.failpoints import failpoint
 from hemhub.contract import Reading
 
 _SCHEMA = """
@@ -137,6 +138,7 @@ class Outbox:
                 self._db.execute(
                     "DELETE FROM delivered WHERE delivered_at < ?", (now - DELIVERED_MEMORY_S,)
                 )
+                failpoint("outbox.remove_delivered")  # e.g. the disk is full
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

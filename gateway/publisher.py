@@ -5,6 +5,12 @@ One paho client per hub, client id = hub id, persistent session, a retained
 commit order, several per message, with a bounded number of unacknowledged messages
 (paho keys in-flight messages by a 16-bit id, and a large window slows it down) and a
 rate limit so a week of backlog does not flood the broker after an outage.
+
+The publishing thread survives its own failures (a full disk makes removing delivered
+entries fail): it logs and counts them and retries with backoff. A loop that has not
+completed a pass for `stall_after_s`, or whose thread is gone, is wedged: `healthy()`
+turns False, and the service stops pinging the systemd watchdog so systemd restarts the
+gateway (the broker then publishes the hub's `offline` last will).
 """
 
 from __future__ import annotations
@@ -36,6 +42,10 @@ from hemhub.settings import MqttTarget
 
 log = logging.getLogger(__name__)
 
+#: After a failed pass the publishing loop waits this long, doubling up to the max.
+ERROR_BACKOFF_START_S = 0.5
+ERROR_BACKOFF_MAX_S = 30.0
+
 
 class OutboxPublisher:
     def __init__(
@@ -50,6 +60,7 @@ class OutboxPublisher:
         keepalive_s: int = 30,
         reconnect_max_s: int = 60,
         status_interval_s: float = 60.0,
+        stall_after_s: float = 120.0,
         credentials: BrokerCredentials | None = None,
         status_extra: Callable[[], dict[str, object]] | None = None,
         on_backend_message: Callable[[str, bytes], None] | None = None,
@@ -61,6 +72,8 @@ class OutboxPublisher:
         self.max_unacked_messages = max_unacked_messages
         self.max_readings_per_s = max_readings_per_s
         self.status_interval_s = status_interval_s
+        #: No completed pass of the publishing loop for this long: wedged (`healthy()`).
+        self.stall_after_s = stall_after_s
         self._status_extra = status_extra
         self._on_backend_message = on_backend_message
         self._started_at = time.monotonic()
@@ -74,6 +87,17 @@ class OutboxPublisher:
         self._thread: threading.Thread | None = None
         self.last_publish_at: datetime | None = None
         self.published_readings = 0
+        #: Failed passes of the publishing loop since start, and the last one's reason.
+        self.errors = 0
+        self.consecutive_errors = 0
+        self.last_error: str | None = None
+        self._last_pass = time.monotonic()
+        # Token bucket: at most max_readings_per_s on average, bursts of one second (at
+        # least one reading, so that rates below one per second publish too).
+        self._bucket = max(1.0, max_readings_per_s)
+        self._tokens = self._bucket
+        self._refilled = time.monotonic()
+        self._next_status = time.monotonic() + status_interval_s
 
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -110,6 +134,7 @@ class OutboxPublisher:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        self._last_pass = time.monotonic()
         self._client.connect_async(self.target.host, self.target.port, self._keepalive_s)
         self._client.loop_start()
         self._thread = threading.Thread(target=self._run, name=f"publisher-{self.hub_id}")
@@ -146,6 +171,16 @@ class OutboxPublisher:
     def connected(self) -> bool:
         return self._connected
 
+    def healthy(self) -> bool:
+        """False when the publishing loop is wedged: its thread died, or it completed no
+        pass for `stall_after_s` (it keeps failing, or it hangs)."""
+        thread = self._thread
+        if thread is None:
+            return True  # not started
+        if not thread.is_alive():
+            return self._stop_deadline is not None  # ended because it was told to stop
+        return time.monotonic() - self._last_pass < self.stall_after_s
+
     # -- paho callbacks (network thread) ---------------------------------------------
 
     def _on_connect(
@@ -166,7 +201,10 @@ class OutboxPublisher:
         if self._on_backend_message is not None:
             # The configuration is retained: the broker sends the newest on subscribe.
             client.subscribe([(topic_config(self.hub_id), 1), (topic_commands(self.hub_id), 1)])
-        self.publish_status()
+        try:
+            self.publish_status()
+        except Exception:  # e.g. the outbox unreadable: never kill paho's network thread
+            log.exception("hub %s could not publish its status on connect", self.hub_id)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         if self._on_backend_message is None:
@@ -226,56 +264,93 @@ class OutboxPublisher:
         if not done:
             return
         failpoint("puback.received")
-        seqs = [seq for mid in done for seq in self._in_flight.pop(mid)[1]]
+        seqs = [seq for mid in done for seq in self._in_flight[mid][1]]
         self.outbox.remove_delivered(seqs)
+        # Only now: if the removal failed, the entries stay in flight and the next pass
+        # retries removing them instead of publishing them again.
+        for mid in done:
+            del self._in_flight[mid]
         self.published_readings += len(seqs)
         self.last_publish_at = datetime.now(UTC)
 
     def _run(self) -> None:
-        topic = topic_readings(self.hub_id)
-        next_status = time.monotonic() + self.status_interval_s
-        # Token bucket: at most max_readings_per_s on average, bursts of one second.
-        tokens = self.max_readings_per_s
-        last = time.monotonic()
+        backoff = ERROR_BACKOFF_START_S
         while True:
-            self._reap_acknowledged()
-            now = time.monotonic()
-            if self._stop_deadline is not None and (
-                not self._in_flight or not self._connected or now >= self._stop_deadline
-            ):
-                return
-            tokens = min(self.max_readings_per_s, tokens + (now - last) * self.max_readings_per_s)
-            last = now
-            if self._connected and now >= next_status:
-                self.publish_status()
-                next_status = now + self.status_interval_s
-            entries = []
-            ready = (
-                self._stop_deadline is None
-                and self._connected
-                and len(self._in_flight) < self.max_unacked_messages
-                and tokens >= 1
-            )
-            if ready:
-                sending = {seq for _, seqs in self._in_flight.values() for seq in seqs}
-                limit = min(self.readings_per_message, int(tokens))
-                entries = self.outbox.pending(limit, exclude=sending)
-            if not entries:
+            try:
+                if self._pass():
+                    return
+            except Exception as exc:  # the loop must outlive any one failure (disk full)
+                self.errors += 1
+                self.consecutive_errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"[:512]
+                log.exception(
+                    "hub %s: publishing failed (%d in a row, %d in all); retry in %.1f s",
+                    self.hub_id,
+                    self.consecutive_errors,
+                    self.errors,
+                    backoff,
+                )
                 with self._wake:
-                    self._wake.wait(timeout=0.2 if tokens >= 1 else 0.05)
+                    self._wake.wait_for(lambda: self._stop_deadline is not None, timeout=backoff)
+                backoff = min(ERROR_BACKOFF_MAX_S, backoff * 2)
+                deadline = self._stop_deadline
+                if deadline is not None and (not self._connected or time.monotonic() >= deadline):
+                    return
                 continue
-            body = (
-                f'{{"schema_version":{SCHEMA_VERSION},"hub_id":'
-                + json.dumps(self.hub_id)
-                + ',"readings":['
-                + ",".join(e.payload for e in entries)
-                + "]}"
-            )
-            info = self._client.publish(topic, body, qos=1)
-            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                log.error("publish failed: %s", mqtt.error_string(info.rc))
-                continue
-            # With NO_CONN paho keeps the message and sends it on reconnect.
-            self._in_flight[info.mid] = (info, [e.seq for e in entries])
-            failpoint("publish.sent")
-            tokens -= len(entries)
+            self._last_pass = time.monotonic()
+            if self.consecutive_errors:
+                log.info(
+                    "hub %s: publishing works again after %d failure(s)",
+                    self.hub_id,
+                    self.consecutive_errors,
+                )
+                self.consecutive_errors = 0
+                backoff = ERROR_BACKOFF_START_S
+
+    def _pass(self) -> bool:
+        """One pass of the publishing loop; True when it is done (stopping, drained)."""
+        self._reap_acknowledged()
+        now = time.monotonic()
+        if self._stop_deadline is not None and (
+            not self._in_flight or not self._connected or now >= self._stop_deadline
+        ):
+            return True
+        rate = self.max_readings_per_s
+        self._tokens = min(self._bucket, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._connected and now >= self._next_status:
+            self._next_status = now + self.status_interval_s
+            self.publish_status()
+        entries = []
+        ready = (
+            self._stop_deadline is None
+            and self._connected
+            and len(self._in_flight) < self.max_unacked_messages
+            and self._tokens >= 1
+        )
+        if ready:
+            sending = {seq for _, seqs in self._in_flight.values() for seq in seqs}
+            limit = min(self.readings_per_message, int(self._tokens))
+            entries = self.outbox.pending(limit, exclude=sending)
+        if not entries:
+            # Until the next token (or a kick, a PUBACK, a stop), at most 0.2 s.
+            refill_s = (1 - self._tokens) / rate if self._tokens < 1 else 0.2
+            with self._wake:
+                self._wake.wait(timeout=min(0.2, max(0.01, refill_s)))
+            return False
+        body = (
+            f'{{"schema_version":{SCHEMA_VERSION},"hub_id":'
+            + json.dumps(self.hub_id)
+            + ',"readings":['
+            + ",".join(e.payload for e in entries)
+            + "]}"
+        )
+        info = self._client.publish(topic_readings(self.hub_id), body, qos=1)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.error("publish failed: %s", mqtt.error_string(info.rc))
+            return False
+        # With NO_CONN paho keeps the message and sends it on reconnect.
+        self._in_flight[info.mid] = (info, [e.seq for e in entries])
+        failpoint("publish.sent")
+        self._tokens -= len(entries)
+        return False

@@ -26,7 +26,7 @@ async def serve(gateway: HubGateway, stop: asyncio.Event | None = None) -> None:
     config = gateway.config
     log.info("hub %s starting; %d allowed device(s)", config.hub_id, len(gateway.devices))
     run = asyncio.create_task(gateway.run(stop))
-    watchdog = asyncio.create_task(systemd.watchdog(stop))
+    watchdog = asyncio.create_task(systemd.watchdog(stop, gateway.healthy))
     started = asyncio.create_task(gateway.started.wait())
     await asyncio.wait({run, started}, return_when=asyncio.FIRST_COMPLETED)
     if gateway.started.is_set():

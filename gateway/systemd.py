@@ -4,8 +4,12 @@ one datagram to the socket named in $NOTIFY_SOCKET)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 
 def notify(state: str) -> bool:
@@ -36,14 +40,23 @@ def watchdog_interval_s() -> float | None:
     return int(usec) / 2_000_000
 
 
-async def watchdog(stop: asyncio.Event) -> None:
+async def watchdog(stop: asyncio.Event, healthy: Callable[[], bool] | None = None) -> None:
     """Ping the watchdog from the event loop: a loop that hangs stops pinging, and
-    systemd restarts the service."""
+    systemd restarts the service. So does a wedged part outside the loop: while
+    `healthy()` is False no ping is sent."""
     interval = watchdog_interval_s()
     if interval is None:
         return
+    withheld = False
     while not stop.is_set():
-        notify("WATCHDOG=1")
+        if healthy is None or healthy():
+            if withheld:
+                log.warning("healthy again: watchdog pings resume")
+                withheld = False
+            notify("WATCHDOG=1")
+        elif not withheld:
+            log.error("a part of the gateway is wedged: watchdog pings withheld (systemd restarts)")
+            withheld = True
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)
         except TimeoutError:

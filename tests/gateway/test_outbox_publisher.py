@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from gateway import failpoints
 from gateway.outbox import Outbox
 from gateway.publisher import OutboxPublisher
 from hemhub.contract import HubStatus, Reading, topic_readings, topic_status
@@ -126,3 +127,74 @@ def test_status_online_on_connect_and_offline_on_stop(tmp_path: Path, mqtt_url: 
     assert not offline.online
     listener.close()
     clear_retained_status(mqtt_url, hub)
+
+
+def test_rate_below_one_reading_per_second_still_publishes(tmp_path: Path, mqtt_url: str) -> None:
+    hub = unique_hub_id()
+    listener = Listener(mqtt_url, topic_readings(hub))
+    box = Outbox(tmp_path / "o.sqlite3")
+    readings = _readings(3)
+    for r in readings:
+        box.add(r)
+    publisher = OutboxPublisher(box, hub_id=hub, mqtt_url=mqtt_url, max_readings_per_s=0.5)
+    started = time.monotonic()
+    publisher.start()
+    try:
+        batches = listener.batches(3, timeout=20)
+        elapsed = time.monotonic() - started
+        keys = [r.idempotency_key for b in batches for r in b.readings]
+        assert keys == [r.idempotency_key for r in readings]
+        assert all(len(b.readings) == 1 for b in batches)
+        # One at once, then one every 2 s.
+        assert elapsed >= 3.5
+    finally:
+        publisher.stop()
+        listener.close()
+        clear_retained_status(mqtt_url, hub)
+
+
+def test_publisher_survives_a_failing_outbox_and_recovers(tmp_path: Path, mqtt_url: str) -> None:
+    hub = unique_hub_id()
+    listener = Listener(mqtt_url, topic_readings(hub))
+    box = Outbox(tmp_path / "o.sqlite3")
+    readings = _readings(5)
+    for r in readings:
+        box.add(r)
+    publisher = OutboxPublisher(box, hub_id=hub, mqtt_url=mqtt_url, stall_after_s=1.0)
+    failpoints.configure("outbox.remove_delivered=raise")  # the disk is full
+    publisher.start()
+    try:
+        batches = listener.batches(5)
+        assert [r.idempotency_key for b in batches for r in b.readings] == [
+            r.idempotency_key for r in readings
+        ]
+        deadline = time.monotonic() + 10
+        while publisher.errors < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert publisher.errors >= 3, "every failed removal is counted and retried"
+        assert publisher.last_error is not None and "No space left" in publisher.last_error
+        assert box.depth() == 5, "nothing leaves the outbox that was not removed"
+        time.sleep(1.2)
+        assert not publisher.healthy(), "a publisher failing for stall_after_s is wedged"
+        assert listener.batches(1, timeout=1.0) == [], "acknowledged entries are not resent"
+
+        failpoints.configure("")  # space again
+        deadline = time.monotonic() + 10
+        while box.depth() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert box.depth() == 0
+        while not publisher.healthy() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the pass that removed them completes
+        assert publisher.healthy() and publisher.consecutive_errors == 0
+        assert publisher.published_readings == 5
+        # It still publishes what comes next.
+        more = bp_reading(150, 95, salt="after")
+        box.add(more)
+        publisher.kick()
+        (batch,) = listener.batches(1)
+        assert [r.idempotency_key for r in batch.readings] == [more.idempotency_key]
+    finally:
+        failpoints.configure("")
+        publisher.stop()
+        listener.close()
+        clear_retained_status(mqtt_url, hub)
