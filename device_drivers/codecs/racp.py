@@ -232,6 +232,17 @@ def delete_records_up_to(sequence: int) -> RacpRequest:
     )
 
 
+def delete_records_in_range(low: int, high: int) -> RacpRequest:
+    """Delete the stored records with low <= sequence number <= high (`02 04 01 <lo> <hi>`)."""
+    return RacpRequest(
+        opcode=RacpOpcode.DELETE_STORED_RECORDS,
+        operator=RacpOperator.WITHIN_RANGE,
+        filter_type=RacpFilterType.SEQUENCE_NUMBER,
+        low=low,
+        high=high,
+    )
+
+
 def delete_all_records() -> RacpRequest:
     return RacpRequest(opcode=RacpOpcode.DELETE_STORED_RECORDS, operator=RacpOperator.ALL_RECORDS)
 
@@ -424,6 +435,7 @@ __all__ = [
     "decode_racp_indication",
     "decode_racp_request",
     "delete_all_records",
+    "delete_records_in_range",
     "delete_records_up_to",
     "encode_racp",
     "encode_racp_number_of_records",

@@ -36,7 +36,7 @@ from bleak.backends.device import BLEDevice
 from bleak.exc import BleakError, BleakGATTProtocolError
 
 from device_drivers.bleak_backends import BleakBackends
-from device_drivers.codecs.errors import DecodeError
+from device_drivers.codecs.errors import DecodeError, EncodeError
 from device_drivers.codecs.racp import (
     RacpNumberOfRecords,
     RacpOpcode,
@@ -45,6 +45,7 @@ from device_drivers.codecs.racp import (
     RacpResponseCode,
     abort_operation,
     decode_racp_indication,
+    delete_records_in_range,
     delete_records_up_to,
     encode_racp_request,
     report_all_records,
@@ -308,6 +309,15 @@ class RacpProcedure:
             raise RacpError(f"RACP delete <= {sequence} refused: {code}", None)
         return answer
 
+    async def delete_range(self, low: int, high: int) -> RacpResponse:
+        """Delete the stored records with low <= sequence <= high (all safe in the hub's
+        store). "No records found" is no error."""
+        answer = await self._request(delete_records_in_range(low, high))
+        if not isinstance(answer, RacpResponse) or not answer.ok:
+            code = answer.response_code.name if isinstance(answer, RacpResponse) else answer
+            raise RacpError(f"RACP delete {low}..{high} refused: {code}", None)
+        return answer
+
     async def abort(self) -> RacpResponse:
         """Abort the procedure in progress (the device answers success)."""
         answer = await self._request(abort_operation())
@@ -395,6 +405,33 @@ class RecordSession(Generic[_M]):
         self.racp = racp
         self.on_measurement = on_measurement
 
+    @property
+    def max_sequence(self) -> int:
+        """The largest sequence number the RACP operand can carry (65535 for SIG)."""
+        return (1 << (8 * self.stream.sequence_size)) - 1
+
+    @property
+    def wrapped(self) -> bool:
+        """The hub's last stored sequence is the largest there is: the device's counter
+        rolls over (or was reset) after it, so `since + 1` does not exist."""
+        stored = self.report.last_sequence
+        return stored is not None and stored >= self.max_sequence
+
+    def is_stored(self, sequence: int) -> bool:
+        """Whether the record with `sequence` is already in the hub's store.
+
+        Normally: sequence <= the last stored one. After a wrap (the last stored one is
+        the largest sequence number) serial-number arithmetic (RFC 1982) decides: the
+        records numbered from 0 up to half the range follow the last stored one (the
+        counter rolled over: new), the upper half precede it (old records the device
+        still holds because an earlier delete failed)."""
+        stored = self.report.last_sequence
+        if stored is None:
+            return False
+        if self.wrapped:
+            return sequence >= (self.max_sequence + 1) // 2
+        return sequence <= stored
+
     def decode(self, raw: bytes) -> _M:
         """The record, after the model's byte quirks (`raw` stays as received)."""
         characteristic = self.stream.characteristic
@@ -419,10 +456,11 @@ class RecordSession(Generic[_M]):
         )
 
     async def store(self, records: Iterable[ReceivedRecord]) -> bool:
-        """Decode, drop what is already stored (sequence <= `report.last_sequence`, or
-        repeated), and deliver the rest in sequence order, advancing `last_sequence` after
-        each. Undecodable payloads go to `report.rejected`. False when `on_measurement`
-        failed (then `report.error` says why and the rest stays on the device)."""
+        """Decode, drop what is already stored (`is_stored`: sequence <=
+        `report.last_sequence`, or repeated), and deliver the rest in sequence order,
+        advancing `last_sequence` after each. Undecodable payloads go to
+        `report.rejected`. False when `on_measurement` failed (then `report.error` says
+        why and the rest stays on the device)."""
         report = self.report
         decoded: dict[int, tuple[ReceivedRecord, _M]] = {}
         for record in records:
@@ -435,8 +473,7 @@ class RecordSession(Generic[_M]):
                 report.rejected.append(f"{raw}: {exc}")
                 continue
             sequence = self.stream.sequence_of(measurement)
-            stored = report.last_sequence
-            if (stored is not None and sequence <= stored) or sequence in decoded:
+            if self.is_stored(sequence) or sequence in decoded:
                 report.already_stored += 1
                 continue
             decoded[sequence] = (record, measurement)
@@ -453,10 +490,21 @@ class RecordSession(Generic[_M]):
 
     async def fetch(self) -> None:
         """Fetch the records after `report.last_sequence` (all when None), store them in
-        sequence order, then delete on the device up to the last one stored."""
+        sequence order, then delete on the device up to the last one stored.
+
+        When the last stored sequence is the largest there is (65535), there is no
+        `since + 1` to ask from: the device's counter has rolled over, so all its
+        records are fetched and `is_stored` tells the new ones from the old."""
         report = self.report
         since = report.last_sequence
-        transfer = await self.racp.report_from(None if since is None else since + 1)
+        if since is not None and self.wrapped:
+            logger.info(
+                "%s: last stored sequence %d is the largest: counter rolled over, fetching all",
+                report.identity.address,
+                since,
+            )
+        start = None if since is None or self.wrapped else since + 1
+        transfer = await self.racp.report_from(start)
         report.transfer_complete = transfer.complete
         stored_all = await self.store(transfer.records)
         if transfer.interrupted is not None:
@@ -469,12 +517,22 @@ class RecordSession(Generic[_M]):
 
     async def delete_stored(self) -> None:
         """Delete on the device the records up to `report.last_sequence` (all safe in the
-        hub's store), once per sequence number and only while connected."""
+        hub's store), once per sequence number and only while connected.
+
+        Near the top of the sequence range the device's counter may already have rolled
+        over: records 0, 1… made after 65535 were not fetched yet, and "<= 65535" would
+        delete them unstored. So when the last stored sequence is in the upper half of
+        the range, only the half-range window ending at it is deleted (the records that
+        precede it in serial-number order); below, `<= last stored` as usual."""
         report = self.report
         up_to = report.last_sequence
         if up_to is None or up_to == report.deleted_up_to or not self.racp.connected:
             return
-        response = await self.racp.delete_up_to(up_to)
+        half = (self.max_sequence + 1) // 2
+        if up_to >= half:
+            response = await self.racp.delete_range(up_to - half + 1, up_to)
+        else:
+            response = await self.racp.delete_up_to(up_to)
         report.deleted_up_to = up_to
         if response.response_code is RacpResponseCode.NO_RECORDS_FOUND:
             logger.debug("%s: nothing left to delete <= %d", report.identity.address, up_to)
@@ -530,7 +588,8 @@ async def run_record_session(
         await session.fetch()
         if follow_up is not None and report.error is None:
             await follow_up(session)
-    except (BleakError, TimeoutError, OSError) as exc:
+    except (BleakError, TimeoutError, OSError, EncodeError) as exc:
+        # EncodeError: a request the RACP cannot carry; the session ends, the hub goes on.
         _note_error(report, f"{type(exc).__name__}: {exc}")
         logger.warning("%s session with %s ended early: %s", kind, report.identity.address, exc)
     finally:

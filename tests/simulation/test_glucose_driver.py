@@ -414,3 +414,120 @@ async def test_cancelled_session_aborts_and_keeps_records(radio: SimulatedRadio)
     assert bytes.fromhex("0300") in h.meter.racp_requests  # the abort
     assert h.meter.records_sent < 40
     assert len(h.meter.records) == 40 and h.received == []
+
+
+# --- sequence numbers at the top of the range ----------------------------------------------
+
+
+async def _measure_wrapped(meter: SimulatedGlucoseMeter, n: int) -> None:
+    """Take `n` readings after the meter's counter rolled over past 65535 while it still
+    holds records numbered below it (its log is in storage order, not number order)."""
+    held, meter.records = meter.records, []
+    for _ in range(n):
+        await meter.measure()
+    meter.records = held + meter.records
+
+
+async def test_last_stored_65535_fetches_all_and_takes_the_rolled_over_records(
+    radio: SimulatedRadio,
+) -> None:
+    # The hub stored 65535 (and deleted it); the meter counted on: 0, 1, 2.
+    h = Harness(radio, first_sequence=0)
+    await h.meter.start()
+    for _ in range(3):
+        await h.meter.measure()
+    h.last_sequence = 65535
+    report = await h.session()
+    assert report.error is None and report.transfer_complete
+    assert report.received == 3 and h.sequences() == [0, 1, 2]
+    assert report.last_sequence == 2 and report.deleted_up_to == 2
+    # No "01 03 01 <65536>" (unencodable): all records, then delete <= 2.
+    assert h.meter.racp_requests == [bytes.fromhex("0101"), bytes.fromhex("0202010200")]
+    assert h.meter.records == []
+    # And the next session goes on normally from 2.
+    await h.meter.measure()
+    nxt = await h.session()
+    assert nxt.received == 1 and h.sequences() == [0, 1, 2, 3]
+    assert h.meter.racp_requests[-2] == bytes.fromhex("0103010300")
+
+
+async def test_rollover_between_sessions_loses_and_repeats_nothing(radio: SimulatedRadio) -> None:
+    h = Harness(radio, first_sequence=65534)
+    await h.meter.start()
+    await h.meter.measure()  # 65534
+    await h.meter.measure()  # 65535
+    await _measure_wrapped(h.meter, 2)  # 0, 1
+    assert h.meter.sequences == [65534, 65535, 0, 1]
+    h.last_sequence = 65533
+
+    first = await h.session()
+    assert first.error is None and first.received == 2 and first.last_sequence == 65535
+    # "<= 65535" would delete 0 and 1 unstored: only 32768..65535 goes.
+    assert h.meter.racp_requests == [
+        bytes.fromhex("010301feff"),
+        bytes.fromhex("020401 0080 ffff"),
+    ]
+    assert h.meter.sequences == [0, 1]
+
+    second = await h.session()
+    assert second.error is None and second.received == 2 and second.last_sequence == 1
+    assert h.sequences() == [65534, 65535, 0, 1]  # each exactly once, in counting order
+    assert h.meter.records == []
+
+
+async def test_after_rollover_old_records_still_on_the_meter_are_not_sent_again(
+    radio: SimulatedRadio,
+) -> None:
+    # 65535 was stored but its delete never reached the meter (link dropped).
+    h = Harness(radio, first_sequence=65535)
+    await h.meter.start()
+    await h.meter.measure()  # 65535
+    await _measure_wrapped(h.meter, 2)  # 0, 1
+    h.last_sequence = 65535
+    report = await h.session()
+    assert report.error is None
+    assert report.fetched == 3 and report.already_stored == 1 and report.received == 2
+    assert h.sequences() == [0, 1] and report.last_sequence == 1
+
+
+# --- control solution ----------------------------------------------------------------------
+
+
+async def test_control_solution_record_reaches_the_hub_without_a_patient_value(
+    radio: SimulatedRadio,
+) -> None:
+    from datetime import UTC
+
+    from device_drivers.codecs.glucose import (
+        GlucoseType,
+        GlucoseUnit,
+        SampleLocation,
+        encode_glucose_measurement,
+    )
+    from device_drivers.simulation.glucose_meter import RacpRecord
+    from gateway.readings import to_reading
+
+    h = Harness(radio)
+    await h.meter.start()
+    await h.meter.measure()  # 1: the patient's blood
+    control = GlucoseMeasurement(
+        sequence=2,
+        base_time=h.meter.device_now().replace(microsecond=0),
+        concentration=120.0,
+        unit=GlucoseUnit.MG_DL,
+        sample_type=GlucoseType.CONTROL_SOLUTION,
+        sample_location=SampleLocation.CONTROL_SOLUTION,
+    )
+    await h.meter.store_record(RacpRecord(2, encode_glucose_measurement(control), control))
+    report = await h.session()
+    assert report.error is None and report.received == 2 and report.last_sequence == 2
+
+    patient, test = (to_reading(m, zone=UTC, synced=True) for m in h.received)
+    assert [q.value for q in patient.values] == [h.produced[0]["glucose"]]
+    assert patient.status == []
+    # The control test is delivered and stored (so it is deleted from the meter) but
+    # carries no value: ingest never charts it or judges it against thresholds.
+    assert glucose(h.received[1]).concentration == 120.0
+    assert [(q.loinc, q.unit, q.value) for q in test.values] == [("2339-0", "mg/dL", None)]
+    assert test.status == ["control_solution"]
+    assert h.meter.records == []
