@@ -9,16 +9,24 @@ in between are stored exactly once.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from hemhub.contract import (
     MeasurementType,
@@ -27,6 +35,7 @@ from hemhub.contract import (
     topic_readings,
     topic_status,
 )
+from hemhub.settings import MqttTarget
 from ingest import alerts
 from ingest.migrations import migrate
 from ingest.pipeline import DeadLetter
@@ -404,3 +413,85 @@ def test_an_unexpected_exception_while_storing_dead_letters_that_message_only(
     publisher.publish(topic_readings(hub), batch(hub, later).model_dump_json())
     wait_for(lambda: len(readings_of_hub(db, hub)) == 3, what="a later reading stored")
     assert count(db, "SELECT count(*) FROM dead_letters") == 1
+
+
+# ------------------------------------------------------------------ worker processes
+
+
+def _worker_children(parent: int) -> list[int]:
+    """Pids of the worker processes `run_ingest` spawned (not its resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _forget_sessions(mqtt_url: str, client_ids: list[str]) -> None:
+    """End the persistent sessions the workers left on the shared broker."""
+    target = MqttTarget(mqtt_url)
+    for client_id in client_ids:
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+        )
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        c.connect(target.host, target.port, clean_start=True, properties=props)
+        c.loop_start()
+        wait_for(c.is_connected, what=f"{client_id} connected")
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_a_killed_worker_process_is_started_again(
+    db: psycopg.Connection[Any], database_url: str, mqtt_url: str, publisher: Publisher
+) -> None:
+    """`hemhub ingest --workers 2`: a worker killed -9 comes back with its client id."""
+    prefix, group = f"test-sup-{uuid.uuid4().hex[:8]}", f"test-{uuid.uuid4().hex[:8]}"
+    code = (
+        "import sys; from hemhub.settings import Settings; from ingest.worker import run_ingest;"
+        " run_ingest(Settings(database_url=sys.argv[1], mqtt_url=sys.argv[2]), 2,"
+        " group=sys.argv[3], client_prefix=sys.argv[4])"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, database_url, mqtt_url, group, prefix],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: len(_worker_children(proc.pid)) == 2, timeout=30, what="2 workers")
+        first = _worker_children(proc.pid)
+        os.kill(first[0], signal.SIGKILL)
+        wait_for(
+            lambda: len(set(_worker_children(proc.pid)) - set(first)) == 1,
+            timeout=30,
+            what="the killed worker started again",
+        )
+        assert first[1] in _worker_children(proc.pid)
+        # the group still stores what hubs publish
+        hub = unique_hub_id("sup")
+        r = bp_reading(measured_at=NOW)
+        deadline = time.monotonic() + 30
+        while not readings_of_hub(db, hub) and time.monotonic() < deadline:
+            publisher.publish(topic_readings(hub), batch(hub, r).model_dump_json())
+            time.sleep(1.0)  # the restarted worker may still be subscribing
+        assert [x["idempotency_key"] for x in readings_of_hub(db, hub)] == [r.idempotency_key]
+        last = _worker_children(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert [pid for pid in last if Path(f"/proc/{pid}").exists()] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        _forget_sessions(mqtt_url, [f"{prefix}-0", f"{prefix}-1"])
