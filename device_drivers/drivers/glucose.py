@@ -9,6 +9,12 @@ the hub has not stored are never deleted: a failing consumer or a dropped link l
 on the meter for the next session. It runs unchanged against a real radio
 (`BleakBackends()`) or a `SimulatedRadio`.
 
+Every record is delivered, control-solution tests too (so they are deleted on the meter
+like the rest); a control-solution record's quantity has `value=None` and its status
+names start with `control_solution` (`GlucoseMeasurement.quantities()`), so it never
+counts as the patient's glucose. When the hub's last stored sequence is 65535 the
+meter's counter has rolled over: all records are fetched (see `RecordSession.fetch`).
+
 Glucose Measurement Context 0x2A34 is not subscribed (the contract has no field for it
 yet); meters send it only to centrals that enabled it.
 """
