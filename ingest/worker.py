@@ -11,8 +11,9 @@ batch closes at `batch_size` readings or `batch_seconds` after its first message
 
 A payload can never crash the worker: anything invalid becomes a dead letter with the
 reason and the raw bytes, stored in the same commit path and then acknowledged. If a
-batch fails for a non-transient database reason, its messages are stored one by one
-and the one the database rejects becomes a dead letter. If the database is
+batch fails for a non-transient reason (the database rejects a row, or anything else
+raises while storing it), its messages are stored one by one and the one that fails
+becomes a dead letter with the exception text. If the database is
 unreachable, the batch is retried with backoff and nothing is acknowledged.
 """
 
