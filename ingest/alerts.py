@@ -339,6 +339,15 @@ def apply(conn: Conn, findings: Sequence[Finding]) -> AlertOutcome:
     return AlertOutcome(opened=opened, updated=len(touched) - opened, alerts=touched)
 
 
+def active_rules(conn: Conn, patient_ids: Iterable[UUID]) -> dict[UUID, set[str]]:
+    """The rules of each resident's active (open or acknowledged) alerts: one query on
+    the partial index alerts_one_active."""
+    out: dict[UUID, set[str]] = {}
+    for patient_id, rule in conn.execute(_ACTIVE, {"patients": list(patient_ids)}):
+        out.setdefault(patient_id, set()).add(rule)
+    return out
+
+
 def resolve(conn: Conn, clears: Sequence[Clear]) -> AlertOutcome:
     """Resolve the active alerts whose condition cleared (auto_resolved, by AUTO_RESOLVER).
 
@@ -352,11 +361,10 @@ def resolve(conn: Conn, clears: Sequence[Clear]) -> AlertOutcome:
             latest[key] = c
     if not latest:
         return AlertOutcome(0, 0)
-    # Nearly every in-range reading clears something that is not open: ask which of
-    # these residents' alerts are active (one small query on alerts_one_active) and
-    # send only those clears, instead of thousands of rows that match nothing.
-    active = conn.execute(_ACTIVE, {"patients": list({p for p, _ in latest})}).fetchall()
-    values = [latest[(p, r)] for p, r in active if (p, r) in latest]
+    # Nearly every in-range reading clears something that is not open: send only the
+    # clears of active alerts, instead of thousands of rows that match nothing.
+    active = active_rules(conn, {p for p, _ in latest})
+    values = [c for (p, r), c in latest.items() if r in active.get(p, ())]
     if not values:
         return AlertOutcome(0, 0)
     rows = conn.execute(

@@ -217,10 +217,16 @@ def evaluate_stored(
     book = thresholds.load(conn, {c.patient_id for c in candidates})
     findings: list[Finding] = alerts.evaluate(candidates, static_rules)
     clears: list[Clear] = []
-    for c in candidates:
-        f, cl = judge_reading(c, book.at(c.patient_id, c.reading.measured_at))
+    # What each resident's readings may clear: the rules of their active alerts, and
+    # those this batch fires, judged in measurement order so that a later reading of
+    # the batch can clear what an earlier one opened.
+    clearable = alerts.active_rules(conn, {c.patient_id for c in candidates})
+    for c in sorted(candidates, key=lambda c: c.reading.measured_at):
+        rules = clearable.setdefault(c.patient_id, set())
+        f, cl = judge_reading(c, book.at(c.patient_id, c.reading.measured_at), rules)
         findings += f
         clears += cl
+        rules.update(x.rule for x in f)
     for f, cl in (_weight_trends(conn, book, candidates), _late_doses(conn, book, candidates)):
         findings += f
         clears += cl

@@ -16,6 +16,7 @@ the active alert, see `alerts.Clear` for when that happens). Rule names are what
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -125,19 +126,32 @@ def finding(c: Candidate, eff: Effective, rule: str, severity: Severity, reason:
 Judged = tuple[list[Finding], list[Clear]]
 
 
-def _judge_ranges(c: Candidate, eff: Effective) -> Judged:
+#: Which rules a reading may clear for its resident: their active alerts' rules, or
+#: None for every rule. Clears of alerts that are not open are no-ops, and at store
+#: time nearly every reading is in range: knowing the open ones spares their notes.
+Clearable = AbstractSet[str] | None
+
+
+def _may_clear(rule: str, clearable: Clearable) -> bool:
+    return clearable is None or rule in clearable
+
+
+def _range_at(spec: RangeSpec, values: dict[Metric, float | None], r: Reading) -> str:
+    """What a range rule saw, for reasons and notes: "BP 185/95 mm[Hg] at <time>"."""
+    shown = "/".join("?" if v is None else _fmt_number(v) for v in values.values())
+    return f"{spec.label} {shown} {spec.unit} at {_fmt_time(r.measured_at)}"
+
+
+def _judge_ranges(c: Candidate, eff: Effective, clearable: Clearable = None) -> Judged:
     findings: list[Finding] = []
     clears: list[Clear] = []
     r = c.reading
-    when = _fmt_time(r.measured_at)  # once per reading: strftime is what costs here
     metrics = reading_metrics(r)
     for name, tiers in eff.thresholds.ranges.items():
         spec = RANGE_SPECS[name]
         if r.measurement_type not in spec.types or not tiers:
             continue
         values = {m: metrics.get(m) for m in spec.metrics}
-        shown = "/".join("?" if v is None else _fmt_number(v) for v in values.values())
-        at = f"{spec.label} {shown} {spec.unit} at {when}"
         fired: Severity | None = None
         for severity in sorted(tiers, key=SEVERITY_RANK.__getitem__, reverse=True):
             limits = tiers[severity]
@@ -151,15 +165,27 @@ def _judge_ranges(c: Candidate, eff: Effective) -> Judged:
             limits = tiers[fired]
             word = "threshold" if spec.above else "lower limit"
             lim = "/".join(_fmt_number(limits[m]) if m in limits else "-" for m in spec.metrics)
-            findings.append(finding(c, eff, name, fired, f"{at} ({word} {lim})"))
+            findings.append(
+                finding(c, eff, name, fired, f"{_range_at(spec, values, r)} ({word} {lim})")
+            )
+            continue
+        if not _may_clear(name, clearable):
             continue
         judged = {m for limits in tiers.values() for m in limits}
         if all(values.get(m) is not None for m in judged):  # a partial reading clears nothing
-            clears.append(Clear(name, c.patient_id, f"back in range: {at}", True, r.measured_at))
+            clears.append(
+                Clear(
+                    name,
+                    c.patient_id,
+                    f"back in range: {_range_at(spec, values, r)}",
+                    True,
+                    r.measured_at,
+                )
+            )
     return findings, clears
 
 
-def _judge_sensor(c: Candidate, eff: Effective) -> Judged:
+def _judge_sensor(c: Candidate, eff: Effective, clearable: Clearable = None) -> Judged:
     r = c.reading
     rule = f"sensor_status_{r.measurement_type}"
     tech = eff.thresholds.technical
@@ -170,7 +196,7 @@ def _judge_sensor(c: Candidate, eff: Effective) -> Judged:
             + ", ".join(flags)
         )
         return [finding(c, eff, rule, tech.sensor_severity, reason)], []
-    if not has_value(r):
+    if not _may_clear(rule, clearable) or not has_value(r):
         return [], []
     note = f"unflagged {r.measurement_type} reading at {_fmt_time(r.measured_at)}"
     return [], [Clear(rule, c.patient_id, note, False, r.measured_at)]
@@ -241,14 +267,15 @@ def _judge_medication(c: Candidate, eff: Effective) -> Judged:
     return [], []
 
 
-def judge_reading(c: Candidate, eff: Effective) -> Judged:
-    """Range, sensor-status and medication-event rules on one attributed reading."""
+def judge_reading(c: Candidate, eff: Effective, clearable: Clearable = None) -> Judged:
+    """Range, sensor-status and medication-event rules on one attributed reading; clears
+    only for the rules in `clearable` (None: every rule)."""
     findings: list[Finding] = []
     clears: list[Clear] = []
     if c.reading.measurement_type == MT.MEDICATION_EVENT:
         parts = [_judge_medication(c, eff)]
     else:
-        parts = [_judge_ranges(c, eff), _judge_sensor(c, eff)]
+        parts = [_judge_ranges(c, eff, clearable), _judge_sensor(c, eff, clearable)]
     for f, cl in parts:
         findings += f
         clears += cl
