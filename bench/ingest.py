@@ -64,7 +64,7 @@ from hemhub.settings import MqttTarget
 from ingest import alerts
 from ingest.migrations import migrate
 from ingest.pipeline import store
-from ingest.worker import IngestWorker, parse_message
+from ingest.worker import IngestWorker, parse_message, tune_gc
 
 log = logging.getLogger("bench")
 
@@ -308,6 +308,7 @@ def stage_costs(database_url: str, run: str, readings: int) -> dict[str, float]:
     """In-process CPU/wall microseconds per reading of the worker's stages, no broker:
     parse (JSON + contract validation), store() of attributed readings (alert rules
     evaluated) and store() of unattributed ones (same SQL path, nothing to evaluate)."""
+    tune_gc()  # as a worker runs
     tpl = ReadingTemplate(run)
     now = datetime.now(UTC)
     out: dict[str, float] = {}

@@ -29,13 +29,14 @@ import psycopg
 from psycopg import sql
 from pydantic import TypeAdapter
 
-from hemhub.contract import HubStatus, Quantity, ReadingBatch
+from hemhub.contract import HubStatus, Quantity, Reading, ReadingBatch
 from ingest import alerts, engine
 
 Conn = psycopg.Connection[Any]
 
-#: A reading that reached the hub more than this after it was measured is `late`
-#: (a backlog replayed after an outage): stored and evaluated, but flagged.
+#: A reading that reached the hub, or the ingest tier, more than this after it was
+#: measured is `late` (a device's or a hub's backlog replayed after an outage): stored
+#: and evaluated, but flagged.
 LATE_AFTER = timedelta(hours=1)
 
 _VALUES_JSON: TypeAdapter[list[Quantity]] = TypeAdapter(list[Quantity])
@@ -170,7 +171,7 @@ SELECT
     f.measured_at, f.idempotency_key, f.hub_id, d.id, a.patient_id, a.tenant_id,
     f.measurement_type, f.characteristic, f.values_json::jsonb, f.status, f.device_time,
     f.hub_received_at, f.clock_source, f.clock_offset_s, f.hub_clock_synced,
-    f.hub_received_at - f.measured_at > %(late_after)s, f.raw,
+    greatest(f.hub_received_at, %(arrived_at)s) - f.measured_at > %(late_after)s, f.raw,
     f.device_sequence, f.event_json::jsonb
 FROM fresh f
 JOIN devices d ON d.stable_id = f.stable_id
@@ -293,7 +294,10 @@ def _stage_rows(batches: Sequence[ReadingBatch]) -> list[tuple[Any, ...]]:
 
 
 def _store_readings(
-    conn: Conn, batches: Sequence[ReadingBatch], rules: Sequence[alerts.Rule]
+    conn: Conn,
+    batches: Sequence[ReadingBatch],
+    rules: Sequence[alerts.Rule],
+    arrived_at: datetime | None,
 ) -> StoreResult:
     result = StoreResult()
     rows = _stage_rows(batches)
@@ -311,11 +315,14 @@ def _store_readings(
                 copy.write_row(row)
         cur.execute(_UPSERT_HUBS)
         cur.execute(_UPSERT_DEVICES)
-        cur.execute(_INSERT_READINGS, {"late_after": LATE_AFTER})
+        cur.execute(_INSERT_READINGS, {"late_after": LATE_AFTER, "arrived_at": arrived_at})
         new = cur.fetchall()
     result.stored = len(new)
     result.duplicates = result.received - result.stored
-    by_key = {r.idempotency_key: r for b in batches for r in b.readings}
+    by_key: dict[str, Reading] = {}
+    for b in batches:  # the first copy of a key is the one stored (ORDER BY seq)
+        for r in b.readings:
+            by_key.setdefault(r.idempotency_key, r)
     candidates: list[alerts.Candidate] = []
     for key, patient_id, tenant_id, late in new:
         result.late += bool(late)
@@ -337,8 +344,13 @@ def store(
     dead_letters: Sequence[DeadLetter] = (),
     statuses: Sequence[StatusUpdate] = (),
     rules: Sequence[alerts.Rule] = alerts.DEFAULT_RULES,
+    arrived_at: datetime | None = None,
 ) -> StoreResult:
     """Store validated reading batches, dead letters and hub statuses in one transaction.
+
+    `arrived_at` is when the readings reached the ingest tier (the worker's receive
+    time): a reading is marked late when it reached the hub, or the ingest tier (a hub's
+    outbox replayed after an outage), more than `LATE_AFTER` after it was measured.
 
     On return everything is committed (or, when the caller already holds a transaction,
     written inside it as a savepoint). Raises psycopg errors unchanged: nothing of the
@@ -346,7 +358,7 @@ def store(
     """
     nested = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
-        result = _store_readings(conn, batches, rules)
+        result = _store_readings(conn, batches, rules, arrived_at)
         if dead_letters:
             conn.execute(
                 _INSERT_DEAD_LETTERS,

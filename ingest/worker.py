@@ -19,6 +19,7 @@ unreachable, the batch is retried with backoff and nothing is acknowledged.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import multiprocessing.process
@@ -101,6 +102,19 @@ def _kv(event: str, **fields: object) -> str:
         text = str(v)
         parts.append(f"{k}={text!r}" if (" " in text or not text) else f"{k}={text}")
     return " ".join(parts)
+
+
+def tune_gc() -> None:
+    """Collect cycles rarely, and never rescan the heap built at start-up.
+
+    A batch holds thousands of parsed readings (some 15 objects each) until its commit.
+    With the default thresholds the cyclic collector rescans them, and every long-lived
+    object of the interpreter, many times per batch: that cost more than the parsing
+    itself (37 vs 14 us per reading). Readings hold no reference cycles, so reference
+    counting frees them; the collector only has to catch the rare cycle elsewhere.
+    """
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -273,6 +287,7 @@ class IngestWorker:
     def run(self) -> None:
         """Run until stop() (from another thread) or SIGTERM/SIGINT (main thread)."""
         restore = self._install_signal_handlers()
+        tune_gc()
         log.info(
             _kv(
                 "ingest.start",
@@ -608,12 +623,20 @@ class IngestWorker:
         batches = [p for _, p in items if isinstance(p, ReadingBatch)]
         letters = [p for _, p in items if isinstance(p, DeadLetter)]
         statuses = [p for _, p in items if isinstance(p, StatusUpdate)]
+        # When the batch reached us: a hub's backlog arriving hours late is late too.
+        arrived_at = min((m.received_at for m, p in items if isinstance(p, ReadingBatch)),
+                         default=None)  # fmt: skip
         delay = 0.1
         while True:
             try:
                 conn = self._connection()
                 return store(
-                    conn, batches, dead_letters=letters, statuses=statuses, rules=self.rules
+                    conn,
+                    batches,
+                    dead_letters=letters,
+                    statuses=statuses,
+                    rules=self.rules,
+                    arrived_at=arrived_at,
                 )
             except psycopg.OperationalError as exc:
                 # Connection lost, server restarting, deadlock, serialization: transient.

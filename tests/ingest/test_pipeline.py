@@ -269,6 +269,20 @@ def test_late_reading_is_marked_late(conn: psycopg.Connection[Any]) -> None:
     assert flags == {on_time.idempotency_key: False, late.idempotency_key: True}
 
 
+def test_hub_backlog_reaching_ingest_late_is_marked_late(conn: psycopg.Connection[Any]) -> None:
+    """A reading the hub received at once but held in its outbox (hub offline) for hours
+    is late too: what counts is also when it reached the ingest tier."""
+    hub = unique_hub_id()
+    held = bp_reading(measured_at=T0, received_at=T0 + timedelta(seconds=5), salt="held")
+    fresh = bp_reading(
+        measured_at=T0 + timedelta(hours=3), received_at=T0 + timedelta(hours=3), salt="fresh"
+    )
+    result = store(conn, [batch(hub, held, fresh)], arrived_at=T0 + timedelta(hours=3, seconds=2))
+    assert result.late == 1
+    flags = {r["idempotency_key"]: r["late"] for r in readings_of_hub(conn, hub)}
+    assert flags == {held.idempotency_key: True, fresh.idempotency_key: False}
+
+
 def test_alert_is_announced_on_notify_at_commit(
     conn: psycopg.Connection[Any], database_url: str
 ) -> None:
