@@ -5,8 +5,8 @@ One broker is started for this module from `deploy/mosquitto/`: the shipped
 paths (a temporary directory) replaced, and the shipped ACL as is, so the tests prove
 the production files, not a copy of them. The PKI is throwaway: a server CA and a
 certificate for 127.0.0.1/localhost, a CA for hub client certificates, and an
-unrelated CA. Users: hubs `hub-a`, `hub-b` (passwords) and `hub-c` (certificate),
-`hemhub-ingest` and `hemhub-backend`.
+unrelated CA. Users: hubs `hub-a`, `hub-b` (passwords, on the hub listener) and `hub-c`
+(certificate), `hemhub-ingest` and `hemhub-backend` (passwords, on the services listener).
 """
 
 from __future__ import annotations
@@ -63,6 +63,9 @@ ETC = "/etc/mosquitto/"
 DATA = "/var/lib/mosquitto/"
 PASSWORD_LISTENER = "listener 8883"
 CERTIFICATE_LISTENER = "listener 8884"
+SERVICE_LISTENER = "listener 8885"
+INGEST, BACKEND = "hemhub-ingest", "hemhub-backend"
+SERVICES = frozenset({INGEST, BACKEND})
 
 
 def mosquitto_binary() -> str | None:
@@ -193,11 +196,13 @@ def write_password_file(path: Path, users: dict[str, str]) -> None:
 
 @dataclass
 class Broker:
-    """A running Mosquitto: TLS listeners on `port` (passwords) and `cert_port`."""
+    """A running Mosquitto: TLS listeners on `port` (hubs with passwords), `cert_port`
+    (hubs with certificates) and `service_port` (ingest, backend)."""
 
     root: Path
     port: int
     cert_port: int
+    service_port: int
     process: subprocess.Popen[bytes]
     passwords: dict[str, str]
     ca_file: Path
@@ -227,12 +232,13 @@ class Broker:
                 self.process.wait()
 
 
-def render_config(port: int, cert_port: int, root: Path) -> str:
+def render_config(port: int, cert_port: int, service_port: int, root: Path) -> str:
     """The shipped mosquitto.conf with listeners and file paths moved to `root`."""
     text = SHIPPED_CONF.read_text()
     for shipped, replacement in (
         (PASSWORD_LISTENER, f"listener {port} 127.0.0.1"),
         (CERTIFICATE_LISTENER, f"listener {cert_port} 127.0.0.1"),
+        (SERVICE_LISTENER, f"listener {service_port} 127.0.0.1"),
     ):
         text, n = re.subn(rf"^{shipped}\s*$", replacement, text, flags=re.MULTILINE)
         assert n == 1, f"expected one '{shipped}' line in {SHIPPED_CONF}"
@@ -274,12 +280,15 @@ def start_broker(binary: str, passwords: dict[str, str]) -> Broker:
     hub_ca.write(certs / "hub-ca.crt")
     other_ca = make_ca("some other CA")
     other_ca.write(root / "other-ca.crt")
-    write_password_file(etc / "hemhub.passwd", passwords)
+    hubs = {u: p for u, p in passwords.items() if u not in SERVICES}
+    services = {u: p for u, p in passwords.items() if u in SERVICES}
+    write_password_file(etc / "hemhub-hubs.passwd", hubs)
+    write_password_file(etc / "hemhub-services.passwd", services)
     shutil.copyfile(SHIPPED_ACL, etc / "hemhub.acl")
 
-    port, cert_port = free_port(), free_port()
+    port, cert_port, service_port = free_port(), free_port(), free_port()
     conf = root / "mosquitto.conf"
-    conf.write_text(render_config(port, cert_port, root))
+    conf.write_text(render_config(port, cert_port, service_port, root))
     if os.geteuid() == 0:
         try:
             owner = pwd.getpwnam("mosquitto")
@@ -295,6 +304,7 @@ def start_broker(binary: str, passwords: dict[str, str]) -> Broker:
         root=root,
         port=port,
         cert_port=cert_port,
+        service_port=service_port,
         process=process,
         passwords=passwords,
         ca_file=certs / "ca.crt",
@@ -305,6 +315,7 @@ def start_broker(binary: str, passwords: dict[str, str]) -> Broker:
     try:
         _wait_listening(port, process, log)
         _wait_listening(cert_port, process, log)
+        _wait_listening(service_port, process, log)
     except BaseException:
         broker.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -316,7 +327,6 @@ def start_broker(binary: str, passwords: dict[str, str]) -> Broker:
 
 V311 = MQTTProtocolVersion.MQTTv311
 V5 = MQTTProtocolVersion.MQTTv5
-INGEST, BACKEND = "hemhub-ingest", "hemhub-backend"
 SHARED_READINGS = f"$share/hemhub-ingest/{SUBSCRIBE_READINGS}"
 
 
@@ -352,6 +362,7 @@ class Client:
         clean_session: bool = True,
         ca_file: str | None = None,
         cert: tuple[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
         v5 = protocol == V5
         self.client = mqtt.Client(
@@ -381,7 +392,9 @@ class Client:
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subacks.put(rcs)
         self.client.on_publish = lambda c, u, mid, rc, p: self.pubacks.__setitem__(mid, rc)
         self.client.on_disconnect = lambda c, u, f, rc, p: self.disconnected.set()
-        self.port = broker.cert_port if cert else broker.port
+        # Each kind of client on its own listener, unless a test says otherwise.
+        default = broker.service_port if user in SERVICES else broker.port
+        self.port = port or (broker.cert_port if cert else default)
         self.v5_resume = v5 and not clean_session
 
     def connect(self, timeout: float = 5.0) -> ReasonCode | None:
@@ -489,6 +502,53 @@ def test_hub_cannot_publish_as_another_hub(clients: Clients, protocol: MQTTProto
     # through would have arrived before the sentinel.
     [first] = ingest.received()
     assert (first.topic, first.payload) == (topic_readings("hub-a"), b"sentinel")
+
+
+@pytest.mark.parametrize("protocol", [V311, V5], ids=["v3.1.1", "v5"])
+def test_hub_cannot_take_over_another_hubs_session(
+    broker: Broker, clients: Clients, protocol: MQTTProtocolVersion
+) -> None:
+    ingest = clients(INGEST)
+    ingest.subscribe(SUBSCRIBE_READINGS)
+    backend = clients(BACKEND)
+    hub_a = clients("hub-a", protocol=protocol)  # client id hub-a
+    assert not hub_a.subscribe(topic_config("hub-a")).is_failure
+
+    # hub-b, with its own valid password, claims hub-a's client id. Without
+    # use_username_as_clientid the broker would close hub-a's connection and hand its
+    # persistent session (queued config and commands) to hub-b.
+    intruder = clients("hub-b", protocol=protocol, client_id="hub-a")
+    intruder.subscribe(topic_config("hub-a"))
+    time.sleep(0.3)
+    assert not hub_a.disconnected.is_set(), f"hub-a was kicked off:\n{broker.log}"
+    backend.publish(topic_config("hub-a"), b"config for hub-a")
+    [got] = hub_a.received()
+    assert got.payload == b"config for hub-a"
+    assert intruder.received(timeout=0.5) == []
+    assert hub_a.publish(topic_readings("hub-a"), b"hub-a still here").value == 0
+    [reading] = ingest.received()
+    assert reading.payload == b"hub-a still here"
+
+    # The intruder's id was forced to hub-b: hub-b logging in under any client id takes
+    # over that session, never hub-a's.
+    clients("hub-b", protocol=protocol, client_id="anything-else")
+    assert intruder.disconnected.wait(timeout=5), "the intruder ran as hub-b's session"
+    assert not hub_a.disconnected.is_set()
+
+
+def test_hubs_and_services_log_in_only_on_their_own_listeners(broker: Broker) -> None:
+    for user, port in (
+        ("hub-a", broker.service_port),  # the services listener keeps client ids as given
+        (INGEST, broker.port),
+        (BACKEND, broker.port),
+    ):
+        for protocol in (V311, V5):
+            client = Client(broker, user, protocol=protocol, client_id=f"{user}-x", port=port)
+            try:
+                rc = client.connect()
+            finally:
+                client.close()
+            assert rc is not None and rc.is_failure, (user, port, protocol, rc)
 
 
 def test_hub_reads_only_its_own_config(clients: Clients) -> None:
