@@ -208,6 +208,16 @@ def report_records_from(sequence: int) -> RacpRequest:
     )
 
 
+def report_first_record() -> RacpRequest:
+    """Report the oldest stored record (`01 05`)."""
+    return RacpRequest(opcode=RacpOpcode.REPORT_STORED_RECORDS, operator=RacpOperator.FIRST_RECORD)
+
+
+def report_last_record() -> RacpRequest:
+    """Report the most recent stored record (`01 06`)."""
+    return RacpRequest(opcode=RacpOpcode.REPORT_STORED_RECORDS, operator=RacpOperator.LAST_RECORD)
+
+
 def report_number_of_records(from_sequence: int | None = None) -> RacpRequest:
     """Count all stored records, or those with sequence number >= `from_sequence`."""
     if from_sequence is None:
@@ -442,6 +452,8 @@ __all__ = [
     "encode_racp_request",
     "encode_racp_response",
     "report_all_records",
+    "report_first_record",
+    "report_last_record",
     "report_number_of_records",
     "report_records_from",
 ]

@@ -57,6 +57,7 @@ from device_drivers.drivers.racp import (
     RecordStream,
     run_record_session,
 )
+from device_drivers.drivers.record_numbers import LogExtent, log_was_reset
 from device_drivers.drivers.session import (
     ReceivedMeasurement,
     SecuredLink,
@@ -134,8 +135,9 @@ class DispenserSessionReport(RecordSessionReport):
     status: DispenserStatus | None = None
     #: Events that arrived as live indications and were stored.
     live_events: int = 0
-    #: The dispenser's newest sequence number was below the hub's: its log was reset
-    #: (reconditioned, factory reset), so everything it holds was fetched.
+    #: The dispenser's newest sequence number (Dispenser Status) precedes the hub's:
+    #: its log was reset (reconditioned, factory reset), so everything it holds was
+    #: fetched (`record_numbers.log_was_reset`, the rule the glucose driver uses too).
     sequence_reset: bool = False
 
 
@@ -237,9 +239,10 @@ async def run_dispenser_session(
     ) -> None:
         report.status = await read_status(client, link)
         newest = report.status.last_sequence if report.status is not None else None
-        if newest is not None and since_sequence is not None and newest < since_sequence:
+        log = LogExtent(newest=newest)
+        if log_was_reset(since_sequence, log, sequence_size=DISPENSER_SEQUENCE_SIZE):
             logger.warning(
-                "%s: newest event %d below the hub's %d: log reset, fetching all",
+                "%s: newest event %s precedes the hub's %s: log reset, fetching all",
                 report.identity.address,
                 newest,
                 since_sequence,

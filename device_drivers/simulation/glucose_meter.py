@@ -21,10 +21,15 @@ RACP server behaviour (GLS 1.0 / the RACP of the SIG profiles):
 
 Faults (constructor options, also attributes tests may change): `bond_required` (the
 CCCDs and the RACP need an encrypted link), `replay` (deletes are answered with success but
-ignored: records never leave the device), `disconnect_mid_transfer=k` (every report
-procedure drops the link after k records while more are waiting), and the switches of
-`SimulatedPeripheral` (`clock_writable=False`, `clock_unset`, `device_clock_offset`,
-`inject_error_readings(n)`, `set_in_range`, `power_off`).
+ignored: records never leave the device), `replay_backlog` (the name every simulated
+peripheral uses for "the whole memory again on every connection": deletes ignored as
+with `replay`, and a report filtered by sequence number (<=, >=, range) sends every
+stored record, as if the filter were "all"; first/last record are still honoured),
+`disconnect_mid_transfer=k` (every report procedure drops the link after k records while
+more are waiting), `restart_log()` (a battery change or factory reset: numbering starts
+again at 1, the old records erased or kept), and the switches of `SimulatedPeripheral`
+(`clock_writable=False`, `clock_unset`, `device_clock_offset`, `inject_error_readings(n)`,
+`set_battery_level`, `set_in_range`, `power_off`).
 """
 
 from __future__ import annotations
@@ -133,6 +138,7 @@ class RacpPeripheral(SimulatedPeripheral):
         *,
         bond_required: bool = False,
         replay: bool = False,
+        replay_backlog: bool = False,
         disconnect_mid_transfer: int | None = None,
         record_interval_s: float = 0.0,
         **peripheral_options: Any,
@@ -141,11 +147,18 @@ class RacpPeripheral(SimulatedPeripheral):
             radio, disconnect_mid_transfer=disconnect_mid_transfer, **peripheral_options
         )
         self.bond_required = bond_required
-        self.replay = replay
+        #: Deletes are acknowledged and ignored.
+        self.replay = replay or replay_backlog
+        #: Reports filtered by sequence number send the whole log (and deletes are ignored).
+        self.replay_backlog = replay_backlog
+        #: Times the log restarted its numbering (`restart_log`).
+        self.log_restarts = 0
         #: Pause between two records of a report (0: as fast as the link goes).
         self.record_interval_s = record_interval_s
-        #: The log, in increasing sequence order.
+        #: The log, in storage order (increasing sequence numbers unless it restarted).
         self.records: list[RacpRecord] = []
+        #: The sequence number the next record gets.
+        self.next_sequence = 1
         #: Every RACP request written by a central, as written (tests read it).
         self.racp_requests: list[bytes] = []
         #: Records removed by RACP deletes.
@@ -233,10 +246,19 @@ class RacpPeripheral(SimulatedPeripheral):
 
     async def store_record(self, stored: RacpRecord) -> None:
         """Append a record to the log and advertise (a no-op while connected or off)."""
-        if self.records and stored.sequence <= self.records[-1].sequence:
+        if self.records and stored.sequence <= self.records[-1].sequence and not self.log_restarts:
             raise ValueError(f"sequence {stored.sequence} does not increase")
         self.records.append(stored)
         await self.start_advertising()
+
+    def restart_log(self, *, keep_records: bool = False, first_sequence: int = 1) -> None:
+        """Fault: the log restarts its numbering at `first_sequence` (a battery change or
+        a factory reset / reconditioning). The old records are erased unless
+        `keep_records` (some meters keep them across a battery change)."""
+        if not keep_records:
+            self.records = []
+        self.next_sequence = first_sequence
+        self.log_restarts += 1
 
     async def send_stored(self, connection: Connection, stored: RacpRecord) -> None:
         """Send one stored record in answer to a report (hook; default: notify or indicate
@@ -287,6 +309,8 @@ class RacpPeripheral(SimulatedPeripheral):
                 return records[-1:]
             case RacpOperator.ALL_RECORDS:
                 return list(records)
+        if self.replay_backlog and request.opcode is RacpOpcode.REPORT_STORED_RECORDS:
+            return list(records)  # the filter ignored: the whole memory again
         low = request.low if isinstance(request.low, int) else None
         high = request.high if isinstance(request.high, int) else None
         return [

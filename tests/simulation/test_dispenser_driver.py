@@ -287,3 +287,21 @@ async def test_racp_without_indications_is_refused(radio: SimulatedRadio) -> Non
     assert report.received == 1
     [event] = h.events()
     assert event.event_type is T.REFILL_LOW and event.event.detail == 5
+
+
+async def test_restarted_robot_log_is_fetched_whole(radio: SimulatedRadio) -> None:
+    """Reconditioned: its numbering restarts at 1, below the hub's last stored event."""
+    h = Harness(radio)
+    await h.robot.start()
+    await h.robot.run_dose(1, day=DAY)
+    assert (await h.session()).last_sequence == 3
+    h.robot.restart_log()
+    await h.robot.refill_low(5)  # sequence 1 of the new log
+    report = await h.session()
+    assert report.sequence_reset and report.status is not None
+    assert report.status.last_sequence == 1
+    assert report.received == 1 and report.last_sequence == 1 and report.deleted_up_to == 1
+    assert [e.sequence for e in h.events()] == [1, 2, 3, 1]
+    assert h.events()[-1].event_type is T.REFILL_LOW
+    again = await h.session()
+    assert not again.sequence_reset and again.received == 0 and again.last_sequence == 1

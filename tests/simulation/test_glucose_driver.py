@@ -30,6 +30,8 @@ from device_drivers.simulation.radio import SimulatedRadio
 from hemhub.contract import MeasurementType
 
 METER = "C4:50:00:00:00:01"
+#: What a session with a last stored sequence asks first: count, first and last record.
+PROBE = [bytes.fromhex("0401"), bytes.fromhex("0105"), bytes.fromhex("0106")]
 GLUCOSE_MEASUREMENT = "00002a18-0000-1000-8000-00805f9b34fb"
 pytestmark = pytest.mark.timeout(30)
 
@@ -145,7 +147,13 @@ async def test_every_record_exactly_once_across_sessions(radio: SimulatedRadio) 
         await h.meter.measure()
     second = await h.session()
     assert second.received == 2 and second.last_sequence == 5
-    assert h.meter.racp_requests[-2:] == [bytes.fromhex("0103010400"), bytes.fromhex("0202010500")]
+    assert h.meter.racp_requests[-5:] == [
+        *PROBE,
+        bytes.fromhex("0103010400"),
+        bytes.fromhex("0202010500"),
+    ]
+    assert not second.sequence_reset and second.log is not None
+    assert (second.log.count, second.log.oldest, second.log.newest) == (2, 4, 5)
 
     third = await h.session()  # nothing new
     assert third.received == 0 and third.error is None and third.transfer_complete
@@ -314,7 +322,8 @@ async def test_disconnect_mid_transfer_loses_nothing(radio: SimulatedRadio) -> N
     assert h.sequences() == list(range(1, 8))  # each exactly once, in order
     assert [m.raw.hex() for m in h.received] == [p["raw_hex"] for p in h.produced]
     assert h.meter.records == []
-    fetches = [r for r in h.meter.racp_requests if r[0] == 1]
+    probes = {bytes.fromhex("0105"), bytes.fromhex("0106")}  # first / last record
+    fetches = [r for r in h.meter.racp_requests if r[0] == 1 and r not in probes]
     assert fetches == [bytes.fromhex(x) for x in ("0101", "0103010400", "0103010700")]
 
 
@@ -464,6 +473,7 @@ async def test_rollover_between_sessions_loses_and_repeats_nothing(radio: Simula
     assert first.error is None and first.received == 2 and first.last_sequence == 65535
     # "<= 65535" would delete 0 and 1 unstored: only 32768..65535 goes.
     assert h.meter.racp_requests == [
+        *PROBE,  # 65534..1 follows 65533: no reset
         bytes.fromhex("010301feff"),
         bytes.fromhex("020401 0080 ffff"),
     ]
@@ -531,3 +541,107 @@ async def test_control_solution_record_reaches_the_hub_without_a_patient_value(
     assert [(q.loinc, q.unit, q.value) for q in test.values] == [("2339-0", "mg/dL", None)]
     assert test.status == ["control_solution"]
     assert h.meter.records == []
+
+
+# --- a meter whose log restarted (battery change, factory reset) ----------------------------
+
+
+async def test_reset_meter_numbering_from_1_again_has_its_new_records_fetched(
+    radio: SimulatedRadio,
+) -> None:
+    h = Harness(radio)
+    await h.meter.start()
+    for _ in range(5):
+        await h.meter.measure()
+    first = await h.session()
+    assert first.last_sequence == 5 and h.meter.records == []
+
+    h.meter.restart_log()  # factory reset: numbering from 1 again
+    for _ in range(2):
+        await h.meter.measure()
+    report = await h.session()
+    assert report.error is None and report.sequence_reset
+    assert report.log is not None and (report.log.count, report.log.newest) == (2, 2)
+    assert report.received == 2 and report.last_sequence == 2 and report.deleted_up_to == 2
+    assert h.sequences() == [1, 2, 3, 4, 5, 1, 2]
+    assert [m.raw.hex() for m in h.received] == [p["raw_hex"] for p in h.produced]
+    assert h.meter.racp_requests[-3:] == [
+        *PROBE[2:],
+        bytes.fromhex("0101"),  # all records, not "from 6"
+        bytes.fromhex("0202010200"),
+    ]
+    assert h.meter.records == []
+
+    # The next session goes on from the new numbering.
+    await h.meter.measure()
+    nxt = await h.session()
+    assert not nxt.sequence_reset and nxt.received == 1 and h.sequences()[-1] == 3
+
+
+async def test_reset_across_the_top_of_the_range_is_not_skipped(radio: SimulatedRadio) -> None:
+    """The hub had 65530; the reset meter holds 1..3 (a rolled-over one would hold 65531..)."""
+    h = Harness(radio, first_sequence=65528)
+    await h.meter.start()
+    for _ in range(3):
+        await h.meter.measure()
+    assert (await h.session()).last_sequence == 65530
+    h.meter.restart_log()
+    for _ in range(3):
+        await h.meter.measure()
+    report = await h.session()
+    assert report.sequence_reset and report.received == 3 and report.last_sequence == 3
+    assert h.sequences()[-3:] == [1, 2, 3] and h.meter.records == []
+
+
+async def test_records_kept_across_a_restarted_numbering_are_all_fetched(
+    radio: SimulatedRadio,
+) -> None:
+    """A meter that kept 4 and 5 (it ignores deletes) and restarted at 1 after a battery
+    change: its newest (3) precedes the hub's 5, so all is fetched; 4 and 5 come again
+    with the same bytes (duplicates the hub's idempotency key absorbs)."""
+    h = Harness(radio, replay=True)  # deletes are ignored: 1..5 stay on the meter
+    await h.meter.start()
+    for _ in range(5):
+        await h.meter.measure()
+    assert (await h.session()).last_sequence == 5
+    h.meter.records = h.meter.records[3:]  # the meter kept 4 and 5
+    h.meter.restart_log(keep_records=True)
+    for _ in range(3):
+        await h.meter.measure()  # 1, 2, 3 after 4, 5
+    assert h.meter.sequences == [4, 5, 1, 2, 3]
+    report = await h.session()
+    assert report.log is not None and (report.log.oldest, report.log.newest) == (4, 3)
+    assert report.sequence_reset and report.error is None
+    new = [p["raw_hex"] for p in h.produced[5:]]
+    old = [p["raw_hex"] for p in h.produced[3:5]]
+    assert [m.raw.hex() for m in h.received[5:]] == new + old  # in sequence order
+    assert h.sequences() == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5]
+
+
+async def test_deleted_records_back_on_the_meter_mean_a_reset(radio: SimulatedRadio) -> None:
+    h = Harness(radio)
+    await h.meter.start()
+    for _ in range(3):
+        await h.meter.measure()
+    first = await h.session()
+    assert first.deleted_up_to == 3
+    h.meter.restart_log()
+    for _ in range(5):
+        await h.meter.measure()  # 1..5: by its numbers alone a failed delete
+    report = await h.session(deleted_up_to=first.deleted_up_to)
+    assert report.sequence_reset and report.received == 5 and report.last_sequence == 5
+    assert h.sequences() == [1, 2, 3, 1, 2, 3, 4, 5]
+    assert [m.raw.hex() for m in h.received] == [p["raw_hex"] for p in h.produced]
+
+
+async def test_an_emptied_meter_is_no_reset_until_it_holds_records(radio: SimulatedRadio) -> None:
+    h = Harness(radio)
+    await h.meter.start()
+    for _ in range(2):
+        await h.meter.measure()
+    await h.session()
+    h.meter.restart_log()
+    report = await h.session()
+    assert not report.sequence_reset and report.received == 0 and report.last_sequence == 2
+    assert report.log is not None and report.log.count == 0
+    assert h.meter.racp_requests[-3:-1] == [bytes.fromhex("0401"), bytes.fromhex("0103010300")]
