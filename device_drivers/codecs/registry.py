@@ -14,7 +14,12 @@ from device_drivers.codecs.blood_pressure import (
     decode_intermediate_cuff_pressure,
 )
 from device_drivers.codecs.current_time import decode_current_time
-from device_drivers.codecs.device_information import DIS_CHARACTERISTICS, decode_dis
+from device_drivers.codecs.device_information import (
+    DIS_CHARACTERISTICS,
+    SYSTEM_ID,
+    decode_dis,
+    decode_system_id,
+)
 from device_drivers.codecs.dispenser import (
     DISPENSER_CHARACTERISTICS,
     DISPENSER_EVENT_UUID,
@@ -96,6 +101,7 @@ _NAMES: dict[str, str] = {
     "2A27": "Hardware Revision String",
     "2A26": "Firmware Revision String",
     "2A28": "Software Revision String",
+    "2A23": "System ID",
     "2A9D": "Weight Measurement",
     "2A9E": "Weight Scale Feature",
     "2A5E": "PLX Spot-Check Measurement",
@@ -114,6 +120,7 @@ _DECODERS: dict[str, Decoder] = {
     "2A49": decode_blood_pressure_feature,
     "2A2B": decode_current_time,
     **{uuid: partial(decode_dis, uuid) for uuid in DIS_CHARACTERISTICS},
+    SYSTEM_ID: decode_system_id,
     "2A9D": decode_weight_measurement,
     "2A9E": decode_weight_scale_feature,
     "2A5E": decode_plx_spot_check,

@@ -9,15 +9,22 @@ subscribed to when the oximeter offers them, and delivered at most once per
 `CONTINUOUS_MIN_INTERVAL_S` (60 s) per session; the others are counted in
 `SessionReport.rate_limited`. Why: a live stream of one value a second would flood the
 outbox, the wire and the database with near-identical values that no nurse reads, while one
-a minute still shows a trend and a desaturation during a longer measurement. A continuous
-value carries no timestamp, so it is dated by the hub's receive time. Use
-`pulse_oximeter_session_runner(continuous_min_interval_s=None)` to take spot-checks only.
+a minute still shows a trend. Which one: the clinically worst of each window
+(`spo2_rank`: the lowest SpO2 that is the patient's; on ties the latest), delivered when
+the window ends or when the session ends; so a desaturation of a few seconds inside a
+window is reported, never averaged or thinned away. A window opens with its first value.
+A continuous value carries no timestamp, so it is dated by the hub's receive time (of
+the value kept). Use `pulse_oximeter_session_runner(continuous_min_interval_s=None)` to
+take spot-checks only.
 """
 
 from __future__ import annotations
 
+import math
+
 from device_drivers.codecs.pulse_oximeter import decode_plx_continuous, decode_plx_spot_check
 from device_drivers.drivers.session import MeasurementStream, SessionRunner
+from device_drivers.measurement import ClinicalMeasurement, is_patient_value
 from hemhub.contract import MeasurementType
 
 PULSE_OXIMETER_SERVICE = "00001822-0000-1000-8000-00805f9b34fb"
@@ -28,14 +35,26 @@ CONTINUOUS_MIN_INTERVAL_S = 60.0
 SPOT_CHECK_STREAM = MeasurementStream("2A5E", MeasurementType.PULSE_OXIMETRY, decode_plx_spot_check)
 
 
+def spo2_rank(measurement: ClinicalMeasurement) -> float:
+    """How bad a continuous value is (lower = worse): its SpO2 % when that is a number
+    and the patient's; infinity otherwise (an error, demonstration or testing value never
+    displaces a real one)."""
+    spo2 = getattr(measurement, "spo2", None)
+    if isinstance(spo2, int | float) and is_patient_value(measurement):
+        return float(spo2)
+    return math.inf
+
+
 def continuous_stream(min_interval_s: float) -> MeasurementStream:
-    """PLX Continuous Measurement 0x2A5F (notified, optional), rate-limited."""
+    """PLX Continuous Measurement 0x2A5F (notified, optional), rate-limited: the lowest
+    SpO2 of each window (`spo2_rank`)."""
     return MeasurementStream(
         "2A5F",
         MeasurementType.PULSE_OXIMETRY,
         decode_plx_continuous,
         required=False,
         min_interval_s=min_interval_s,
+        window_rank=spo2_rank,
     )
 
 
@@ -50,8 +69,8 @@ def pulse_oximeter_session_runner(
 
 
 #: `await run_pulse_oximeter_session(device, on_measurement=..., ...)`: the keywords and
-#: failure behaviour of `run_blood_pressure_session`; every spot-check, and continuous
-#: values at most one per `CONTINUOUS_MIN_INTERVAL_S`.
+#: failure behaviour of `run_blood_pressure_session`; every spot-check, and of the
+#: continuous values the lowest SpO2 of each `CONTINUOUS_MIN_INTERVAL_S` window.
 run_pulse_oximeter_session = pulse_oximeter_session_runner()
 
 __all__ = [
@@ -60,4 +79,5 @@ __all__ = [
     "continuous_stream",
     "pulse_oximeter_session_runner",
     "run_pulse_oximeter_session",
+    "spo2_rank",
 ]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -40,7 +39,13 @@ from device_drivers.codecs.current_time import (
     decode_current_time,
     encode_current_time,
 )
-from device_drivers.codecs.device_information import DIS_CHARACTERISTICS, decode_dis_string
+from device_drivers.codecs.device_information import (
+    DIS_CHARACTERISTICS,
+    SYSTEM_ID,
+    SystemId,
+    decode_dis_string,
+    decode_system_id,
+)
 from device_drivers.codecs.errors import DecodeError
 from device_drivers.measurement import ClinicalMeasurement
 from device_drivers.quirks import Quirk, apply_byte_quirks, quirks_for
@@ -143,6 +148,8 @@ class SessionReport:
     battery_level: int | None = None
     #: Values of rate-limited streams not delivered (more than one per `min_interval_s`).
     rate_limited: int = 0
+    #: Every Device Information value read at connect (`identity` has four of them).
+    device_information: DeviceInformation = field(default_factory=lambda: DeviceInformation())
 
 
 def is_security_error(exc: BaseException) -> bool:
@@ -226,25 +233,77 @@ def _find(
         return None
 
 
-async def read_identity(client: BleakClient, link: SecuredLink) -> DeviceIdentity:
-    """The device's address plus its Device Information strings (NULs stripped)."""
+@dataclass(frozen=True)
+class DeviceInformation:
+    """Every Device Information value a device offers; None: absent, empty or unreadable.
+
+    The strings are manufacturer 2A29, model 2A24, serial 2A25, hardware revision 2A27,
+    firmware revision 2A26 and software revision 2A28 (`DIS_CHARACTERISTICS`), cut to
+    128 characters; `system_id` is System ID 2A23. The wire contract's `DeviceIdentity`
+    carries four of them (`identity()`); all are in `SessionReport.device_information`.
+    """
+
+    manufacturer: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    hardware: str | None = None
+    firmware: str | None = None
+    software: str | None = None
+    system_id: SystemId | None = None
+
+    def identity(self, address: str) -> DeviceIdentity:
+        return DeviceIdentity(
+            address=address.upper(),
+            manufacturer=self.manufacturer,
+            model=self.model,
+            serial=self.serial,
+            firmware=self.firmware,
+        )
+
+
+def _dis_uuid(short: str) -> str:
+    return f"0000{short.lower()}-0000-1000-8000-00805f9b34fb"
+
+
+async def _read_dis(client: BleakClient, link: SecuredLink, short: str) -> bytes | None:
+    """One Device Information value's bytes; None when absent, not readable or refused."""
+    characteristic = _find(client, _dis_uuid(short), DEVICE_INFORMATION_SERVICE)
+    if characteristic is None or "read" not in characteristic.properties:
+        return None
+    try:
+        return bytes(await link.run(partial(client.read_gatt_char, characteristic)))
+    except BleakGATTProtocolError as exc:
+        logger.warning("%s: DIS %s unreadable: %s", client.address, short, exc)
+        return None
+
+
+async def read_device_information(client: BleakClient, link: SecuredLink) -> DeviceInformation:
+    """Read every Device Information string the device offers, and its System ID if it
+    has one; a missing or malformed one is left None (and logged), never an error."""
     values: dict[str, str | None] = {}
     for short, name in DIS_CHARACTERISTICS.items():
-        if name not in ("manufacturer", "model", "serial", "firmware"):
-            continue
-        characteristic = _find(
-            client, f"0000{short.lower()}-0000-1000-8000-00805f9b34fb", DEVICE_INFORMATION_SERVICE
-        )
-        if characteristic is None or "read" not in characteristic.properties:
+        raw = await _read_dis(client, link, short)
+        if raw is None:
             continue
         try:
-            raw = await link.run(partial(client.read_gatt_char, characteristic))
-            text = decode_dis_string(short, bytes(raw))
-        except (DecodeError, BleakGATTProtocolError) as exc:
+            text = decode_dis_string(short, raw)
+        except DecodeError as exc:
             logger.warning("%s: DIS %s unreadable: %s", client.address, short, exc)
             continue
         values[name] = text[:_MAX_IDENTITY_TEXT] or None
-    return DeviceIdentity(address=client.address.upper(), **values)
+    system_id: SystemId | None = None
+    raw = await _read_dis(client, link, SYSTEM_ID)
+    if raw is not None:
+        try:
+            system_id = decode_system_id(raw)
+        except DecodeError as exc:
+            logger.warning("%s: System ID unreadable: %s", client.address, exc)
+    return DeviceInformation(**values, system_id=system_id)
+
+
+async def read_identity(client: BleakClient, link: SecuredLink) -> DeviceIdentity:
+    """The device's address plus its Device Information strings (NULs stripped)."""
+    return (await read_device_information(client, link)).identity(client.address)
 
 
 @dataclass(frozen=True)
@@ -322,7 +381,8 @@ async def start_session(
     Reads Device Information, looks the model's quirks up, pairs at once for BOND_REQUIRED,
     reads (and where allowed writes) Current Time, reads the battery level; fills `report`.
     """
-    report.identity = await read_identity(client, link)
+    report.device_information = await read_device_information(client, link)
+    report.identity = report.device_information.identity(client.address)
     report.quirks = quirks_for(report.identity)
     if report.quirks:
         logger.info("%s: model quirks %s", client.address, sorted(report.quirks))
@@ -347,7 +407,13 @@ class MeasurementStream:
     #: A device without it is not of this profile (the session fails); else it is skipped.
     required: bool = True
     #: Deliver at most one value per this many seconds (continuous streams); None: all.
+    #: A window opens with its first value and lasts `min_interval_s`; the value it
+    #: keeps (see `window_rank`) is delivered when the window ends, or when the session
+    #: ends, whichever comes first. The others count in `SessionReport.rate_limited`.
     min_interval_s: float | None = None
+    #: How bad a value is clinically, lower = worse: each window keeps its lowest-ranked
+    #: value, on ties the latest (None: every value ranks the same, so the latest).
+    window_rank: Callable[[ClinicalMeasurement], float] | None = None
 
     @property
     def uuid(self) -> str:
@@ -355,6 +421,72 @@ class MeasurementStream:
 
 
 _QueueItem = tuple[MeasurementStream, bytes, datetime]
+
+
+class _RateWindow:
+    """The rate limit of one stream (`MeasurementStream.min_interval_s`): of each window
+    it queues one value, the lowest-ranked (ties: the latest), when the window ends
+    (a timer) or at `flush()` (end of session). Undecodable values are queued at once
+    (the consumer rejects and lists them)."""
+
+    def __init__(
+        self,
+        stream: MeasurementStream,
+        interval_s: float,
+        queue: asyncio.Queue[_QueueItem | None],
+        report: SessionReport,
+    ) -> None:
+        self.stream = stream
+        self.interval_s = interval_s
+        self.queue = queue
+        self.report = report
+        self._held: _QueueItem | None = None
+        self._held_rank = 0.0
+        self._window_end: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self._held is not None
+
+    def _rank(self, raw: bytes) -> float | None:
+        stream = self.stream
+        try:
+            measurement = stream.decode(
+                apply_byte_quirks(stream.characteristic, raw, self.report.quirks)
+            )
+        except DecodeError:
+            return None
+        return stream.window_rank(measurement) if stream.window_rank is not None else 0.0
+
+    def offer(self, item: _QueueItem) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._window_end is not None and now >= self._window_end:
+            self.flush()  # the timer is late: close the old window first
+        rank = self._rank(item[1])
+        if rank is None:
+            self.queue.put_nowait(item)
+            return
+        if self._window_end is None:
+            self._window_end = now + self.interval_s
+            self._timer = loop.call_later(self.interval_s, self.flush)
+        if self._held is None:
+            self._held, self._held_rank = item, rank
+            return
+        self.report.rate_limited += 1
+        if rank <= self._held_rank:  # as bad or worse, and later
+            self._held, self._held_rank = item, rank
+
+    def flush(self) -> None:
+        """Queue the value the window kept and close the window."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._window_end = None
+        held, self._held = self._held, None
+        if held is not None:
+            self.queue.put_nowait(held)
 
 
 async def run_connected(
@@ -435,28 +567,43 @@ class SessionRunner:
     ) -> SessionReport:
         report = SessionReport(identity=DeviceIdentity(address=device.address.upper()))
         queue: asyncio.Queue[_QueueItem | None] = asyncio.Queue()
+        windows: list[_RateWindow] = []
 
         def on_disconnect(_client: BleakClient) -> None:
+            for window in windows:
+                window.flush()  # the end of the session ends every window
             queue.put_nowait(None)  # after any value already queued: order is kept
 
         async def body(client: BleakClient, link: SecuredLink) -> None:
             for stream in self.streams:
-                await _subscribe(client, link, stream, queue, report, now)
+                window = await _subscribe(client, link, stream, queue, report, now)
+                if window is not None:
+                    windows.append(window)
             await _consume(queue, report, on_measurement, idle_timeout)
+            if report.error is None and any(w.pending for w in windows):
+                # Ended by silence: what the open windows kept is still delivered.
+                for window in windows:
+                    window.flush()
+                queue.put_nowait(None)
+                await _consume(queue, report, on_measurement, idle_timeout)
 
-        await run_connected(
-            device,
-            report,
-            body,
-            backends=backends,
-            now=now,
-            connect_timeout=connect_timeout,
-            attempts=attempts,
-            bond=bond,
-            retry_backoff_s=retry_backoff_s,
-            disconnected_callback=on_disconnect,
-            kind=self.profile,
-        )
+        try:
+            await run_connected(
+                device,
+                report,
+                body,
+                backends=backends,
+                now=now,
+                connect_timeout=connect_timeout,
+                attempts=attempts,
+                bond=bond,
+                retry_backoff_s=retry_backoff_s,
+                disconnected_callback=on_disconnect,
+                kind=self.profile,
+            )
+        finally:
+            for window in windows:
+                window.flush()  # cancels its timer; nobody consumes the queue any more
         return report
 
 
@@ -467,26 +614,29 @@ async def _subscribe(
     queue: asyncio.Queue[_QueueItem | None],
     report: SessionReport,
     now: Callable[[], datetime],
-) -> None:
+) -> _RateWindow | None:
+    """Subscribe to `stream`; returns its rate window when it is rate-limited."""
     characteristic = _find(client, stream.uuid)
     if characteristic is None or not {"notify", "indicate"} & set(characteristic.properties):
         if stream.required:
             raise BleakError(f"{client.address} has no {stream.characteristic} to subscribe to")
         logger.debug("%s: no %s, not subscribed", client.address, stream.characteristic)
-        return
-    last: float | None = None
+        return None
+    window = (
+        _RateWindow(stream, stream.min_interval_s, queue, report)
+        if stream.min_interval_s is not None
+        else None
+    )
 
     def on_value(_sender: BleakGATTCharacteristic, data: bytearray) -> None:
-        nonlocal last
-        if stream.min_interval_s is not None:
-            at = time.monotonic()
-            if last is not None and at - last < stream.min_interval_s:
-                report.rate_limited += 1
-                return
-            last = at
-        queue.put_nowait((stream, bytes(data), now()))
+        item = (stream, bytes(data), now())
+        if window is not None:
+            window.offer(item)
+        else:
+            queue.put_nowait(item)
 
     await link.run(lambda: client.start_notify(characteristic, on_value))
+    return window
 
 
 async def _consume(
@@ -547,6 +697,7 @@ __all__ = [
     "DEVICE_CLOCK_ZONE",
     "SECURITY_ERRORS",
     "ClockSync",
+    "DeviceInformation",
     "DeviceUnreachableError",
     "MeasurementStream",
     "ReceivedMeasurement",
@@ -557,6 +708,7 @@ __all__ = [
     "disconnect_quietly",
     "is_security_error",
     "read_battery_level",
+    "read_device_information",
     "read_identity",
     "run_connected",
     "start_session",

@@ -5,7 +5,8 @@
   measurement status, device and sensor status and pulse amplitude index; flag "device
   clock is not set" while the clock runs from its reset default (`clock_unset=True`).
 - PLX Continuous Measurement 0x2A5F (notify): with `continuous_interval_s` set, a central
-  subscribed to it gets a live value every that many seconds while connected.
+  subscribed to it gets a live value every that many seconds while connected;
+  `inject_desaturation(spo2, samples)` makes the next values a short desaturation.
 - PLX Features 0x2A60 (read): the status bits this oximeter reports.
 
 Scenarios (per resident, seeded):
@@ -116,6 +117,10 @@ class SimulatedOximeter(StoredRecordsPeripheral):
         self._streaming: set[Connection] = set()
         #: Continuous (0x2A5F) notifications sent.
         self.continuous_sent = 0
+        #: SpO2 values the next continuous notifications carry (`inject_desaturation`).
+        self._scripted_spo2: list[int] = []
+        #: Every continuous value sent: (SpO2 %, pulse /min), in order.
+        self.continuous_values: list[tuple[float, float]] = []
 
     # --- GATT -------------------------------------------------------------------------
 
@@ -219,6 +224,13 @@ class SimulatedOximeter(StoredRecordsPeripheral):
         self._streaming.add(connection)
         self.spawn_for(connection, self._stream(connection, self.continuous_interval_s))
 
+    def inject_desaturation(self, spo2: int, samples: int = 1) -> None:
+        """The next `samples` continuous values carry SpO2 `spo2` % (a short desaturation
+        in the live stream); the values around it stay the scenario's."""
+        if not 0 <= spo2 <= 100 or samples < 0:
+            raise ValueError("SpO2 is 0..100 % and samples not negative")
+        self._scripted_spo2.extend([spo2] * samples)
+
     async def _stream(self, connection: Connection, interval_s: float) -> None:
         characteristic = self._continuous
         assert characteristic is not None
@@ -226,6 +238,8 @@ class SimulatedOximeter(StoredRecordsPeripheral):
             while connection in self.connections and self.subscribed(connection, characteristic):
                 if self.may_send(connection):
                     spo2, pulse, status, device_status, pai = self._draw(self._live_rng)
+                    if self._scripted_spo2:
+                        spo2 = self._scripted_spo2.pop(0)
                     value = PlxContinuousMeasurement(
                         spo2=float(spo2),
                         pulse_rate=float(pulse),
@@ -237,6 +251,7 @@ class SimulatedOximeter(StoredRecordsPeripheral):
                         connection, characteristic, encode_plx_continuous(value)
                     )
                     self.continuous_sent += 1
+                    self.continuous_values.append((float(spo2), float(pulse)))
                 await asyncio.sleep(interval_s)
         finally:
             self._streaming.discard(connection)

@@ -3,7 +3,8 @@
 A `SimulatedPeripheral` is a bumble `Device` with its own controller on the radio's link
 and its own random static address. It serves what every health device of ours serves:
 - Device Information 0x180A: manufacturer 2A29, model 2A24, serial 2A25, hardware 2A27,
-  firmware 2A26, software 2A28 (optionally NUL-padded to fixed buffers, as many devices do);
+  firmware 2A26, software 2A28 (optionally NUL-padded to fixed buffers, as many devices do;
+  hardware and software only when given), System ID 2A23 when `system_id` is given;
 - Current Time 0x1805 / 2A2B: read and notify, write (the fault switch
   `clock_writable=False` answers every write with ATT error 0x80, like devices whose clock
   cannot be set);
@@ -97,6 +98,7 @@ class SimulatedPeripheral:
         firmware: str,
         hardware: str | None = None,
         software: str | None = None,
+        system_id: bytes | None = None,
         battery_level: int = 90,
         clock_writable: bool = True,
         device_clock_offset: timedelta = timedelta(0),
@@ -118,6 +120,8 @@ class SimulatedPeripheral:
         self.firmware = firmware
         self.hardware = hardware
         self.software = software
+        #: System ID 2A23 (8 bytes) served in Device Information; None: not offered.
+        self.system_id = system_id
         self.battery_level = battery_level
         self.clock_writable = clock_writable
         self.clock_write_ignored = clock_write_ignored
@@ -420,16 +424,20 @@ class SimulatedPeripheral:
             (0x2A26, self.firmware),
             (0x2A28, self.software),
         ]
-        dis = gatt.Service(
-            _uuid16(0x180A),
-            [
+        dis_characteristics: list[gatt.Characteristic[bytes]] = [
+            gatt.Characteristic(
+                _uuid16(uuid), read, gatt.Characteristic.READABLE, self._dis_value(text)
+            )
+            for uuid, text in strings
+            if text is not None
+        ]
+        if self.system_id is not None:
+            dis_characteristics.append(
                 gatt.Characteristic(
-                    _uuid16(uuid), read, gatt.Characteristic.READABLE, self._dis_value(text)
+                    _uuid16(0x2A23), read, gatt.Characteristic.READABLE, bytes(self.system_id)
                 )
-                for uuid, text in strings
-                if text is not None
-            ],
-        )
+            )
+        dis = gatt.Service(_uuid16(0x180A), dis_characteristics)
         time_characteristic: gatt.Characteristic[bytes] = gatt.Characteristic(
             _uuid16(0x2A2B),
             read | gatt.Characteristic.Properties.NOTIFY | gatt.Characteristic.Properties.WRITE,

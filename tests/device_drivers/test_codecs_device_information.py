@@ -1,10 +1,20 @@
-"""Device Information strings (0x180A)."""
+"""Device Information strings (0x180A) and System ID (0x2A23)."""
 
 from __future__ import annotations
 
 import pytest
 
-from device_drivers.codecs import DIS_CHARACTERISTICS, DecodeError, decode_dis, decode_dis_string
+from device_drivers.codecs import (
+    DIS_CHARACTERISTICS,
+    SYSTEM_ID,
+    DecodeError,
+    SystemId,
+    decode_characteristic,
+    decode_dis,
+    decode_dis_string,
+    decode_system_id,
+    encode_system_id,
+)
 
 
 def test_characteristic_table() -> None:
@@ -51,3 +61,41 @@ def test_lower_case_uuid_and_model() -> None:
 def test_not_a_dis_string() -> None:
     with pytest.raises(ValueError, match="2A23"):
         decode_dis_string("2A23", b"x")
+
+
+# --- System ID 2A23 --------------------------------------------------------------------
+
+
+def test_system_id_layout() -> None:
+    # manufacturer identifier u40 0x0504030201, OUI u24 0x080706 (little-endian)
+    value = decode_system_id(bytes.fromhex("0102030405060708"))
+    assert value == SystemId(
+        manufacturer_identifier=0x0504030201, organizationally_unique_identifier=0x080706
+    )
+    assert encode_system_id(value) == bytes.fromhex("0102030405060708")
+    assert value.hex() == "0102030405060708"
+    assert decode_system_id(bytes(8)) == SystemId(
+        manufacturer_identifier=0, organizationally_unique_identifier=0
+    )
+    registry = decode_characteristic("2a23", bytes.fromhex("ffffffffff001b63"))
+    assert registry == SystemId(
+        manufacturer_identifier=(1 << 40) - 1, organizationally_unique_identifier=0x631B00
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "offset", "reason"),
+    [
+        (b"", 0, "truncated System ID: needs 8 bytes, 0 left"),
+        (bytes(7), 0, "truncated System ID: needs 8 bytes, 7 left"),
+        (bytes(9), 8, "1 byte(s) after the System ID"),
+    ],
+)
+def test_system_id_wrong_length(data: bytes, offset: int, reason: str) -> None:
+    with pytest.raises(DecodeError) as err:
+        decode_system_id(data)
+    assert (err.value.characteristic, err.value.offset, err.value.reason) == (
+        SYSTEM_ID,
+        offset,
+        reason,
+    )

@@ -59,7 +59,7 @@ def test_supported() -> None:
     assert ("2A35", "Blood Pressure Measurement") in supported
     assert [u for u, _ in supported] == sorted(u for u, _ in supported)
     assert {u for u, _ in supported} == {
-        "2A35", "2A36", "2A49", "2A2B", "2A29", "2A24", "2A25", "2A27", "2A26", "2A28",
+        "2A35", "2A36", "2A49", "2A2B", "2A29", "2A24", "2A25", "2A27", "2A26", "2A28", "2A23",
         "2A9D", "2A9E", "2A5E", "2A5F", "2A60", "2A18", "2A34", "2A51", "2A52",
         "48454d48-0002-4d45-4449-53504e535201",
         "48454d48-0003-4d45-4449-53504e535201",

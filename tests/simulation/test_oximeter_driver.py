@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -126,6 +127,61 @@ async def test_continuous_values_are_rate_limited(radio: SimulatedRadio) -> None
         assert m.measurement_type is MeasurementType.PULSE_OXIMETRY
         assert m.measurement.timestamp is None  # dated by the hub's receive time
         assert "measurement_ongoing" in m.measurement.status_names()
+
+
+def continuous_spo2(home: Home) -> list[tuple[float, float]]:
+    """(SpO2, pulse) of the continuous values the driver delivered, in order."""
+    out = []
+    for m in home.received:
+        if m.characteristic == "2A5F":
+            assert isinstance(m.measurement, PlxContinuousMeasurement)
+            spo2, pulse = m.measurement.spo2, m.measurement.pulse_rate
+            assert isinstance(spo2, float) and isinstance(pulse, float)
+            out.append((spo2, pulse))
+    return out
+
+
+async def test_short_desaturation_inside_a_window_is_reported(radio: SimulatedRadio) -> None:
+    home = Home(radio, continuous_interval_s=0.02, idle_disconnect_s=0.8)
+    await home.oximeter.start()
+    await home.oximeter.measure()
+    runner = pulse_oximeter_session_runner(continuous_min_interval_s=0.3)
+    session = asyncio.create_task(home.session(runner))
+    while home.oximeter.continuous_sent < 5:  # noqa: ASYNC110 (no event for it)
+        await asyncio.sleep(0.01)
+    home.oximeter.inject_desaturation(81, samples=2)  # ~40 ms in a 300 ms window
+    report = await session
+    sent = home.oximeter.continuous_values
+    delivered = continuous_spo2(home)
+    assert report.error is None and len(delivered) < len(sent)
+    assert [v for v in sent if v[0] == 81.0], "the desaturation was sent"
+    # The worst value of its window is delivered, and it is the desaturation.
+    assert min(spo2 for spo2, _ in delivered) == 81.0
+    assert report.rate_limited == len(sent) - len(delivered)
+    assert report.received == 1 + len(delivered)
+    # Every delivered value was sent, none invented; healthy values otherwise.
+    assert all(v in sent for v in delivered)
+    assert all(95 <= spo2 <= 99 for spo2, _ in delivered if spo2 != 81.0)
+
+
+async def test_the_latest_of_equally_low_values_and_the_last_window_are_delivered(
+    radio: SimulatedRadio,
+) -> None:
+    home = Home(radio, continuous_interval_s=0.02, idle_disconnect_s=0.5)
+    await home.oximeter.start()
+    await home.oximeter.measure()
+    runner = pulse_oximeter_session_runner(continuous_min_interval_s=10.0)  # one window
+    session = asyncio.create_task(home.session(runner))
+    while home.oximeter.continuous_sent < 3:  # noqa: ASYNC110 (no event for it)
+        await asyncio.sleep(0.01)
+    home.oximeter.inject_desaturation(88, samples=3)
+    report = await session
+    lows = [v for v in home.oximeter.continuous_values if v[0] == 88.0]
+    assert len(lows) == 3
+    # One window for the whole session: delivered when the session ended, and of the
+    # three equally low values the latest.
+    assert continuous_spo2(home) == [lows[-1]]
+    assert report.received == 2 and report.rate_limited == home.oximeter.continuous_sent - 1
 
 
 async def test_spot_checks_only_runner_ignores_continuous(radio: SimulatedRadio) -> None:
