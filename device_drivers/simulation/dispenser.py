@@ -22,6 +22,12 @@ simulated day on. `refill_low()`, `refill()`, `jam()`, `clear_jam()`, `tamper()`
 `low_battery()` and `device_error()` produce their events and update the status.
 A dispensed or locked-away dose uses one pouch; reaching `refill_threshold` doses
 remaining produces a refill-low event by itself.
+
+Fault switches: those of `RacpPeripheral` (`bond_required`, on by default; `replay`,
+`replay_backlog`, `disconnect_mid_transfer`, `restart_log()`) and `SimulatedPeripheral`
+(`clock_writable=False`, `clock_unset`, `clock_write_ignored`, `set_battery_level`,
+`set_in_range`, `power_off`), and `inject_error_readings(n)`: the next n events are
+logged as `device_error` (code `ERROR_READING_CODE`, status bit `sensor_fault`) instead.
 """
 
 from __future__ import annotations
@@ -72,6 +78,8 @@ OUTCOMES: tuple[Outcome, ...] = ("taken", "late", "missed")
 _SKIPPING: tuple[Outcome, ...] = ("taken", "late", "taken", "missed")
 #: Pouch slots of the carousel.
 SLOTS = 28
+#: Vendor code of the `device_error` event an injected error reading logs (sensor fault).
+ERROR_READING_CODE = 0x0301
 
 DEFAULT_SCHEDULE = DoseSchedule(
     late_after_minutes=30,
@@ -243,7 +251,15 @@ class SimulatedDispenser(RacpPeripheral):
         slot: int | None = None,
         detail: int | None = None,
     ) -> DispenserEvent:
-        """Log an event with the next sequence number and indicate it live."""
+        """Log an event with the next sequence number and indicate it live.
+
+        After `inject_error_readings(n)` the next n events are logged as `device_error`
+        (vendor code `ERROR_READING_CODE`, sensor fault) in their place: the robot's
+        sensor failed to register what happened (its "all NaN" reading)."""
+        error = self.take_error_reading()
+        if error:
+            kind, detail = DispenserEventType.DEVICE_ERROR, ERROR_READING_CODE
+            self.status_bits = self.status_bits.model_copy(update={"sensor_fault": True})
         sequence = self.next_sequence
         self.next_sequence += 1
         event = DispenserEvent(
@@ -265,6 +281,7 @@ class SimulatedDispenser(RacpPeripheral):
             "slot": slot,
             "detail": detail,
             "raw_hex": raw.hex(),
+            "error": error,
             "device_time": event.time.isoformat() if event.time is not None else None,
             "produced_at": datetime.now(UTC).isoformat(),
         }
@@ -413,6 +430,7 @@ class SimulatedDispenser(RacpPeripheral):
 
 __all__ = [
     "DEFAULT_SCHEDULE",
+    "ERROR_READING_CODE",
     "OUTCOMES",
     "SCENARIOS",
     "Outcome",
