@@ -420,3 +420,100 @@ def test_any_impossible_value_is_rejected_at_its_field(field: str, value: float)
         decode_blood_pressure_measurement(data)
     offsets = {"systolic": 1, "diastolic": 3, "mean_arterial": 5, "pulse": 7}
     assert info.value.offset == offsets[field]
+
+
+# --- every flag combination, from hand-written bytes ---------------------------------------
+#
+# BLS 1.1.1 layout: flags u8 | systolic SFLOAT | diastolic SFLOAT | MAP SFLOAT
+#   | [Time Stamp 7, bit 1] | [Pulse Rate SFLOAT, bit 2] | [User ID u8, bit 3]
+#   | [Measurement Status u16, bit 4]; bit 0 = kPa.
+# mmHg: 120 = 7800, 80 = 5000, 93 = 5d00 (exponent 0).
+# kPa: 16.0 = a0f0, 10.7 = 6bf0, 12.5 = 7df0 (exponent -1: F0, mantissa 160 / 107 / 125).
+# Time Stamp 2025-12-31 23:59:00 = e907 0c 1f 17 3b 00; pulse 72 = 4800; user 2 = 02;
+# status 0c00 = irregular pulse (bit 2) + pulse above range (bits 3-4 = 01).
+ALL_FLAG_COMBINATIONS = [
+    "00 7800 5000 5d00",
+    "01 a0f0 6bf0 7df0",
+    "02 7800 5000 5d00 e9070c1f173b00",
+    "03 a0f0 6bf0 7df0 e9070c1f173b00",
+    "04 7800 5000 5d00 4800",
+    "05 a0f0 6bf0 7df0 4800",
+    "06 7800 5000 5d00 e9070c1f173b00 4800",
+    "07 a0f0 6bf0 7df0 e9070c1f173b00 4800",
+    "08 7800 5000 5d00 02",
+    "09 a0f0 6bf0 7df0 02",
+    "0a 7800 5000 5d00 e9070c1f173b00 02",
+    "0b a0f0 6bf0 7df0 e9070c1f173b00 02",
+    "0c 7800 5000 5d00 4800 02",
+    "0d a0f0 6bf0 7df0 4800 02",
+    "0e 7800 5000 5d00 e9070c1f173b00 4800 02",
+    "0f a0f0 6bf0 7df0 e9070c1f173b00 4800 02",
+    "10 7800 5000 5d00 0c00",
+    "11 a0f0 6bf0 7df0 0c00",
+    "12 7800 5000 5d00 e9070c1f173b00 0c00",
+    "13 a0f0 6bf0 7df0 e9070c1f173b00 0c00",
+    "14 7800 5000 5d00 4800 0c00",
+    "15 a0f0 6bf0 7df0 4800 0c00",
+    "16 7800 5000 5d00 e9070c1f173b00 4800 0c00",
+    "17 a0f0 6bf0 7df0 e9070c1f173b00 4800 0c00",
+    "18 7800 5000 5d00 02 0c00",
+    "19 a0f0 6bf0 7df0 02 0c00",
+    "1a 7800 5000 5d00 e9070c1f173b00 02 0c00",
+    "1b a0f0 6bf0 7df0 e9070c1f173b00 02 0c00",
+    "1c 7800 5000 5d00 4800 02 0c00",
+    "1d a0f0 6bf0 7df0 4800 02 0c00",
+    "1e 7800 5000 5d00 e9070c1f173b00 4800 02 0c00",
+    "1f a0f0 6bf0 7df0 e9070c1f173b00 4800 02 0c00",
+]
+
+
+def test_the_vectors_cover_all_32_combinations() -> None:
+    flags = sorted(bytes.fromhex(v)[0] for v in ALL_FLAG_COMBINATIONS)
+    assert flags == list(range(32))
+
+
+@pytest.mark.parametrize(
+    "vector", ALL_FLAG_COMBINATIONS, ids=[v[:2] for v in ALL_FLAG_COMBINATIONS]
+)
+def test_every_flag_combination(vector: str) -> None:
+    data = bytes.fromhex(vector)
+    flags = data[0]
+    kpa, has_time, has_pulse, has_user, has_status = (bool(flags & 1 << b) for b in range(5))
+    # Length by the layout: 1 + 3 x 2, then the optional fields.
+    assert len(data) == 7 + 7 * has_time + 2 * has_pulse + 1 * has_user + 2 * has_status
+
+    m = decode_blood_pressure_measurement(data)
+
+    assert m.unit is (BloodPressureUnit.KPA if kpa else BloodPressureUnit.MMHG)
+    assert (m.systolic, m.diastolic, m.mean_arterial) == (
+        (16.0, 10.7, 12.5) if kpa else (120.0, 80.0, 93.0)
+    )
+    assert m.timestamp == (datetime(2025, 12, 31, 23, 59, 0) if has_time else None)
+    assert m.pulse == (72.0 if has_pulse else None)
+    assert m.user_id == (2 if has_user else None)
+    if has_status:
+        assert m.status == BloodPressureStatus(irregular_pulse=True, pulse_range=PulseRange.ABOVE)
+        assert m.status.names() == ["irregular_pulse", "pulse_above_range"]
+    else:
+        assert m.status is None
+    assert not m.is_device_error and not m.intermediate
+
+    # The wire contract: pressures always in mm[Hg] (kPa x 7.500615, 1 decimal).
+    values = {q.name: (q.value, q.unit) for q in m.quantities()}
+    pressures = (120.0, 80.3, 93.8) if kpa else (120.0, 80.0, 93.0)
+    expected = {
+        name: (value, "mm[Hg]")
+        for name, value in zip(("systolic", "diastolic", "mean_arterial"), pressures, strict=True)
+    }
+    if has_pulse:
+        expected["pulse"] = (72.0, "/min")
+    assert values == expected
+
+    # The flags announce exactly these fields: one byte more or less is an error.
+    with pytest.raises(DecodeError) as longer:
+        decode_blood_pressure_measurement(data + b"\x00")
+    assert longer.value.offset == len(data)
+    with pytest.raises(DecodeError):
+        decode_blood_pressure_measurement(data[:-1])
+    # Our encoder may pick another exponent (16.0 kPa as 1000, not a0f0) but the same value.
+    assert decode_blood_pressure_measurement(encode_blood_pressure_measurement(m)) == m
