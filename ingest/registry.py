@@ -1,4 +1,4 @@
-"""Registry operations: tenants (principals), patients, devices and assignment periods.
+"""Registry operations: tenants (principals), care units, patients, devices, assignment periods.
 
 Synchronous, on a caller's psycopg connection. Each function is atomic on its own
 (`conn.transaction()` becomes a savepoint when the caller already holds a
@@ -11,6 +11,7 @@ would make the owner of a reading measured then ambiguous.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -140,6 +141,12 @@ def assign_device(conn: Conn, device_id: UUID, patient_id: UUID, started_at: dat
             ).fetchone()
         except errors.UniqueViolation as exc:  # device_assignments_one_open, belt and braces
             raise AssignmentError(f"device {device_id} is still assigned") from exc
+        # The first principal to lend the device out takes it into its fleet (who may
+        # see its unattributed readings); an owner set before is kept.
+        conn.execute(
+            "UPDATE devices SET owner_tenant_id = %s WHERE id = %s AND owner_tenant_id IS NULL",
+            (patient[0], device_id),
+        )
     assert row is not None
     return UUID(str(row[0]))
 
@@ -173,3 +180,91 @@ def device_id_by_stable_id(conn: Conn, stable_id: str) -> UUID | None:
     """The device id of a stable id, or None when the device was never seen."""
     row = conn.execute("SELECT id FROM devices WHERE stable_id = %s", (stable_id,)).fetchone()
     return None if row is None else UUID(str(row[0]))
+
+
+# --- care units and fleet ownership --------------------------------------------------------
+#
+# The SQL is shared with the API (async connections), which runs the same statements.
+
+CREATE_CARE_UNIT_SQL = (
+    "INSERT INTO care_units (tenant_id, name) VALUES (%s, %s) RETURNING id, created_at"
+)
+
+#: The principal's care units with their number of residents, by name.
+CARE_UNITS_SQL = """
+SELECT u.id, u.tenant_id, u.name, u.created_at, count(p.id)::int AS residents
+FROM care_units u
+LEFT JOIN patients p ON p.care_unit_id = u.id AND p.tenant_id = u.tenant_id
+WHERE u.tenant_id = %s
+GROUP BY u.id
+ORDER BY u.name, u.id
+"""
+
+#: Place a resident in a unit of the resident's own principal (NULL: in none). The
+#: composite foreign key (tenant_id, care_unit_id) rejects a unit of another principal.
+PLACE_PATIENT_SQL = (
+    "UPDATE patients SET care_unit_id = %s WHERE id = %s AND tenant_id = %s RETURNING id"
+)
+
+#: Whether a care unit belongs to the principal.
+CARE_UNIT_OF_TENANT_SQL = "SELECT 1 FROM care_units WHERE id = %s AND tenant_id = %s"
+
+
+@dataclass(frozen=True)
+class CareUnit:
+    id: UUID
+    tenant_id: str
+    name: str
+    created_at: datetime
+    residents: int
+
+
+def create_care_unit(conn: Conn, tenant_id: str, name: str) -> UUID:
+    """Create a care unit of a tenant; a name is unique within its tenant."""
+    name = name.strip()
+    if not name:
+        raise RegistryError("a care unit needs a name")
+    try:
+        with conn.transaction():
+            row = conn.execute(CREATE_CARE_UNIT_SQL, (tenant_id, name)).fetchone()
+    except errors.UniqueViolation as exc:
+        raise RegistryError(f"tenant {tenant_id} already has a care unit named {name!r}") from exc
+    except errors.ForeignKeyViolation as exc:
+        raise RegistryError(f"unknown tenant {tenant_id}") from exc
+    assert row is not None
+    return UUID(str(row[0]))
+
+
+def care_units(conn: Conn, tenant_id: str) -> list[CareUnit]:
+    """The tenant's care units, by name, with their number of residents."""
+    rows = conn.execute(CARE_UNITS_SQL, (tenant_id,)).fetchall()
+    return [CareUnit(UUID(str(r[0])), r[1], r[2], r[3], r[4]) for r in rows]
+
+
+def place_patient(conn: Conn, patient_id: UUID, care_unit_id: UUID | None) -> None:
+    """Put a resident in a care unit of its own tenant, or (None) in none."""
+    with conn.transaction():
+        patient = conn.execute(
+            "SELECT tenant_id FROM patients WHERE id = %s FOR UPDATE", (patient_id,)
+        ).fetchone()
+        if patient is None:
+            raise RegistryError(f"unknown patient {patient_id}")
+        if care_unit_id is not None and (
+            conn.execute(CARE_UNIT_OF_TENANT_SQL, (care_unit_id, patient[0])).fetchone() is None
+        ):
+            raise RegistryError(f"care unit {care_unit_id} is not a unit of tenant {patient[0]}")
+        conn.execute(PLACE_PATIENT_SQL, (care_unit_id, patient_id, patient[0]))
+
+
+def set_device_owner(conn: Conn, device_id: UUID, tenant_id: str | None) -> None:
+    """Record which principal's fleet owns a device (None: unknown)."""
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                "UPDATE devices SET owner_tenant_id = %s WHERE id = %s RETURNING id",
+                (tenant_id, device_id),
+            ).fetchone()
+    except errors.ForeignKeyViolation as exc:
+        raise RegistryError(f"unknown tenant {tenant_id}") from exc
+    if row is None:
+        raise RegistryError(f"unknown device {device_id}")

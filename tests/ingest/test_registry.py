@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import psycopg
 import pytest
@@ -118,3 +119,64 @@ def test_registry_works_inside_a_caller_transaction(database_url: str) -> None:
         conn.commit()  # the failed call rolled back to its savepoint only
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FROM device_assignments").fetchone() == (1,)
+
+
+# --- care units and fleet ownership --------------------------------------------------------
+
+
+def test_care_units(conn: psycopg.Connection[Any]) -> None:
+    registry.ensure_tenant(conn, "kommun-a", "Kommun A")
+    registry.ensure_tenant(conn, "region-b", "Region B")
+    north = registry.create_care_unit(conn, "kommun-a", " Norr ")
+    south = registry.create_care_unit(conn, "kommun-a", "Syd")
+    west = registry.create_care_unit(conn, "region-b", "Norr")  # names are per tenant
+    with pytest.raises(registry.RegistryError, match="already has a care unit named 'Norr'"):
+        registry.create_care_unit(conn, "kommun-a", "Norr")
+    with pytest.raises(registry.RegistryError, match="needs a name"):
+        registry.create_care_unit(conn, "kommun-a", "  ")
+    with pytest.raises(registry.RegistryError, match="unknown tenant"):
+        registry.create_care_unit(conn, "nobody", "X")
+
+    a = registry.create_patient(conn, "kommun-a", "A")
+    registry.place_patient(conn, a, north)
+    with pytest.raises(registry.RegistryError, match="not a unit of tenant kommun-a"):
+        registry.place_patient(conn, a, west)
+    with pytest.raises(registry.RegistryError, match="unknown patient"):
+        registry.place_patient(conn, uuid4(), north)
+    units = registry.care_units(conn, "kommun-a")
+    assert [(u.id, u.name, u.tenant_id, u.residents) for u in units] == [
+        (north, "Norr", "kommun-a", 1),
+        (south, "Syd", "kommun-a", 0),
+    ]
+    registry.place_patient(conn, a, None)
+    row = conn.execute("SELECT care_unit_id FROM patients WHERE id = %s", (a,)).fetchone()
+    assert row == (None,)
+    assert [u.residents for u in registry.care_units(conn, "kommun-a")] == [0, 0]
+    assert [u.id for u in registry.care_units(conn, "region-b")] == [west]
+
+
+def test_device_owner_from_first_assignment(conn: psycopg.Connection[Any]) -> None:
+    registry.ensure_tenant(conn, "kommun-a", "Kommun A")
+    registry.ensure_tenant(conn, "region-b", "Region B")
+    a = registry.create_patient(conn, "kommun-a", "A")
+    b = registry.create_patient(conn, "region-b", "B")
+    dev = registry.ensure_device(conn, device(serial="S-OWN"))
+
+    def owner() -> object:
+        row = conn.execute("SELECT owner_tenant_id FROM devices WHERE id = %s", (dev,)).fetchone()
+        return row[0] if row else "missing"
+
+    assert owner() is None
+    registry.assign_device(conn, dev, a, T0)
+    assert owner() == "kommun-a"
+    registry.end_assignment(conn, dev, T0 + timedelta(days=1))
+    registry.assign_device(conn, dev, b, T0 + timedelta(days=2))
+    assert owner() == "kommun-a"  # lent on to another principal, still a's fleet
+    registry.set_device_owner(conn, dev, "region-b")
+    assert owner() == "region-b"
+    registry.set_device_owner(conn, dev, None)
+    assert owner() is None
+    with pytest.raises(registry.RegistryError, match="unknown tenant"):
+        registry.set_device_owner(conn, dev, "nobody")
+    with pytest.raises(registry.RegistryError, match="unknown device"):
+        registry.set_device_owner(conn, uuid4(), "kommun-a")
