@@ -7,6 +7,9 @@ Every response carrying patient data writes audit rows in the same transaction.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,30 +22,40 @@ import psycopg
 import psycopg.errors
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import PoolTimeout
 from pydantic import AwareDatetime, ValidationError
 
-from api import audit, schemas
+from api import audit, live, schemas
 from api.auth import Principal, Role, current_principal, ensure_demo_key, require_role
 from api.db import Conn, DbConn, Pool, create_pool, get_pool, open_pool
 from hemhub.contract import MeasurementType
 from hemhub.settings import Settings, get_settings
-from ingest import thresholds
+from ingest import registry, thresholds
+from ingest.alerts import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 Nurse = Annotated[Principal, Depends(require_role(Role.NURSE, Role.ADMIN))]
 Reader = Annotated[Principal, Depends(require_role(Role.NURSE, Role.ADMIN, Role.INTEGRATION))]
+#: The principal's fleet and organisation: its HMC (assistive-technology centre) and admins.
+Fleet = Annotated[Principal, Depends(require_role(Role.HMC, Role.ADMIN))]
+
+#: Seconds between SSE heartbeats (comment lines) of the alert stream.
+SSE_HEARTBEAT_S = 15.0
+#: How long opening a stream waits for the process's LISTEN connection.
+LISTEN_WAIT_S = 5.0
 
 # --- queries ----------------------------------------------------------------------------
 
 PATIENTS_SQL = """
-SELECT p.id, p.display_name, p.programme, count(a.id)::int AS open_alerts
+SELECT p.id, p.display_name, p.programme, p.care_unit_id, count(a.id)::int AS open_alerts
 FROM patients p
 LEFT JOIN alerts a ON a.patient_id = p.id AND a.tenant_id = p.tenant_id AND a.status = 'open'
-WHERE p.tenant_id = %(tenant)s
+WHERE p.tenant_id = %(tenant)s {scope}
 GROUP BY p.id
 ORDER BY p.display_name, p.id
 LIMIT %(limit)s OFFSET %(offset)s
@@ -89,6 +102,40 @@ ORDER BY a.last_at DESC, a.id
 LIMIT %(limit)s
 """
 
+#: The care-unit scope of a token with a `care_units` claim, on patients `p`
+#: (a fixed fragment; the units are a bound parameter).
+CARE_UNIT_SCOPE = "AND p.care_unit_id = ANY(%(units)s::uuid[])"
+
+UNATTRIBUTED_SQL = """
+SELECT d.id AS device_id, d.address, d.manufacturer, d.model, d.serial, r.hub_id,
+       count(*)::int AS readings, min(r.measured_at) AS first_measured_at,
+       max(r.measured_at) AS last_measured_at, sum(count(*)) OVER ()::bigint AS total
+FROM devices d
+JOIN readings r ON r.device_id = d.id AND r.patient_id IS NULL {filters}
+WHERE d.owner_tenant_id = %(tenant)s
+GROUP BY d.id, r.hub_id
+ORDER BY last_measured_at DESC, d.id, r.hub_id
+LIMIT %(limit)s
+"""
+
+#: An alert status change by a person, announced like the engine's (ingest.alerts) at
+#: commit: {alert_id, tenant_id, patient_id, status, rule, event}.
+_TRANSITION_SQL = """
+WITH up AS (
+    UPDATE alerts SET {assignments}
+    WHERE id = %(id)s AND tenant_id = %(tenant)s AND {condition} {scope}
+    RETURNING id, tenant_id, patient_id, status, rule
+)
+SELECT id, pg_notify(%(channel)s, json_build_object(
+        'alert_id', id, 'tenant_id', tenant_id, 'patient_id', patient_id,
+        'status', status, 'rule', rule, 'event', %(event)s::text)::text)
+FROM up
+"""
+_TRANSITION_SCOPE = (
+    "AND patient_id IN (SELECT p.id FROM patients p"
+    " WHERE p.tenant_id = %(tenant)s " + CARE_UNIT_SCOPE + ")"
+)
+
 
 def _observation(row: dict[str, Any]) -> schemas.Observation:
     return schemas.Observation(
@@ -115,6 +162,7 @@ async def _select_alerts(
     conn: Conn,
     tenant: str,
     *,
+    care_units: list[uuid.UUID] | None = None,
     status: schemas.AlertStatus | None = None,
     patient_id: uuid.UUID | None = None,
     alert_id: uuid.UUID | None = None,
@@ -123,6 +171,9 @@ async def _select_alerts(
     # Filters are fixed SQL fragments chosen here; values are always bound parameters.
     filters = []
     params: dict[str, Any] = {"tenant": tenant, "limit": limit}
+    if care_units is not None:
+        filters.append(CARE_UNIT_SCOPE)
+        params["units"] = care_units
     if status is not None:
         filters.append("AND a.status = %(status)s")
         params["status"] = status.value
@@ -149,12 +200,14 @@ async def _patient_of_tenant(
     *,
     lock: bool = False,
 ) -> bool:
-    """Whether the patient belongs to the caller's principal; a miss is audit-logged."""
+    """Whether the patient belongs to the caller's principal (and care units, when the token
+    names some); a miss is audit-logged."""
+    scope = CARE_UNIT_SCOPE if principal.care_units is not None else ""
     found = await (
         await conn.execute(
-            "SELECT 1 FROM patients WHERE id = %s AND tenant_id = %s"
+            f"SELECT 1 FROM patients p WHERE p.id = %(id)s AND p.tenant_id = %(tenant)s {scope}"
             + (" FOR UPDATE" if lock else ""),
-            (patient_id, principal.tenant),
+            {"id": patient_id, "tenant": principal.tenant, "units": principal.care_unit_list},
         )
     ).fetchone()
     if found is None:
@@ -208,6 +261,10 @@ async def readyz(pool: Annotated[Pool, Depends(get_pool)], response: Response) -
                     "SELECT value FROM hemhub_meta WHERE key = 'readings_partitioning'"
                 )
             ).fetchone()
+            # An index-only count on the partial index readings_unattributed.
+            unattributed = await (
+                await conn.execute("SELECT count(*) AS n FROM readings WHERE patient_id IS NULL")
+            ).fetchone()
     except psycopg.errors.UndefinedTable:
         return schemas.Ready(database="not migrated", detail="run `hemhub migrate`")
     except (PoolTimeout, psycopg.OperationalError) as exc:
@@ -219,7 +276,11 @@ async def readyz(pool: Annotated[Pool, Depends(get_pool)], response: Response) -
     partitioning: Literal["native", "timescaledb"] = (
         "timescaledb" if meta["value"] == "timescaledb" else "native"
     )
-    return schemas.Ready(database="ok", partitioning=partitioning)
+    return schemas.Ready(
+        database="ok",
+        partitioning=partitioning,
+        unattributed_readings=unattributed["n"] if unattributed else None,
+    )
 
 
 @router.get("/api/v1/me", response_model=schemas.Me, tags=["auth"])
@@ -237,8 +298,15 @@ async def list_patients(
 ) -> list[schemas.Patient]:
     """The patients of the caller's principal, with their count of open alerts."""
     async with conn.transaction():
+        scope = CARE_UNIT_SCOPE if principal.care_units is not None else ""
         cur = await conn.execute(
-            PATIENTS_SQL, {"tenant": principal.tenant, "limit": limit, "offset": offset}
+            PATIENTS_SQL.format(scope=scope),
+            {
+                "tenant": principal.tenant,
+                "units": principal.care_unit_list,
+                "limit": limit,
+                "offset": offset,
+            },
         )
         patients = [schemas.Patient.model_validate(r) for r in await cur.fetchall()]
         # The roster (names, programme) is logged as one access, not one row per patient:
@@ -330,7 +398,12 @@ async def list_alerts(
     """The principal's alerts, most recently (re)triggered first."""
     async with conn.transaction():
         alerts = await _select_alerts(
-            conn, principal.tenant, status=status, patient_id=patient_id, limit=limit
+            conn,
+            principal.tenant,
+            care_units=principal.care_unit_list,
+            status=status,
+            patient_id=patient_id,
+            limit=limit,
         )
         await audit.record_access_many(
             conn,
@@ -353,21 +426,38 @@ async def _transition(
     alert_id: uuid.UUID,
     *,
     action: str,
-    update_sql: str,
+    event: str,
+    assignments: str,
+    condition: str,
     params: dict[str, Any],
     conflict_status: schemas.AlertStatus | None,
 ) -> schemas.Alert:
-    """Apply a status change atomically; an alert already in the target state is returned as is."""
+    """Apply a status change atomically; an alert already in the target state is returned as is.
+
+    A change is announced on NOTIFY (`event`), delivered at commit with the audit row.
+    """
+    scope = _TRANSITION_SCOPE if principal.care_units is not None else ""
+    sql = _TRANSITION_SQL.format(assignments=assignments, condition=condition, scope=scope)
     async with conn.transaction():
         # The WHERE on the current status makes concurrent acks race-free: one wins,
         # the other sees the new state and answers 200 unchanged.
         changed = await (
             await conn.execute(
-                update_sql,
-                {**params, "id": alert_id, "tenant": principal.tenant, "sub": principal.sub},
+                sql,
+                {
+                    **params,
+                    "id": alert_id,
+                    "tenant": principal.tenant,
+                    "units": principal.care_unit_list,
+                    "sub": principal.sub,
+                    "channel": NOTIFY_CHANNEL,
+                    "event": event,
+                },
             )
         ).fetchone()
-        alerts = await _select_alerts(conn, principal.tenant, alert_id=alert_id)
+        alerts = await _select_alerts(
+            conn, principal.tenant, care_units=principal.care_unit_list, alert_id=alert_id
+        )
         if not alerts:
             raise _not_found("alert")
         alert = alerts[0]
@@ -392,9 +482,9 @@ async def acknowledge_alert(alert_id: uuid.UUID, principal: Nurse, conn: DbConn)
         principal,
         alert_id,
         action="alert.ack",
-        update_sql="UPDATE alerts SET status = 'acknowledged', acknowledged_by = %(sub)s,"
-        " acknowledged_at = now()"
-        " WHERE id = %(id)s AND tenant_id = %(tenant)s AND status = 'open' RETURNING id",
+        event="acknowledged",
+        assignments="status = 'acknowledged', acknowledged_by = %(sub)s, acknowledged_at = now()",
+        condition="status = 'open'",
         params={},
         conflict_status=schemas.AlertStatus.RESOLVED,
     )
@@ -413,12 +503,242 @@ async def resolve_alert(
         principal,
         alert_id,
         action="alert.resolve",
-        update_sql="UPDATE alerts SET status = 'resolved', resolved_by = %(sub)s,"
-        " resolved_at = now(), resolution_note = %(note)s"
-        " WHERE id = %(id)s AND tenant_id = %(tenant)s AND status <> 'resolved' RETURNING id",
+        event="resolved",
+        assignments="status = 'resolved', resolved_by = %(sub)s, resolved_at = now(),"
+        " resolution_note = %(note)s",
+        condition="status <> 'resolved'",
         params={"note": body.note if body else None},
         conflict_status=None,
     )
+
+
+# --- live alerts (Server-Sent Events) -----------------------------------------------------
+
+
+async def get_hub(request: Request) -> live.AlertHub:
+    """FastAPI dependency: the process's one LISTEN connection (created on first use)."""
+    state = request.app.state
+    hub: live.AlertHub | None = getattr(state, "alert_hub", None)
+    if hub is None:  # no await between the check and the set: one hub per app
+        hub = state.alert_hub = live.AlertHub(state.settings.database_url)
+    return hub
+
+
+Hub = Annotated[live.AlertHub, Depends(get_hub)]
+
+
+def _sse(event: str, data: Any) -> bytes:
+    # json.dumps never emits a raw newline, so `data` is always a single line.
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def _deliver(
+    pool: Pool, principal: Principal, item: live.AlertEvent
+) -> schemas.AlertStreamEvent | None:
+    """The alert behind a notification as the caller may see it, audit-logged; None if not."""
+    if item.tenant_id != principal.tenant:
+        return None  # another principal's alert: not even a database round trip
+    async with pool.connection() as conn, conn.transaction():
+        # Re-read under the caller's scope (tenant, care units): a resident outside the
+        # caller's units yields nothing, and the client gets the alert's current state.
+        alerts = await _select_alerts(
+            conn, principal.tenant, care_units=principal.care_unit_list, alert_id=item.alert_id
+        )
+        if not alerts:
+            return None
+        await audit.record_access(
+            conn,
+            principal,
+            "alerts.stream",
+            f"alerts/{item.alert_id}",
+            alerts[0].patient_id,
+            {"event": item.event},
+        )
+    return schemas.AlertStreamEvent(event=item.event, alert=alerts[0])
+
+
+async def _alert_events(
+    pool: Pool, hub: live.AlertHub, principal: Principal, heartbeat_s: float
+) -> AsyncIterator[bytes]:
+    deadline = principal.expires_at
+    async with hub.subscribe() as subscription:
+        # From here on every notification reaches this stream: a client that loads the
+        # alert list after `ready` misses nothing in between.
+        yield b"retry: 5000\n\n" + _sse("ready", {"tenant": principal.tenant})
+        while True:
+            timeout = heartbeat_s
+            if deadline is not None:
+                left = (deadline - datetime.now(UTC)).total_seconds()
+                if left <= 0:
+                    yield _sse("expired", {"detail": "token expired"})
+                    return
+                timeout = min(timeout, left)
+            try:
+                item = await asyncio.wait_for(subscription.get(), timeout)
+            except TimeoutError:
+                yield b": heartbeat\n\n"
+                continue
+            if isinstance(item, live.Resync):
+                yield _sse("resync", {"reason": item.reason})
+                continue
+            try:
+                shown = await _deliver(pool, principal, item)
+            except (PoolTimeout, psycopg.OperationalError) as exc:
+                # Unaudited data never leaves: end the stream, the client reconnects.
+                log.warning("alert stream ends: database unavailable (%s)", exc)
+                yield _sse("error", {"detail": "database unavailable"})
+                return
+            if shown is not None:
+                yield _sse("alert", shown.model_dump(mode="json"))
+
+
+@router.get(
+    "/api/v1/alerts/stream",
+    tags=["alerts"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, 503: {}},
+)
+async def alert_stream(
+    request: Request,
+    principal: Nurse,
+    pool: Annotated[Pool, Depends(get_pool)],
+    hub: Hub,
+) -> StreamingResponse:
+    """Server-Sent Events of the caller's alerts as they open, change and resolve.
+
+    Events: `ready` (subscribed: load the list now), `alert` (data: `{event, alert}`),
+    `resync` (notifications may have been missed: reload), `expired` (the token ran
+    out: reconnect with a new one), `error`; a comment line every 15 s as heartbeat.
+    """
+    hub.start()
+    if not await hub.wait_listening(LISTEN_WAIT_S):
+        raise HTTPException(503, detail="live alerts unavailable")
+    async with pool.connection() as conn, conn.transaction():
+        await audit.record_access(
+            conn,
+            principal,
+            "alerts.stream.open",
+            "alerts/stream",
+            None,
+            {"care_units": [str(u) for u in principal.care_unit_list or []] or None},
+        )
+    heartbeat_s = float(getattr(request.app.state, "sse_heartbeat_s", SSE_HEARTBEAT_S))
+    return StreamingResponse(
+        _alert_events(pool, hub, principal, heartbeat_s),
+        media_type="text/event-stream",
+        # no-transform/X-Accel-Buffering: proxies must pass events on as they come.
+        headers={"Cache-Control": "no-store, no-transform", "X-Accel-Buffering": "no"},
+    )
+
+
+# --- care units ---------------------------------------------------------------------------
+
+
+@router.get("/api/v1/care-units", response_model=list[schemas.CareUnit], tags=["care units"])
+async def list_care_units(principal: Fleet, conn: DbConn) -> list[schemas.CareUnit]:
+    """The principal's care units with their number of residents (no patient data)."""
+    cur = await conn.execute(registry.CARE_UNITS_SQL, (principal.tenant,))
+    units = [schemas.CareUnit.model_validate(r) for r in await cur.fetchall()]
+    if principal.care_units is not None:
+        units = [u for u in units if u.id in principal.care_units]
+    return units
+
+
+@router.post(
+    "/api/v1/care-units",
+    response_model=schemas.CareUnit,
+    status_code=201,
+    responses={409: {}},
+    tags=["care units"],
+)
+async def create_care_unit(
+    principal: Fleet, conn: DbConn, body: schemas.CareUnitCreate
+) -> schemas.CareUnit:
+    """A new care unit of the caller's principal; names are unique within a principal."""
+    name = body.name.strip()
+    try:
+        async with conn.transaction():
+            row = await (
+                await conn.execute(registry.CREATE_CARE_UNIT_SQL, (principal.tenant, name))
+            ).fetchone()
+            assert row is not None
+            await audit.record_access(
+                conn, principal, "care_unit.create", f"care-units/{row['id']}", None, {"name": name}
+            )
+    except psycopg.errors.UniqueViolation as exc:
+        raise HTTPException(409, detail="a care unit of that name exists") from exc
+    except psycopg.errors.ForeignKeyViolation as exc:
+        # The principal is not in the registry yet: nothing to attach a unit to.
+        raise HTTPException(409, detail="the principal is not registered") from exc
+    return schemas.CareUnit(id=row["id"], name=name, created_at=row["created_at"], residents=0)
+
+
+@router.put(
+    "/api/v1/patients/{patient_id}/care-unit",
+    response_model=schemas.PatientCareUnit,
+    tags=["care units"],
+)
+async def place_patient(
+    patient_id: uuid.UUID, principal: Fleet, conn: DbConn, body: schemas.CareUnitPlacement
+) -> schemas.PatientCareUnit:
+    """Place the resident in a care unit of the principal (`null`: in none)."""
+    resource = f"patients/{patient_id}/care-unit"
+    unit = body.care_unit_id
+    async with conn.transaction():
+        if not await _patient_of_tenant(
+            conn, principal, patient_id, "patient.care_unit", resource, lock=True
+        ):
+            raise _not_found("patient")
+        in_scope = principal.care_units is None or unit in principal.care_units
+        if unit is not None and (
+            not in_scope
+            or await (
+                await conn.execute(registry.CARE_UNIT_OF_TENANT_SQL, (unit, principal.tenant))
+            ).fetchone()
+            is None
+        ):
+            raise _not_found("care unit")
+        await conn.execute(registry.PLACE_PATIENT_SQL, (unit, patient_id, principal.tenant))
+        await audit.record_access(
+            conn,
+            principal,
+            "patient.care_unit",
+            resource,
+            patient_id,
+            {"care_unit_id": str(unit) if unit else None},
+        )
+    return schemas.PatientCareUnit(patient_id=patient_id, care_unit_id=unit)
+
+
+# --- the fleet: unattributed readings ---------------------------------------------------
+
+
+@router.get("/api/v1/fleet/unattributed", response_model=schemas.Unattributed, tags=["fleet"])
+async def list_unattributed(
+    principal: Fleet,
+    conn: DbConn,
+    since: Annotated[AwareDatetime | None, Query(description="measured at or after")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> schemas.Unattributed:
+    """Counts per device and hub of readings no assignment covered, for the devices the
+    caller's principal owns; no values, never under a resident."""
+    filters, params = "", {"tenant": principal.tenant, "limit": limit}
+    if since is not None:
+        filters, params["since"] = "AND r.measured_at >= %(since)s", since
+    async with conn.transaction():
+        cur = await conn.execute(UNATTRIBUTED_SQL.format(filters=filters), params)
+        rows = await cur.fetchall()
+        devices = [schemas.UnattributedDevice.model_validate(r) for r in rows]
+        total = int(rows[0]["total"]) if rows else 0
+        await audit.record_access(
+            conn,
+            principal,
+            "fleet.unattributed",
+            "fleet/unattributed",
+            None,
+            {"devices": len(devices), "readings": total, "since": since and since.isoformat()},
+        )
+    return schemas.Unattributed(since=since, total=total, devices=devices)
 
 
 async def _threshold_book(conn: Conn, patient_id: uuid.UUID) -> thresholds.ThresholdBook:
@@ -587,6 +907,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            hub: live.AlertHub | None = getattr(app.state, "alert_hub", None)
+            if hub is not None:
+                await hub.close()
             await pool.close()
 
     app = FastAPI(

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -45,11 +45,25 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller; `tenant` scopes every query it makes."""
+    """The authenticated caller; `tenant` scopes every query it makes.
+
+    `care_units`, when not None (the token's optional `care_units` claim), narrows it
+    further to the residents placed in those care units of the tenant: residents in no
+    unit or in another unit answer 404 like another principal's. An empty set sees no
+    resident at all (fail closed).
+    """
 
     sub: str
     role: Role
     tenant: str
+    care_units: frozenset[uuid.UUID] | None = None
+    #: The token's `exp`: a live stream ends then (the client reconnects with a new token).
+    expires_at: datetime | None = None
+
+    @property
+    def care_unit_list(self) -> list[uuid.UUID] | None:
+        """The care-unit scope as a query parameter (None: the whole tenant)."""
+        return None if self.care_units is None else sorted(self.care_units)
 
 
 # --- the demo key -----------------------------------------------------------------------
@@ -118,6 +132,7 @@ def issue_token(
     role: Role,
     tenant: str,
     ttl: timedelta = timedelta(hours=12),
+    care_units: Iterable[uuid.UUID | str] | None = None,
 ) -> str:
     """A token signed with the demo key (demo, tests, CLI); production tokens come from the IdP."""
     ensure_demo_key(settings.demo_key_file)
@@ -133,6 +148,8 @@ def issue_token(
         "exp": now + ttl,
         "jti": uuid.uuid4().hex,
     }
+    if care_units is not None:
+        claims["care_units"] = [str(uuid.UUID(str(u))) for u in care_units]
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": public_jwk(key)["kid"]})
 
 
@@ -211,9 +228,30 @@ def verify_token(token: str, settings: Settings) -> Principal:
     if not isinstance(sub, str) or not sub:
         raise _unauthorized("invalid claim: sub")
     try:
-        return Principal(sub=sub, role=Role(role), tenant=tenant)
+        parsed_role = Role(role)
     except ValueError as exc:
         raise _unauthorized(f"unknown role: {role!r}") from exc
+    return Principal(
+        sub=sub,
+        role=parsed_role,
+        tenant=tenant,
+        care_units=_care_units_claim(claims.get("care_units", None), "care_units" in claims),
+        expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+    )
+
+
+def _care_units_claim(value: Any, present: bool) -> frozenset[uuid.UUID] | None:
+    """The optional `care_units` claim: a list of care-unit ids (UUID strings)."""
+    if not present:
+        return None
+    # A present but malformed claim is rejected, never ignored: ignoring it would widen
+    # the caller's view to the whole principal.
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _unauthorized("invalid claim: care_units")
+    try:
+        return frozenset(uuid.UUID(v) for v in value)
+    except ValueError as exc:
+        raise _unauthorized("invalid claim: care_units") from exc
 
 
 _bearer = HTTPBearer(auto_error=False, description="RS256 JWT with sub, role and tenant claims")

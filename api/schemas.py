@@ -23,6 +23,9 @@ class Health(_Out):
 class Ready(_Out):
     database: Literal["ok", "unreachable", "not migrated"]
     partitioning: Literal["native", "timescaledb"] | None = None
+    #: Readings stored with no resident (no assignment covered their measurement time),
+    #: all principals together; see GET /api/v1/fleet/unattributed for the breakdown.
+    unattributed_readings: int | None = None
     detail: str | None = None
 
 
@@ -38,6 +41,8 @@ class Patient(_Out):
     programme: str
     #: Alerts in status "open" (not yet acknowledged by anyone).
     open_alerts: int
+    #: The care unit the resident is placed in (None: in none).
+    care_unit_id: uuid.UUID | None = None
 
 
 class Quantity(_Out):
@@ -169,3 +174,62 @@ class ThresholdChange(BaseModel):
     #: From when the new version applies (default: now); may be in the past to correct.
     applies_from: AwareDatetime | None = None
     note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class CareUnit(_Out):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    #: Residents placed in the unit.
+    residents: int
+
+
+class CareUnitCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+
+
+class CareUnitPlacement(BaseModel):
+    """Place a resident in a care unit of the principal; `null` takes it out of any."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    care_unit_id: uuid.UUID | None
+
+
+class PatientCareUnit(_Out):
+    patient_id: uuid.UUID
+    care_unit_id: uuid.UUID | None
+
+
+class UnattributedDevice(_Out):
+    """Readings of one device through one hub that no assignment period covered."""
+
+    device_id: uuid.UUID
+    address: str
+    manufacturer: str | None
+    model: str | None
+    serial: str | None
+    hub_id: str
+    readings: int
+    first_measured_at: datetime
+    last_measured_at: datetime
+
+
+class Unattributed(_Out):
+    """Unattributed readings of the devices the caller's principal owns (its fleet)."""
+
+    since: datetime | None
+    #: Readings in `devices` together.
+    total: int
+    devices: list[UnattributedDevice]
+
+
+class AlertStreamEvent(_Out):
+    """`data` of an `alert` event of GET /api/v1/alerts/stream."""
+
+    #: opened | updated | acknowledged | resolved
+    event: str
+    #: The alert as GET /api/v1/alerts shows it, read when the event was delivered.
+    alert: Alert

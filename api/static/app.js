@@ -62,10 +62,29 @@ function patientLink(id, name) {
   return button;
 }
 
+// The alerts on screen, by id; the live stream updates it in place.
+let shownAlerts = new Map();
+
 async function loadAlerts() {
   const status = $("alert-status").value;
   const query = status ? `?status=${encodeURIComponent(status)}` : "";
   const alerts = await api(`/api/v1/alerts${query}`);
+  shownAlerts = new Map(alerts.map((a) => [a.id, a]));
+  renderAlerts();
+}
+
+// One alert from the stream: shown if it matches the status filter, else taken away.
+function applyAlert(alert) {
+  const status = $("alert-status").value;
+  if (!status || alert.status === status) shownAlerts.set(alert.id, alert);
+  else shownAlerts.delete(alert.id);
+  renderAlerts();
+}
+
+function renderAlerts() {
+  const alerts = [...shownAlerts.values()].sort(
+    (x, y) => (x.last_at < y.last_at ? 1 : x.last_at > y.last_at ? -1 : x.id < y.id ? -1 : 1),
+  );
   const body = $("alerts");
   body.replaceChildren();
   if (alerts.length === 0) {
@@ -150,7 +169,109 @@ async function showObservations(id, name) {
   }
 }
 
+// --- live alerts: GET /api/v1/alerts/stream (Server-Sent Events) ---------------------------
+// Read with fetch, not EventSource: EventSource cannot send the Authorization header, and
+// a token in the URL would end up in access logs.
+
+let live = null; // {controller} of the running stream
+let patientsTimer = null;
+
+function setLive(text) {
+  $("live").textContent = text;
+}
+
+function refreshPatientsSoon() {
+  // Open-alert counts: at most one roster reload per 5 s, however many events arrive.
+  if (patientsTimer) return;
+  patientsTimer = setTimeout(() => {
+    patientsTimer = null;
+    loadPatients().catch((e) => say(e.message));
+  }, 5000);
+}
+
+function handleEvent(name, data) {
+  if (name === "ready" || name === "resync") {
+    // Subscribed (or events may have been missed): the list is loaded after this point,
+    // so nothing between the two is lost.
+    loadAlerts().catch((e) => say(e.message));
+    if (name === "resync") refreshPatientsSoon();
+    setLive("live");
+  } else if (name === "alert") {
+    applyAlert(data.alert);
+    refreshPatientsSoon();
+  } else if (name === "expired") {
+    if (live) live.ended = "token expired: sign in again";
+  }
+}
+
+async function readStream(session) {
+  const response = await fetch("/api/v1/alerts/stream", {
+    headers: { Authorization: `Bearer ${token()}`, Accept: "text/event-stream" },
+    signal: session.controller.signal,
+  });
+  if (response.status === 401 || response.status === 403) {
+    session.ended = `live alerts: ${response.status}`; // retrying cannot help
+    return;
+  }
+  if (!response.ok || !response.body) throw new Error(`live alerts: ${response.status}`);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let name = "message";
+  let data = [];
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let newline;
+    while ((newline = buffer.indexOf("\n")) >= 0) {
+      const line = buffer.slice(0, newline).replace(/\r$/, "");
+      buffer = buffer.slice(newline + 1);
+      if (line === "") {
+        if (data.length) handleEvent(name, JSON.parse(data.join("\n")));
+        name = "message";
+        data = [];
+      } else if (line.startsWith("event:")) {
+        name = line.slice(6).trim();
+      } else if (line.startsWith("data:")) {
+        data.push(line.slice(5).trim());
+      } // ":" comments are heartbeats; "retry:" is ours to decide
+    }
+  }
+}
+
+function stopLive() {
+  if (live) live.controller.abort();
+  live = null;
+  setLive("");
+}
+
+async function startLive() {
+  stopLive();
+  const session = { controller: new AbortController(), ended: null };
+  live = session;
+  let delay = 1000;
+  while (live === session && token()) {
+    setLive("connecting…");
+    try {
+      await readStream(session);
+      delay = 1000; // a stream that ended normally (server restart)
+    } catch (error) {
+      if (session.controller.signal.aborted) return;
+      say(error.message);
+    }
+    if (live !== session) return;
+    if (session.ended) {
+      setLive(session.ended);
+      return;
+    }
+    setLive("reconnecting…");
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, 30000);
+  }
+}
+
 async function start() {
+  stopLive();
   if (!token()) {
     $("workspace").hidden = true;
     $("who").textContent = "not signed in";
@@ -162,6 +283,7 @@ async function start() {
     $("workspace").hidden = false;
     await Promise.all([loadAlerts(), loadPatients()]);
     say("");
+    startLive();
   } catch (error) {
     $("workspace").hidden = true;
     say(error.message);
@@ -181,6 +303,7 @@ document.addEventListener("DOMContentLoaded", () => {
     start();
   });
   $("alert-status").addEventListener("change", () => loadAlerts().catch((e) => say(e.message)));
+  // Tabs in the background keep their stream: alerts are current when the nurse returns.
   $("refresh").addEventListener("click", () => loadAlerts().catch((e) => say(e.message)));
   start();
 });

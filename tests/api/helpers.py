@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
+import uvicorn
+from fastapi import FastAPI
 from psycopg.types.json import Jsonb
 
 from api.app import create_app
@@ -43,8 +49,16 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             yield c
 
 
-def bearer(settings: Settings, role: Role, tenant: str, sub: str = "nurse-1") -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(settings, sub=sub, role=role, tenant=tenant)}"}
+def bearer(
+    settings: Settings,
+    role: Role,
+    tenant: str,
+    sub: str = "nurse-1",
+    *,
+    care_units: list[uuid.UUID] | None = None,
+) -> dict[str, str]:
+    token = issue_token(settings, sub=sub, role=role, tenant=tenant, care_units=care_units)
+    return {"Authorization": f"Bearer {token}"}
 
 
 # --- seed data ----------------------------------------------------------------------------
@@ -269,3 +283,74 @@ def audit_rows(database_url: str) -> list[tuple[object, ...]]:
             "SELECT subject, role, tenant_id, action, resource, patient_id, detail"
             " FROM audit_log ORDER BY id"
         ).fetchall()
+
+
+# --- a real HTTP server and an SSE reader (streams need a real socket) ---------------------
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    app: FastAPI
+
+
+@asynccontextmanager
+async def live_server(
+    settings: Settings, *, heartbeat_s: float = 15.0
+) -> AsyncIterator[LiveServer]:
+    """The app under uvicorn on 127.0.0.1 (a free port), with its lifespan, in this loop."""
+    app = create_app(settings)
+    app.state.sse_heartbeat_s = heartbeat_s
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(200):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.025)
+        assert server.started, "uvicorn did not start"
+        yield LiveServer(f"http://127.0.0.1:{port}", app)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()
+
+
+@dataclass
+class SseEvent:
+    event: str  # "message" when unnamed, "comment" for a comment line (heartbeat)
+    data: Any
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[SseEvent]:
+    """Parse a text/event-stream response into events (comments included)."""
+    event, data = "message", []
+    async for line in response.aiter_lines():
+        if line == "":
+            if data:
+                yield SseEvent(event, json.loads("\n".join(data)))
+            event, data = "message", []
+        elif line.startswith(":"):
+            yield SseEvent("comment", line[1:].strip())
+        elif line.startswith("event:"):
+            event = line.removeprefix("event:").strip()
+        elif line.startswith("data:"):
+            data.append(line.removeprefix("data:").strip())
+
+
+async def next_event(
+    events: AsyncIterator[SseEvent], name: str, within_s: float = 10.0
+) -> SseEvent:
+    """The next event called `name`, skipping others (heartbeats)."""
+
+    async def find() -> SseEvent:
+        async for e in events:
+            if e.event == name:
+                return e
+        raise AssertionError(f"stream ended before a {name!r} event")
+
+    return await asyncio.wait_for(find(), within_s)

@@ -79,12 +79,14 @@ async def test_patients_are_per_tenant(
             "display_name": "Alice Andersson",
             "programme": "hypertension",
             "open_alerts": 1,
+            "care_unit_id": None,
         },
         {
             "id": str(seed.arne),
             "display_name": "Arne Berg",
             "programme": "heart_failure",
             "open_alerts": 0,
+            "care_unit_id": None,
         },
     ]
     r = await client.get("/api/v1/patients", headers=nurse(settings, "b", "bo"))
