@@ -66,13 +66,18 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     ensure_demo_key(settings.demo_key_file)
-    token = issue_token(
-        settings,
-        sub=args.sub,
-        role=Role(args.role),
-        tenant=args.tenant,
-        ttl=timedelta(hours=args.hours),
-    )
+    try:
+        token = issue_token(
+            settings,
+            sub=args.sub,
+            role=Role(args.role),
+            tenant=args.tenant,
+            ttl=timedelta(hours=args.hours),
+            care_units=args.care_units,
+        )
+    except ValueError as exc:  # a --care-unit that is not a UUID
+        print(f"hemhub token: --care-unit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(token)
     return 0
 
@@ -171,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", default="demo")
     p.add_argument("--sub", default="nurse@demo")
     p.add_argument("--hours", type=float, default=12.0, help="validity (default 12 h)")
+    p.add_argument(
+        "--care-unit",
+        action="append",
+        dest="care_units",
+        metavar="ID",
+        help="limit the token to the residents of this care unit (repeatable; `care_units` claim)",
+    )
     p.add_argument("--data-dir", help="data directory holding the demo key (default ./.hemhub)")
     p.set_defaults(func=_cmd_token)
 
