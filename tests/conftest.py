@@ -10,6 +10,7 @@ silently falling back.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from hemhub.contract import topic_readings, topic_status
 from hemhub.embedded import EmbeddedBroker, EmbeddedPostgres, reachable
+from ingest.migrations import migrate
+from ingest.worker import IngestWorker
+from tests.factories import unique_hub_id
+from tests.mqtt_helpers import clear_retained_status
 
 REQUIRE_REAL = os.environ.get("HEMHUB_REQUIRE_REAL_SERVICES") == "1"
 
@@ -78,3 +84,25 @@ def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         raise RuntimeError("HEMHUB_REQUIRE_REAL_SERVICES=1 but no MQTT broker on 127.0.0.1:1883")
     with EmbeddedBroker(tmp_path_factory.mktemp("amqtt")) as embedded_url:
         yield embedded_url
+
+
+@pytest.fixture
+def ingesting_hub(database_url: str, mqtt_url: str) -> Iterator[str]:
+    """A hub id of this test's own, with an ingest worker (in a thread) storing what that
+    hub publishes into the test's migrated database; its retained status is cleared
+    afterwards."""
+    migrate(database_url)
+    hub = unique_hub_id("hub")
+    worker = IngestWorker(
+        database_url,
+        mqtt_url,
+        client_id=f"ingest-{hub}",
+        topics=(topic_readings(hub), topic_status(hub)),
+    )
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    assert worker.ready.wait(10), "ingest worker did not subscribe"
+    yield hub
+    worker.stop()
+    thread.join(timeout=20)
+    clear_retained_status(mqtt_url, hub)

@@ -9,20 +9,14 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from hemhub.contract import DeviceProfile, topic_readings, topic_status
-from ingest.migrations import migrate
-from ingest.worker import IngestWorker
-from tests.factories import unique_hub_id
-from tests.mqtt_helpers import clear_retained_status
+from hemhub.contract import DeviceProfile
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -39,25 +33,6 @@ HOME = [
     ("C0:FF:EE:00:0A:04", DeviceProfile.GLUCOSE, "diabetic"),
     ("C0:FF:EE:00:0A:05", DeviceProfile.DISPENSER, "skips_doses"),
 ]
-
-
-@pytest.fixture
-def hub_id(database_url: str, mqtt_url: str) -> Iterator[str]:
-    migrate(database_url)
-    hub = unique_hub_id("home")
-    worker = IngestWorker(
-        database_url,
-        mqtt_url,
-        client_id=f"ingest-{hub}",
-        topics=(topic_readings(hub), topic_status(hub)),
-    )
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    assert worker.ready.wait(10)
-    yield hub
-    worker.stop()
-    thread.join(timeout=20)
-    clear_retained_status(mqtt_url, hub)
 
 
 def _produced(data_dir: Path) -> dict[str, Counter[str]]:
@@ -84,11 +59,11 @@ def _stored(database_url: str) -> dict[str, Counter[str]]:
 
 
 def test_every_kind_of_device_completes_sessions_and_is_stored_once(
-    tmp_path: Path, hub_id: str, mqtt_url: str, database_url: str
+    tmp_path: Path, ingesting_hub: str, mqtt_url: str, database_url: str
 ) -> None:
     data_dir = tmp_path / "hub"
     config = tmp_path / "hub.json"
-    settings = {"hub_id": hub_id, "mqtt_url": mqtt_url, "data_dir": str(data_dir)}
+    settings = {"hub_id": ingesting_hub, "mqtt_url": mqtt_url, "data_dir": str(data_dir)}
     config.write_text(json.dumps(settings | {"max_concurrent_sessions": 3}))
     scenario = tmp_path / "home.json"
     devices = [
