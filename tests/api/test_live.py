@@ -241,3 +241,21 @@ async def test_stream_ends_when_the_token_expires(
     async with stream(server, {"Authorization": f"Bearer {token}"}) as events:
         # the server allows 30 s of clock leeway on verification, not on the stream
         assert (await next_event(events, "expired", within_s=5)).data == {"detail": "token expired"}
+
+
+async def test_listener_reconnects_and_asks_for_resync(
+    server: LiveServer, settings: Settings, seed: Seed, db: psycopg.Connection[Any]
+) -> None:
+    cuff = hypertensive_device(db, seed.alice, "LIVE-4")
+    async with stream(server, nurse(settings, "a")) as events:
+        # PostgreSQL drops the listening session (a restart, a failover, an idle killer).
+        killed = db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'hemhub-api-listen' AND datname = current_database()"
+        ).fetchall()
+        assert killed == [(True,)]
+        # What was announced while nobody listened is lost: the client is told to reload.
+        got = await next_event(events, "resync", within_s=15)
+        assert got.data == {"reason": "listener reconnected"}
+        await store_hypertensive(db, cuff)
+        assert (await next_event(events, "alert")).data["event"] == "opened"
