@@ -286,7 +286,12 @@ async def readyz(pool: Annotated[Pool, Depends(get_pool)], response: Response) -
 @router.get("/api/v1/me", response_model=schemas.Me, tags=["auth"])
 async def me(principal: Annotated[Principal, Depends(current_principal)]) -> schemas.Me:
     """Who the token says the caller is (no patient data)."""
-    return schemas.Me(sub=principal.sub, role=principal.role, tenant=principal.tenant)
+    return schemas.Me(
+        sub=principal.sub,
+        role=principal.role,
+        tenant=principal.tenant,
+        care_units=principal.care_unit_list,
+    )
 
 
 @router.get("/api/v1/patients", response_model=list[schemas.Patient], tags=["patients"])

@@ -33,6 +33,8 @@ class Me(_Out):
     sub: str
     role: Role
     tenant: str
+    #: The token's `care_units` claim (None: the whole principal).
+    care_units: list[uuid.UUID] | None = None
 
 
 class Patient(_Out):

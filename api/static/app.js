@@ -279,7 +279,8 @@ async function start() {
   }
   try {
     const me = await api("/api/v1/me");
-    $("who").textContent = `${me.sub} · ${me.role} · ${me.tenant}`;
+    const units = me.care_units ? ` · ${me.care_units.length} care unit(s)` : "";
+    $("who").textContent = `${me.sub} · ${me.role} · ${me.tenant}${units}`;
     $("workspace").hidden = false;
     await Promise.all([loadAlerts(), loadPatients()]);
     say("");

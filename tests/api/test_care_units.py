@@ -146,6 +146,8 @@ async def test_care_units_claim_limits_a_nurse(
     registry.place_patient(db, seed.alice, south)
     registry.place_patient(db, seed.arne, north)
     n = nurse(settings, care_units=[north])
+    me = (await client.get("/api/v1/me", headers=n)).json()
+    assert me["care_units"] == [str(north)]
 
     patients = (await client.get("/api/v1/patients", headers=n)).json()
     assert [p["id"] for p in patients] == [str(seed.arne)]
