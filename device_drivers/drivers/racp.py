@@ -449,6 +449,7 @@ class RecordSession(Generic[_M]):
                 identity=report.identity,
                 clock_written=report.clock_written,
                 device_clock_offset_s=report.device_clock_offset_s,
+                device_clock_at_connect=report.device_clock_at_connect,
                 quirks=report.quirks,
                 sequence=self.stream.sequence_of(measurement),
                 event=self.stream.event_of(measurement) if self.stream.event_of else None,
