@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import stat
 import tomllib
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.credentials import BrokerCredentials
+from gateway.credentials import BrokerCredentials, InsecureCredentialsError
 from hemhub.contract import AllowedDevice, HubId
+from hemhub.settings import MqttTarget
+
+
+def is_loopback(host: str) -> bool:
+    """The host is this machine (a password sent to it never crosses a network)."""
+    if host.lower() in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class GatewayConfig(BaseModel):
@@ -43,6 +56,14 @@ class GatewayConfig(BaseModel):
     max_outbox_bytes: Annotated[int, Field(ge=1 << 20)] = 512 << 20
     #: Replay rate after an outage, so a week of backlog does not flood the broker.
     max_readings_per_s: Annotated[float, Field(gt=0)] = 500.0
+    #: The status raises `disk_low` while the data directory's filesystem has less free
+    #: space than either threshold (bytes, or percent of its size); it clears once both
+    #: are met again.
+    min_disk_free_bytes: Annotated[int, Field(ge=0)] = 200 << 20
+    min_disk_free_percent: Annotated[float, Field(ge=0, le=100)] = 5.0
+    #: Send a password over plain mqtt:// to a host other than this machine. Never in
+    #: production: anyone on the path reads it. Without it the gateway refuses to start.
+    allow_insecure: bool = False
 
     @model_validator(mode="after")
     def _username_is_hub_id(self) -> GatewayConfig:
@@ -52,7 +73,22 @@ class GatewayConfig(BaseModel):
             raise ValueError(
                 f"mqtt_username {self.mqtt_username!r} must be the hub id {self.hub_id!r}"
             )
+        target = MqttTarget(self.mqtt_url)
+        if target.password is not None and self.mqtt_password_file is not None:
+            raise ValueError("a password in mqtt_url and mqtt_password_file: give one of them")
+        sends_password = target.password is not None or self.mqtt_password_file is not None
+        if sends_password and not target.tls and not is_loopback(target.host):
+            if not self.allow_insecure:
+                raise ValueError(
+                    f"refusing to send the broker password in clear text over mqtt:// to"
+                    f" {target.host!r}: use mqtts:// (TLS), or set allow_insecure = true"
+                    " (never in production)"
+                )
         return self
+
+    @property
+    def url_has_password(self) -> bool:
+        return MqttTarget(self.mqtt_url).password is not None
 
     def credentials(self) -> BrokerCredentials:
         return BrokerCredentials(
@@ -65,7 +101,20 @@ class GatewayConfig(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> GatewayConfig:
-        """Read a `.toml` or `.json` configuration file."""
+        """Read a `.toml` or `.json` configuration file.
+
+        A configuration whose `mqtt_url` carries a password is itself a secret file: it
+        is refused (`InsecureCredentialsError`) when the group or others can read it, as
+        a password file is (`mqtt_password_file` is the better place).
+        """
         text = path.read_text()
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        return cls.model_validate(data)
+        config = cls.model_validate(data)
+        mode = path.stat().st_mode
+        if config.url_has_password and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise InsecureCredentialsError(
+                f"{path} holds a password in mqtt_url and is accessible to group or others"
+                f" (mode {stat.S_IMODE(mode):o}): run chmod 600 {path}, or move the password"
+                " to mqtt_password_file"
+            )
+        return config

@@ -14,6 +14,12 @@ def disk_free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
+def disk_usage(path: Path) -> tuple[int, int]:
+    """(size, free bytes available to this process) of the filesystem holding `path`."""
+    usage = shutil.disk_usage(path)
+    return usage.total, usage.free
+
+
 def memory_rss_bytes() -> int:
     """Resident memory of this process now (from /proc), else its peak (getrusage)."""
     try:

@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
-from bleak.exc import BleakError
+from bleak.exc import BleakDeviceNotFoundError, BleakError
 
 from device_drivers.bleak_backends import BleakBackends
+from device_drivers.codecs.dispenser import DISPENSER_SEQUENCE_SIZE
 from device_drivers.drivers.blood_pressure import run_blood_pressure_session
 from device_drivers.drivers.dispenser import run_dispenser_session
 from device_drivers.drivers.glucose import run_glucose_session
@@ -61,8 +62,16 @@ DRIVERS: dict[DeviceProfile, SessionRunner] = {
     DeviceProfile.GLUCOSE: run_glucose_session,
     DeviceProfile.DISPENSER: run_dispenser_session,
 }
-#: Profiles whose devices keep numbered records the hub fetches from a sequence on.
-RECORD_PROFILES = frozenset({DeviceProfile.GLUCOSE, DeviceProfile.DISPENSER})
+#: Profiles whose devices keep numbered records the hub fetches from a sequence on, and
+#: the largest record number each one's counter holds before it rolls over to 0.
+RECORD_SEQUENCE_MAX: dict[DeviceProfile, int] = {
+    DeviceProfile.GLUCOSE: 0xFFFF,
+    DeviceProfile.DISPENSER: (1 << (8 * DISPENSER_SEQUENCE_SIZE)) - 1,
+}
+RECORD_PROFILES = frozenset(RECORD_SEQUENCE_MAX)
+#: A bond that could not be deleted is tried again after this long, doubling up to the max.
+UNBOND_RETRY_START_S = 5.0
+UNBOND_RETRY_MAX_S = 600.0
 
 
 def _when(ts: float | None) -> datetime | None:
@@ -123,7 +132,10 @@ class HubGateway:
         self._slots = asyncio.Semaphore(config.max_concurrent_sessions)
         self._adapter_failures = 0
         self._adapter_state: str = "ok"
+        self._disk_low = False
         self._restart_scanner = asyncio.Event()
+        #: Set when there may be a bond to delete (a configuration removed a device).
+        self._unbond_wake = asyncio.Event()
         #: Set once the scanner runs (the service then tells systemd it is ready).
         self.started = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -147,9 +159,12 @@ class HubGateway:
         """Run until `stop` is set; then end sessions and flush what the broker acknowledges."""
         self._loop = asyncio.get_running_loop()
         self.publisher.start()
+        unbonding = asyncio.create_task(self._unbond_pending(stop))
         try:
             await self._scan_until(stop)
         finally:
+            unbonding.cancel()
+            await asyncio.gather(unbonding, return_exceptions=True)
             for task in list(self._sessions.values()):
                 task.cancel()
             await asyncio.gather(*self._sessions.values(), return_exceptions=True)
@@ -258,9 +273,10 @@ class HubGateway:
     async def _store(self, received: ReceivedMeasurement) -> None:
         """Commit to the outbox before anything else happens to the reading."""
         reading = to_reading(received, zone=self._zone, synced=self._clock_synced())
-        added = await asyncio.to_thread(self.outbox.add, reading)
-        failpoint("outbox.committed")
         state = self.devices.get(received.identity.address)
+        top = RECORD_SEQUENCE_MAX.get(state.allowed.profile) if state is not None else None
+        added = await asyncio.to_thread(self.outbox.add, reading, sequence_max=top)
+        failpoint("outbox.committed")
         if state is not None:
             state.last_reading_at = time.time()
             state.readings += 1
@@ -283,7 +299,10 @@ class HubGateway:
         )
 
     async def apply_config(self, config: HubConfig) -> None:
-        """Adopt a new allow-list: removed devices stop, and their bonds are deleted."""
+        """Adopt a new allow-list: removed devices stop, and their bonds are deleted.
+
+        The store recorded the removed devices as pending unbonds before it saved the
+        configuration; `_unbond_pending` deletes the bonds and retries until it could."""
         wanted = {d.address: d for d in config.devices}
         removed = [a for a in self.devices if a not in wanted]
         for address in removed:
@@ -293,7 +312,8 @@ class HubGateway:
                 await asyncio.gather(task, return_exceptions=True)
             del self.devices[address]
             self.outbox.forget_device(address)
-            await self._unbond(address)
+        if removed:
+            self._unbond_wake.set()
         for address, allowed in wanted.items():
             state = self.devices.get(address)
             if state is None:
@@ -309,22 +329,80 @@ class HubGateway:
         )
         self.publisher.publish_status()
 
-    async def _unbond(self, address: str) -> None:
+    async def _unbond_pending(self, stop: asyncio.Event) -> None:
+        """Delete the bonds of removed devices: at start (a hub that died or failed to
+        unbond before), after each configuration that removed some, and after a failure
+        again with backoff, until every one is gone."""
+        backoff = UNBOND_RETRY_START_S
+        while not stop.is_set():
+            self._unbond_wake.clear()
+            failed = False
+            for address in self.provisioning.pending_unbonds:
+                if address in self.devices:
+                    continue  # apply_config has not stopped it yet; it wakes us after
+                self.outbox.forget_device(address)  # idempotent (a crash before it)
+                if await self._unbond(address):
+                    self.provisioning.unbonded(address)
+                else:
+                    failed = True
+            wake = asyncio.ensure_future(self._unbond_wake.wait())
+            stopped = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait(
+                    {wake, stopped},
+                    timeout=backoff if failed else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                wake.cancel()
+                stopped.cancel()
+            backoff = min(UNBOND_RETRY_MAX_S, backoff * 2) if failed else UNBOND_RETRY_START_S
+
+    async def _unbond(self, address: str) -> bool:
+        """Delete the bond with `address`; True when there is none any more."""
         try:
             await BleakClient(address, backend=self.backends.client).unpair()
-        except (BleakError, OSError, NotImplementedError) as exc:
-            log.warning("could not remove the bond with %s: %s", address, exc)
+        except BleakDeviceNotFoundError:
+            pass  # the adapter does not know the device: no bond to delete
+        except NotImplementedError as exc:
+            log.error("cannot remove bonds on this platform (%s): %s stays bonded", exc, address)
+        except (BleakError, OSError, TimeoutError) as exc:
+            log.warning("could not remove the bond with %s (retried later): %s", address, exc)
+            return False
+        log.info("bond with %s removed (the device left this hub)", address)
+        return True
 
     # -- status ------------------------------------------------------------------------------
+
+    def disk_low(self, size: int, free: int) -> bool:
+        """Less free space on the data directory's filesystem than a configured threshold."""
+        config = self.config
+        return free < config.min_disk_free_bytes or (
+            size > 0 and free * 100 < config.min_disk_free_percent * size
+        )
 
     def _status_extra(self) -> dict[str, object]:
         outbox_bytes = self.outbox.size_bytes()
         synced = self._clock_synced()
+        disk_size, disk_free = health.disk_usage(self.config.data_dir)
         alarms: list[HubAlarm] = []
         if outbox_bytes >= self.config.max_outbox_bytes:
             alarms.append(HubAlarm.OUTBOX_FULL)
         elif outbox_bytes >= OUTBOX_NEAR_FULL * self.config.max_outbox_bytes:
             alarms.append(HubAlarm.OUTBOX_NEAR_FULL)
+        disk_low = self.disk_low(disk_size, disk_free)
+        if disk_low:
+            alarms.append(HubAlarm.DISK_LOW)
+        if disk_low != self._disk_low:
+            self._disk_low = disk_low
+            (log.warning if disk_low else log.info)(
+                "disk space on %s %s: %d of %d bytes free",
+                self.config.data_dir,
+                "low" if disk_low else "recovered",
+                disk_free,
+                disk_size,
+                extra={"alarm": HubAlarm.DISK_LOW.value, "active": disk_low},
+            )
         if self._adapter_state != "ok":
             alarms.append(HubAlarm.ADAPTER_UNRESPONSIVE)
         if not synced:
@@ -334,7 +412,7 @@ class HubGateway:
             "config_version": self.provisioning.version,
             "clock_synced": synced,
             "adapter": self._adapter_state,
-            "disk_free_bytes": health.disk_free_bytes(self.config.data_dir),
+            "disk_free_bytes": disk_free,
             "memory_rss_bytes": health.memory_rss_bytes(),
             "cpu_temperature_c": health.cpu_temperature_c(),
             "alarms": alarms,

@@ -68,8 +68,15 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-    def add(self, reading: Reading) -> bool:
-        """Commit a reading; False when it is already queued or was delivered recently."""
+    def add(self, reading: Reading, *, sequence_max: int | None = None) -> bool:
+        """Commit a reading; False when it is already queued or was delivered recently.
+
+        The device's record number (`device_sequence`) becomes its last sequence when it
+        is larger than the one kept, or when the counter rolled over: the kept one is
+        `sequence_max` (the largest the profile's counter holds, 65535 for SIG RACP) and
+        the new one lies in the lower half of the range. That is the rule by which the
+        RACP session (`RecordSession.is_stored`) takes such records as new after a wrap.
+        """
         payload = reading.model_dump_json()
         with self._lock:
             known = self._db.execute(
@@ -85,11 +92,20 @@ class Outbox:
                     (reading.idempotency_key, reading.device.stable_id, payload, time.time()),
                 )
                 if reading.device_sequence is not None:
+                    top = -1 if sequence_max is None else sequence_max
                     self._db.execute(
                         "INSERT INTO device_sequences (address, last_sequence) VALUES (?, ?)"
-                        " ON CONFLICT (address) DO UPDATE SET last_sequence ="
-                        " max(last_sequence, excluded.last_sequence)",
-                        (reading.device.address, reading.device_sequence),
+                        " ON CONFLICT (address) DO UPDATE SET last_sequence = CASE"
+                        " WHEN ? >= 0 AND last_sequence >= ? AND excluded.last_sequence < ?"
+                        " THEN excluded.last_sequence"
+                        " ELSE max(last_sequence, excluded.last_sequence) END",
+                        (
+                            reading.device.address,
+                            reading.device_sequence,
+                            top,
+                            top,
+                            (top + 1) // 2,
+                        ),
                     )
                 self._db.execute("COMMIT")
             except BaseException:

@@ -3,8 +3,10 @@ disk, so that a hub rebooted without network still knows which devices are its o
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -19,13 +21,54 @@ class ConfigRejected(ValueError):
 
 
 class ProvisioningStore:
-    """The newest `HubConfig` this hub accepted, persisted atomically in `path`."""
+    """The newest `HubConfig` this hub accepted, persisted atomically in `path`, and the
+    devices taken off the list whose bond is still to be deleted (`pending_path`).
 
-    def __init__(self, path: Path, hub_id: str, bootstrap: list[AllowedDevice]) -> None:
+    A device removed from the list is recorded as a pending unbond, durably, before the
+    new configuration is saved: a hub that dies (or whose unbond fails) between the two
+    still knows what to unbond when it starts again. `unbonded()` clears one.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        hub_id: str,
+        bootstrap: list[AllowedDevice],
+        pending_path: Path | None = None,
+    ) -> None:
         self.path = path
+        self.pending_path = pending_path or path.with_name("pending-unbonds.json")
         self.hub_id = hub_id
         self._bootstrap = bootstrap
+        # accept() runs on the MQTT network thread, unbonded() on the event loop.
+        self._lock = threading.Lock()
         self.current: HubConfig | None = self._load()
+        allowed = {d.address for d in self.devices}
+        self._pending: frozenset[str] = self._load_pending() - allowed
+
+    def _load_pending(self) -> frozenset[str]:
+        try:
+            addresses = json.loads(self.pending_path.read_bytes())
+        except FileNotFoundError:
+            return frozenset()
+        except ValueError as exc:
+            log.error("ignoring damaged pending-unbond list %s: %s", self.pending_path, exc)
+            return frozenset()
+        if not isinstance(addresses, list):
+            log.error("ignoring damaged pending-unbond list %s", self.pending_path)
+            return frozenset()
+        return frozenset(str(a).upper() for a in addresses)
+
+    @property
+    def pending_unbonds(self) -> list[str]:
+        """Addresses of devices removed from the list whose bond is not deleted yet."""
+        return sorted(self._pending)
+
+    def unbonded(self, address: str) -> None:
+        """The bond with `address` is gone: no longer pending."""
+        with self._lock:
+            if address in self._pending:
+                self._save_pending(self._pending - {address})
 
     def _load(self) -> HubConfig | None:
         try:
@@ -62,17 +105,37 @@ class ProvisioningStore:
             raise ConfigRejected(
                 f"configuration version {config.version} is not newer than {self.current.version}"
             )
-        self._write(payload)
-        self.current = config
+        with self._lock:
+            wanted = {d.address for d in config.devices}
+            removed = {d.address for d in self.devices} - wanted
+            # Before the new list is saved: a device back on the list is no longer pending.
+            pending = (self._pending | removed) - wanted
+            if pending != self._pending:
+                self._save_pending(pending)
+            _write_atomic(self.path, payload)
+            self.current = config
         return config
 
-    def _write(self, payload: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, payload)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)  # atomic: a power cut leaves the old or the new file
+    def _save_pending(self, pending: frozenset[str]) -> None:
+        _write_atomic(self.pending_path, json.dumps(sorted(pending)).encode())
+        self._pending = pending
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)  # atomic: a power cut leaves the old or the new file
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a power cut
+    finally:
+        os.close(dir_fd)

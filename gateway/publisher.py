@@ -69,7 +69,15 @@ class OutboxPublisher:
         self.hub_id = hub_id
         self.target = MqttTarget(mqtt_url)
         self.readings_per_message = readings_per_message
+        #: Unacknowledged QoS 1 messages in all: reading batches plus one status. paho
+        #: keys them by a 16-bit id, and on reconnect it resends every one it holds
+        #: whatever its window, so the limit is kept here: at most one status message
+        #: is outstanding, and reading batches get the rest of the window.
         self.max_unacked_messages = max_unacked_messages
+        self._reading_window = max(1, max_unacked_messages - 1)
+        self._status_lock = threading.Lock()
+        self._status_info: mqtt.MQTTMessageInfo | None = None
+        self._status_wanted = False
         self.max_readings_per_s = max_readings_per_s
         self.status_interval_s = status_interval_s
         #: No completed pass of the publishing loop for this long: wedged (`healthy()`).
@@ -251,13 +259,31 @@ class OutboxPublisher:
             outbox_depth=self.outbox.depth(),
             outbox_oldest_age_s=self.outbox.oldest_age_s(),
             last_publish_at=self.last_publish_at,
+            publish_errors=self.errors,
+            last_publish_error=self.last_error,
             **extra,  # type: ignore[arg-type]
         )
 
     def publish_status(self) -> None:
-        self._client.publish(
-            topic_status(self.hub_id), self.status().model_dump_json(), qos=1, retain=True
-        )
+        """Publish the status now, or, while the previous status message is still not
+        acknowledged, as soon as it is (never two outstanding: see max_unacked_messages)."""
+        with self._status_lock:
+            previous = self._status_info
+            if previous is not None and not previous.is_published():
+                self._status_wanted = True
+                return
+            self._status_wanted = False
+            self._status_info = self._client.publish(
+                topic_status(self.hub_id), self.status().model_dump_json(), qos=1, retain=True
+            )
+
+    def _publish_status_if_due(self) -> None:
+        now = time.monotonic()
+        if self._connected and now >= self._next_status:
+            self._next_status = now + self.status_interval_s
+            self.publish_status()
+        elif self._connected and self._status_wanted:
+            self.publish_status()  # one was held back behind an unacknowledged one
 
     def _reap_acknowledged(self) -> None:
         done = [mid for mid, (info, _) in self._in_flight.items() if info.is_published()]
@@ -290,6 +316,11 @@ class OutboxPublisher:
                     self.errors,
                     backoff,
                 )
+                try:
+                    # The status tells the backend about the failures while they last.
+                    self._publish_status_if_due()
+                except Exception:
+                    log.exception("hub %s could not publish its status", self.hub_id)
                 with self._wake:
                     self._wake.wait_for(lambda: self._stop_deadline is not None, timeout=backoff)
                 backoff = min(ERROR_BACKOFF_MAX_S, backoff * 2)
@@ -318,14 +349,12 @@ class OutboxPublisher:
         rate = self.max_readings_per_s
         self._tokens = min(self._bucket, self._tokens + (now - self._refilled) * rate)
         self._refilled = now
-        if self._connected and now >= self._next_status:
-            self._next_status = now + self.status_interval_s
-            self.publish_status()
+        self._publish_status_if_due()
         entries = []
         ready = (
             self._stop_deadline is None
             and self._connected
-            and len(self._in_flight) < self.max_unacked_messages
+            and len(self._in_flight) < self._reading_window
             and self._tokens >= 1
         )
         if ready:

@@ -8,13 +8,19 @@ import logging
 import signal
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from device_drivers.simulation.home import SimulatedHome, SimulationScenario
 from device_drivers.simulation.radio import SimulatedRadio
 from gateway import systemd
 from gateway.config import GatewayConfig
+from gateway.credentials import InsecureCredentialsError
 from gateway.hub import HubGateway
 
 log = logging.getLogger(__name__)
+
+#: Exit status of a configuration the gateway refuses (sysexits' EX_CONFIG).
+EXIT_CONFIG = 78
 
 
 async def serve(gateway: HubGateway, stop: asyncio.Event | None = None) -> None:
@@ -54,7 +60,22 @@ async def serve_simulated(config: GatewayConfig, scenario: SimulationScenario) -
 
 
 def run_gateway(config_path: Path, simulate: Path | None = None) -> int:
-    config = GatewayConfig.load(config_path)
+    """Run the gateway; a configuration it refuses (invalid, a password in clear text
+    over the network, a secret readable by others or missing) is one error line and
+    EXIT_CONFIG, before anything starts."""
+    try:
+        config = GatewayConfig.load(config_path)
+        credentials = config.credentials()  # refuses a private key others can read
+        credentials.password()  # likewise the password file
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()
+        )
+        log.error("refusing configuration %s: %s", config_path, problems)
+        return EXIT_CONFIG
+    except (InsecureCredentialsError, OSError, ValueError) as exc:
+        log.error("refusing configuration %s: %s", config_path, exc)
+        return EXIT_CONFIG
     if simulate is not None:
         asyncio.run(serve_simulated(config, SimulationScenario.load(simulate)))
     else:

@@ -315,6 +315,10 @@ class HubStatus(_Strict):
     cpu_temperature_c: float | None = None
     alarms: list[HubAlarm] = []
     devices: Annotated[list[DeviceHealth], Field(max_length=64)] = []
+    #: Failed passes of the hub's publishing loop since it started (say, the disk is full
+    #: and delivered entries cannot be removed), and the last one's reason.
+    publish_errors: int | None = None
+    last_publish_error: Annotated[str, Field(max_length=512)] | None = None
 
 
 def json_schema() -> dict[str, object]:

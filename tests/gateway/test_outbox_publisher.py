@@ -198,3 +198,29 @@ def test_publisher_survives_a_failing_outbox_and_recovers(tmp_path: Path, mqtt_u
         publisher.stop()
         listener.close()
         clear_retained_status(mqtt_url, hub)
+
+
+def test_outbox_follows_a_record_counter_over_its_rollover(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.sqlite3")
+    address = bp_reading().device.address
+
+    def add(sequence: int, top: int | None = 0xFFFF) -> int | None:
+        reading = bp_reading(salt=f"seq-{sequence}-{top}").model_copy(
+            update={"device_sequence": sequence}
+        )
+        box.add(reading, sequence_max=top)
+        return box.last_sequence(address)
+
+    assert add(65534) == 65534
+    assert add(100) == 65534, "below the top: an older record, the newest stays"
+    assert add(65535) == 65535
+    assert add(40000) == 65535, "upper half after the top: precedes it (RFC 1982)"
+    assert add(0) == 0, "the counter rolled over: follow it"
+    assert add(1) == 1
+    assert add(2, top=None) == 2
+    # Without the counter's size (a profile without rollover) only larger numbers count.
+    assert add(0xFFFF, top=None) == 0xFFFF
+    assert add(3, top=None) == 0xFFFF
+    # A 32-bit counter (dispensers) rolls over at its own top, not at 65535.
+    assert add(5, top=0xFFFFFFFF) == 0xFFFF
+    box.close()

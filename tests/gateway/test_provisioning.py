@@ -4,15 +4,20 @@ allowed devices, unbonds removed ones, and remembers its list across a reboot of
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
+from bleak.exc import BleakError
 
 from device_drivers.simulation.cuff import SimulatedCuff
 from device_drivers.simulation.radio import SimulatedRadio
+from gateway import hub as hub_module
 from gateway.config import GatewayConfig
 from gateway.hub import HubGateway
 from gateway.provisioning import ConfigRejected, ProvisioningStore
@@ -176,3 +181,137 @@ def test_store_rejects_foreign_older_and_invalid_configurations(tmp_path: Path) 
     (tmp_path / "c.json").write_text("{ damaged")
     damaged = ProvisioningStore(tmp_path / "c.json", "hub-1", bootstrap=[_allowed(MINE)])
     assert damaged.version is None and [d.address for d in damaged.devices] == [MINE]
+
+
+def _flaky_unpair(
+    radio: SimulatedRadio, monkeypatch: pytest.MonkeyPatch, failures: int | None
+) -> list[str]:
+    """Make the radio's unpair fail `failures` times (None: always), like BlueZ when the
+    adapter is busy; returns the addresses of every attempt."""
+    client = radio.bleak_backends().client
+    assert client is not None
+    real = client.unpair
+    attempts: list[str] = []
+
+    async def unpair(self: Any) -> None:
+        attempts.append(self.address)
+        if failures is None or len(attempts) <= failures:
+            raise BleakError("org.bluez.Error.InProgress: Operation already in progress")
+        await real(self)
+
+    monkeypatch.setattr(client, "unpair", unpair)
+    return attempts
+
+
+async def _read_once(radio: SimulatedRadio, gateway: HubGateway, cuff: SimulatedCuff) -> None:
+    await cuff.measure()
+
+    async def read() -> bool:
+        return gateway.devices[MINE].readings >= 1 and await radio.is_bonded(MINE)
+
+    await eventually(read)
+
+
+def _pending_on_disk(data_dir: Path) -> list[str]:
+    path = data_dir / "pending-unbonds.json"
+    return list(json.loads(path.read_text())) if path.exists() else []
+
+
+async def test_failed_unbond_is_recorded_before_the_config_and_retried(
+    tmp_path: Path, mqtt_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_module, "UNBOND_RETRY_START_S", 0.2)
+    hub = unique_hub_id()
+    config = GatewayConfig(
+        hub_id=hub, mqtt_url=mqtt_url, data_dir=tmp_path, devices=[_allowed(MINE, bond=True)]
+    )
+    try:
+        async with SimulatedRadio() as radio:
+            cuff = SimulatedCuff(radio, address=MINE, serial="MINE-1", seed=1)
+            await cuff.start()
+            gateway = HubGateway(config, radio.bleak_backends())
+            stop = asyncio.Event()
+            task = asyncio.create_task(gateway.run(stop))
+            await _read_once(radio, gateway, cuff)
+            attempts = _flaky_unpair(radio, monkeypatch, failures=2)
+
+            accepted = gateway.provisioning.accept(
+                _config(hub, 1, _allowed(NEIGHBOUR)).model_dump_json().encode()
+            )
+            # Durable before the new list is in force (a crash now still unbonds later).
+            assert _pending_on_disk(tmp_path) == [MINE]
+            await gateway.apply_config(accepted)
+
+            async def unbonded() -> bool:
+                return not await radio.is_bonded(MINE)
+
+            await eventually(unbonded)
+            assert attempts == [MINE] * 3, "two failures, retried until it worked"
+            assert gateway.provisioning.pending_unbonds == []
+            assert _pending_on_disk(tmp_path) == []
+            stop.set()
+            await task
+    finally:
+        clear_retained_status(mqtt_url, hub)
+
+
+async def test_pending_unbond_survives_a_restart_and_is_done_at_start(
+    tmp_path: Path, mqtt_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = unique_hub_id()
+    config = GatewayConfig(
+        hub_id=hub, mqtt_url=mqtt_url, data_dir=tmp_path, devices=[_allowed(MINE, bond=True)]
+    )
+    try:
+        async with SimulatedRadio() as radio:
+            cuff = SimulatedCuff(radio, address=MINE, serial="MINE-1", seed=1)
+            await cuff.start()
+            gateway = HubGateway(config, radio.bleak_backends())
+            stop = asyncio.Event()
+            task = asyncio.create_task(gateway.run(stop))
+            await _read_once(radio, gateway, cuff)
+            attempts = _flaky_unpair(radio, monkeypatch, failures=None)  # BlueZ stuck
+            accepted = gateway.provisioning.accept(
+                _config(hub, 1, _allowed(NEIGHBOUR)).model_dump_json().encode()
+            )
+            await gateway.apply_config(accepted)
+
+            async def tried() -> bool:
+                return len(attempts) >= 1
+
+            await eventually(tried)
+            stop.set()
+            await task  # the hub stops (or dies) with the bond still there
+            assert await radio.is_bonded(MINE)
+            assert _pending_on_disk(tmp_path) == [MINE]
+
+            monkeypatch.undo()  # the adapter works again
+            restarted = HubGateway(config, radio.bleak_backends())
+            assert restarted.provisioning.pending_unbonds == [MINE]
+            assert set(restarted.devices) == {NEIGHBOUR}, "the saved list, not the bootstrap"
+            stop = asyncio.Event()
+            task = asyncio.create_task(restarted.run(stop))
+
+            async def unbonded() -> bool:
+                return not await radio.is_bonded(MINE)
+
+            await eventually(unbonded)
+            assert _pending_on_disk(tmp_path) == []
+            stop.set()
+            await task
+    finally:
+        clear_retained_status(mqtt_url, hub)
+
+
+def test_device_back_on_the_list_is_no_longer_pending(tmp_path: Path) -> None:
+    store = ProvisioningStore(tmp_path / "c.json", "hub-1", bootstrap=[_allowed(MINE)])
+    store.accept(_config("hub-1", 1, _allowed(NEIGHBOUR)).model_dump_json().encode())
+    assert store.pending_unbonds == [MINE]
+    store.accept(_config("hub-1", 2).model_dump_json().encode())
+    assert store.pending_unbonds == [MINE, NEIGHBOUR]
+    store.accept(_config("hub-1", 3, _allowed(MINE)).model_dump_json().encode())
+    assert store.pending_unbonds == [NEIGHBOUR], "MINE is back: its bond stays"
+    again = ProvisioningStore(tmp_path / "c.json", "hub-1", bootstrap=[])
+    assert again.pending_unbonds == [NEIGHBOUR]
+    again.unbonded(NEIGHBOUR)
+    assert ProvisioningStore(tmp_path / "c.json", "hub-1", bootstrap=[]).pending_unbonds == []
