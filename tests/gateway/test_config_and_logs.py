@@ -6,6 +6,7 @@ real broker), syslog-priority prefixes when stderr is the journal."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -172,3 +173,29 @@ def test_gateway_logs_one_json_object_a_line(tmp_path: Path, mqtt_url: str, how:
     [disk] = [r for r in records if r.get("alarm") == "disk_low"]
     assert disk["level"] == "WARNING" and disk["active"] is True
     assert disk["logger"] == "gateway.hub" and "disk space" in disk["message"]
+
+
+def test_json_formatter_carries_extra_fields_and_the_traceback() -> None:
+    from hemhub.cli import JsonFormatter
+
+    logger = logging.getLogger("hemhub.test.json")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logger.makeRecord(
+            logger.name,
+            logging.ERROR,
+            __file__,
+            1,
+            "hub %s failed",
+            ("hub-7",),
+            sys.exc_info(),
+            extra={"device": "C0:FF:EE:00:00:01", "attempt": 3},
+        )
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    out = json.loads(line)
+    assert out["message"] == "hub hub-7 failed" and out["level"] == "ERROR"
+    assert out["logger"] == "hemhub.test.json"
+    assert (out["device"], out["attempt"]) == ("C0:FF:EE:00:00:01", 3)
+    assert out["exc"].startswith("Traceback") and "ValueError: boom" in out["exc"]
