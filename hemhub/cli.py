@@ -233,8 +233,9 @@ def setup_logging(*, verbose: bool = False, log_format: str | None = None) -> No
     time, or under systemd with stderr going to the journal, plain with syslog priority
     prefixes and no time (journald records it)."""
     chosen = (log_format or os.environ.get("HEMHUB_LOG_FORMAT") or "").strip().lower()
-    if chosen and chosen not in LOG_FORMATS:
-        raise SystemExit(f"hemhub: unknown log format {chosen!r}; one of {', '.join(LOG_FORMATS)}")
+    unknown = chosen if chosen and chosen not in LOG_FORMATS else None
+    if unknown:
+        chosen = "plain"  # a typo must not keep an unattended hub from starting
     formatter: logging.Formatter
     if chosen == "json":
         formatter = JsonFormatter()
@@ -249,6 +250,12 @@ def setup_logging(*, verbose: bool = False, log_format: str | None = None) -> No
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True
     )
+    if unknown:
+        logging.getLogger("hemhub").warning(
+            "unknown log format %r (HEMHUB_LOG_FORMAT); one of %s: using plain",
+            unknown,
+            ", ".join(LOG_FORMATS),
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
