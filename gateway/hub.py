@@ -244,6 +244,13 @@ class HubGateway:
                     bond=state.allowed.bond,
                     **options,
                 )
+            if getattr(report, "sequence_reset", False):
+                # Records committed this session raised nothing above the old log's
+                # number: without this the hub would ask the new log from that number on
+                # and skip its records below it once the new log outgrows them.
+                last = getattr(report, "last_sequence", None)
+                await asyncio.to_thread(self.outbox.restart_sequence, state.allowed.address, last)
+                log.warning("device %s restarted its record log", state.allowed.address)
             state.firmware = report.identity.firmware or state.firmware
             state.battery_level = report.battery_level
             if report.error:

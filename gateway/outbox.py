@@ -121,6 +121,19 @@ class Outbox:
             ).fetchone()
         return None if row is None else int(row[0])
 
+    def restart_sequence(self, address: str, last_sequence: int | None) -> None:
+        """The device's log restarted its numbering (battery change, factory reset): keep
+        the newest number of the new log, however far below the old one it is."""
+        if last_sequence is None:
+            self.forget_device(address)
+            return
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO device_sequences (address, last_sequence) VALUES (?, ?)"
+                " ON CONFLICT (address) DO UPDATE SET last_sequence = excluded.last_sequence",
+                (address, last_sequence),
+            )
+
     def forget_device(self, address: str) -> None:
         """Forget a device's record numbers (it left this hub; a reset device starts over)."""
         with self._lock:

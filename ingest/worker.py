@@ -52,6 +52,7 @@ from hemhub.contract import (
     TopicError,
     parse_topic,
 )
+from hemhub.logs import setup_logging
 from hemhub.settings import MqttTarget, Settings
 from ingest import alerts
 from ingest.migrations import ensure_partitions
@@ -720,6 +721,13 @@ class IngestWorker:
 # --------------------------------------------------------------------------- CLI
 
 
+def _worker_process(*args: Any) -> None:
+    """A spawned worker process: logs as the command that started it (which exported
+    HEMHUB_LOG_FORMAT), then runs one worker."""
+    setup_logging()
+    _run_one(*args)
+
+
 def _run_one(
     database_url: str,
     mqtt_url: str,
@@ -729,7 +737,6 @@ def _run_one(
     batch_seconds: float,
     ca_file: str | None,
 ) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     IngestWorker(
         database_url,
         mqtt_url,
@@ -772,12 +779,11 @@ def run_ingest(
     if workers <= 1:
         _run_one(database_url, mqtt_url, f"{base}-0", group, *tuning)
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     ctx = multiprocessing.get_context("spawn")
 
     def spawn(i: int) -> multiprocessing.process.BaseProcess:
         p = ctx.Process(
-            target=_run_one,
+            target=_worker_process,
             args=(database_url, mqtt_url, f"{base}-{i}", group, *tuning),
             name=f"ingest-{i}",
         )

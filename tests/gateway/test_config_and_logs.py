@@ -176,7 +176,7 @@ def test_gateway_logs_one_json_object_a_line(tmp_path: Path, mqtt_url: str, how:
 
 
 def test_json_formatter_carries_extra_fields_and_the_traceback() -> None:
-    from hemhub.cli import JsonFormatter
+    from hemhub.logs import JsonFormatter
 
     logger = logging.getLogger("hemhub.test.json")
     try:

@@ -85,6 +85,58 @@ async def test_record_number_follows_the_meter_over_the_rollover(
     assert sequences == [65534, 65535, 0, 1, 2], "each once, in the meter's counting order"
 
 
+@pytest.mark.timeout(120)
+async def test_record_number_restarts_with_a_restarted_meter_log(
+    tmp_path: Path, mqtt_url: str
+) -> None:
+    """A meter whose log restarts (battery change, reset) numbers from 1 again: the hub
+    fetches the new log and keeps its numbers, so records of the new log below the old
+    number are never skipped once the new log outgrows it."""
+    hub = unique_hub_id()
+    config = GatewayConfig(
+        hub_id=hub,
+        mqtt_url=mqtt_url,
+        data_dir=tmp_path,
+        devices=[AllowedDevice(address=METER, profile=DeviceProfile.GLUCOSE)],
+    )
+    listener = Listener(mqtt_url, topic_readings(hub))
+    try:
+        async with SimulatedRadio() as radio:
+            meter = SimulatedGlucoseMeter(
+                radio, address=METER, serial="RESET-1", seed=5, first_sequence=500
+            )
+            await meter.start()
+            await meter.measure()  # 500
+            await meter.measure()  # 501
+            gateway = HubGateway(config, radio.bleak_backends(), clock_synced=lambda: True)
+            state = gateway.devices[METER]
+            stop = asyncio.Event()
+            task = asyncio.create_task(gateway.run(stop))
+            try:
+                await until(lambda: state.readings == 2 and meter.records == [])
+                assert gateway.outbox.last_sequence(METER) == 501
+
+                meter.restart_log()  # numbers from 1 again
+                await meter.measure()  # 1
+                await meter.measure()  # 2
+                await until(lambda: state.readings == 4 and meter.records == [])
+                assert gateway.outbox.last_sequence(METER) == 2, "the new log's number"
+
+                await meter.measure()  # 3
+                await until(lambda: state.readings == 5 and meter.records == [])
+                assert gateway.outbox.last_sequence(METER) == 3
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 30)
+            await meter.stop()
+        batches = await asyncio.to_thread(listener.batches, 5, 20.0)
+    finally:
+        listener.close()
+        clear_retained_status(mqtt_url, hub)
+    sequences = [r.device_sequence for b in batches for r in b.readings]
+    assert sequences == [500, 501, 1, 2, 3], "each record once, none skipped"
+
+
 @pytest.mark.timeout(90)
 async def test_dispenser_event_after_the_clock_write_is_not_corrected_by_the_old_offset(
     tmp_path: Path, mqtt_url: str
