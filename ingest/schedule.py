@@ -63,9 +63,15 @@ WHERE h.last_status IS NOT NULL AND EXISTS (
 TECHNICAL_RULES = (
     "hub_offline",
     "hub_outbox_backlog",
+    "hub_fault",
     "device_battery_low",
     "dispenser_battery_low",
 )
+
+#: Hub alarms that put a resident's readings at risk without the hub being offline: the
+#: radio stopped answering (devices are not read), the disk is nearly full (readings
+#: cannot be stored), the clock is not synchronised (measurement times are in doubt).
+HUB_FAULT_ALARMS = (HubAlarm.ADAPTER_UNRESPONSIVE, HubAlarm.DISK_LOW, HubAlarm.CLOCK_NOT_SYNCED)
 
 #: Active technical alerts of residents who gave back a device after the alert's
 #: condition began (assignment ended, device not assigned to them again): the devices.
@@ -325,6 +331,20 @@ def _technical(ctx: _Context) -> tuple[list[Finding], list[Clear]]:
             )
         else:
             clear("hub_outbox_backlog", patient_id, "outbox drained")
+        faults = [
+            f"hub {hub.id}: {', '.join(a for a in HUB_FAULT_ALARMS if a in hub.status.alarms)}"
+            for hub in hubs
+            if set(HUB_FAULT_ALARMS) & set(hub.status.alarms) and hub.offline_since(now) is None
+        ]  # an offline hub's last alarms are stale: hub_offline speaks for it
+        if faults:
+            findings.append(
+                _state(
+                    ctx, patient_id, eff, "hub_fault", tech.hub_fault_severity,
+                    "; ".join(faults), now,
+                )
+            )  # fmt: skip
+        else:
+            clear("hub_fault", patient_id, "no hub alarm")
         known = [h for _, h in seen if h.battery_level is not None]
         low = [
             h

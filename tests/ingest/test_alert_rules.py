@@ -21,6 +21,7 @@ from hemhub.contract import (
     DeviceHealth,
     DeviceIdentity,
     DeviceProfile,
+    HubAlarm,
     HubStatus,
     MeasurementType,
     Quantity,
@@ -533,6 +534,30 @@ def test_hub_offline_outbox_and_battery_fire_and_clear(conn: psycopg.Connection[
     post_status(conn, hub_status(hub, health=fresh, outbox_depth=0), NOW + timedelta(minutes=2))
     run_scheduled_evaluation(conn, NOW + timedelta(minutes=3))
     assert by_rule(conn, patient)["hub_outbox_backlog"]["status"] == "resolved"
+
+
+def test_hub_fault_alarms_fire_and_clear(conn: psycopg.Connection[Any]) -> None:
+    _, patient = resident(conn)
+    hub = unique_hub_id()
+    alarms = [HubAlarm.DISK_LOW, HubAlarm.ADAPTER_UNRESPONSIVE, HubAlarm.OUTBOX_NEAR_FULL]
+    post_status(conn, hub_status(hub, alarms=alarms), NOW)
+    run_scheduled_evaluation(conn, NOW)
+    a = by_rule(conn, patient)["hub_fault"]
+    assert (a["status"], a["severity"], a["rule_version"]) == ("open", "medium", 1)
+    assert a["reason"] == f"hub {hub}: adapter_unresponsive, disk_low"
+    # the same alarms again: no update; one alarm gone: the reason follows
+    assert run_scheduled_evaluation(conn, NOW + timedelta(minutes=1))["updated"] == 0
+    post_status(conn, hub_status(hub, alarms=[HubAlarm.DISK_LOW]), NOW + timedelta(minutes=2))
+    run_scheduled_evaluation(conn, NOW + timedelta(minutes=3))
+    assert by_rule(conn, patient)["hub_fault"]["last_reason"] == f"hub {hub}: disk_low"
+    post_status(conn, hub_status(hub), NOW + timedelta(minutes=4))
+    run_scheduled_evaluation(conn, NOW + timedelta(minutes=5))
+    a = by_rule(conn, patient)["hub_fault"]
+    assert (a["status"], a["auto_resolved"], a["resolution_note"]) == (
+        "resolved",
+        True,
+        "no hub alarm",
+    )
 
 
 def second_device(
