@@ -70,8 +70,9 @@ TECHNICAL_RULES = (
 
 #: Hub alarms that put a resident's readings at risk without the hub being offline: the
 #: radio stopped answering (devices are not read), the disk is nearly full (readings
-#: cannot be stored), the clock is not synchronised (measurement times are in doubt).
-HUB_FAULT_ALARMS = (HubAlarm.ADAPTER_UNRESPONSIVE, HubAlarm.DISK_LOW, HubAlarm.CLOCK_NOT_SYNCED)
+#: cannot be stored). Not clock_not_synced: every reading carries its clock trust, and
+#: a hub that cannot tell whether its clock is synchronised would alert for ever.
+HUB_FAULT_ALARMS = (HubAlarm.ADAPTER_UNRESPONSIVE, HubAlarm.DISK_LOW)
 
 #: Active technical alerts of residents who gave back a device after the alert's
 #: condition began (assignment ended, device not assigned to them again): the devices.

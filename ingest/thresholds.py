@@ -71,7 +71,7 @@ class Technical(_Doc):
     outbox_depth: Annotated[int, Field(ge=1)] = 500
     outbox_age_hours: Hours = 6
     outbox_severity: Severity = Severity.LOW
-    #: A hub reporting adapter_unresponsive, disk_low or clock_not_synced.
+    #: A hub reporting adapter_unresponsive or disk_low.
     hub_fault_severity: Severity = Severity.MEDIUM
     battery_percent: Annotated[int, Field(ge=1, le=100)] = 20
     battery_severity: Severity = Severity.LOW

@@ -539,7 +539,7 @@ def test_hub_offline_outbox_and_battery_fire_and_clear(conn: psycopg.Connection[
 def test_hub_fault_alarms_fire_and_clear(conn: psycopg.Connection[Any]) -> None:
     _, patient = resident(conn)
     hub = unique_hub_id()
-    alarms = [HubAlarm.DISK_LOW, HubAlarm.ADAPTER_UNRESPONSIVE, HubAlarm.OUTBOX_NEAR_FULL]
+    alarms = [HubAlarm.DISK_LOW, HubAlarm.ADAPTER_UNRESPONSIVE, HubAlarm.CLOCK_NOT_SYNCED]
     post_status(conn, hub_status(hub, alarms=alarms), NOW)
     run_scheduled_evaluation(conn, NOW)
     a = by_rule(conn, patient)["hub_fault"]
