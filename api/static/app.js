@@ -110,7 +110,7 @@ function renderAlerts() {
       el("span", a.severity, `sev-${a.severity}`),
       a.reason + late,
       formatValues(a.values),
-      a.count,
+      a.count || "–", // 0: a condition (hub, schedule), not readings
       a.status,
       action,
     ]));
