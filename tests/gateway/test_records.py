@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,10 +33,14 @@ async def until(check: Callable[[], bool], within_s: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.timeout(120)
-async def test_record_number_follows_the_meter_over_the_rollover(
-    tmp_path: Path, mqtt_url: str
-) -> None:
+Script = Callable[[SimulatedGlucoseMeter, HubGateway], Awaitable[None]]
+
+
+async def meter_through_gateway(
+    tmp_path: Path, mqtt_url: str, first_sequence: int, script: Script, readings: int
+) -> list[int | None]:
+    """A glucose meter holding two records numbered from `first_sequence`, read by the
+    real gateway while `script` drives both; the record numbers the hub published."""
     hub = unique_hub_id()
     config = GatewayConfig(
         hub_id=hub,
@@ -48,40 +52,55 @@ async def test_record_number_follows_the_meter_over_the_rollover(
     try:
         async with SimulatedRadio() as radio:
             meter = SimulatedGlucoseMeter(
-                radio, address=METER, serial="ROLL-1", seed=4, first_sequence=65534
+                radio, address=METER, serial="SEQ-1", seed=4, first_sequence=first_sequence
             )
             await meter.start()
-            await meter.measure()  # 65534
-            await meter.measure()  # 65535
+            await meter.measure()
+            await meter.measure()
             gateway = HubGateway(config, radio.bleak_backends(), clock_synced=lambda: True)
-            state = gateway.devices[METER]
             stop = asyncio.Event()
             task = asyncio.create_task(gateway.run(stop))
             try:
-                await until(lambda: state.readings == 2 and meter.records == [])
-                assert gateway.outbox.last_sequence(METER) == 65535
-
-                # The meter's counter rolls over: 0, 1.
-                await meter.measure()
-                await meter.measure()
-                await until(lambda: state.readings == 4 and meter.records == [])
-                assert gateway.outbox.last_sequence(METER) == 1, "not stuck at 65535"
-
-                # And the next session asks only for what follows 1.
-                asked = len(meter.racp_requests)
-                await meter.measure()  # 2
-                await until(lambda: state.readings == 5 and meter.records == [])
-                assert gateway.outbox.last_sequence(METER) == 2
-                assert bytes.fromhex("0103010200") in meter.racp_requests[asked:]
+                await script(meter, gateway)
             finally:
                 stop.set()
                 await asyncio.wait_for(task, 30)
             await meter.stop()
-        batches = await asyncio.to_thread(listener.batches, 5, 20.0)
+        batches = await asyncio.to_thread(listener.batches, readings, 20.0)
     finally:
         listener.close()
         clear_retained_status(mqtt_url, hub)
-    sequences = [r.device_sequence for b in batches for r in b.readings]
+    return [r.device_sequence for b in batches for r in b.readings]
+
+
+async def fetched(meter: SimulatedGlucoseMeter, gateway: HubGateway, readings: int) -> None:
+    """Until the hub committed `readings` in all and the meter deleted them."""
+    state = gateway.devices[METER]
+    await until(lambda: state.readings == readings and meter.records == [])
+
+
+@pytest.mark.timeout(120)
+async def test_record_number_follows_the_meter_over_the_rollover(
+    tmp_path: Path, mqtt_url: str
+) -> None:
+    async def script(meter: SimulatedGlucoseMeter, gateway: HubGateway) -> None:
+        await fetched(meter, gateway, 2)  # 65534, 65535
+        assert gateway.outbox.last_sequence(METER) == 65535
+
+        # The meter's counter rolls over: 0, 1.
+        await meter.measure()
+        await meter.measure()
+        await fetched(meter, gateway, 4)
+        assert gateway.outbox.last_sequence(METER) == 1, "not stuck at 65535"
+
+        # And the next session asks only for what follows 1.
+        asked = len(meter.racp_requests)
+        await meter.measure()  # 2
+        await fetched(meter, gateway, 5)
+        assert gateway.outbox.last_sequence(METER) == 2
+        assert bytes.fromhex("0103010200") in meter.racp_requests[asked:]
+
+    sequences = await meter_through_gateway(tmp_path, mqtt_url, 65534, script, 5)
     assert sequences == [65534, 65535, 0, 1, 2], "each once, in the meter's counting order"
 
 
@@ -92,48 +111,22 @@ async def test_record_number_restarts_with_a_restarted_meter_log(
     """A meter whose log restarts (battery change, reset) numbers from 1 again: the hub
     fetches the new log and keeps its numbers, so records of the new log below the old
     number are never skipped once the new log outgrows it."""
-    hub = unique_hub_id()
-    config = GatewayConfig(
-        hub_id=hub,
-        mqtt_url=mqtt_url,
-        data_dir=tmp_path,
-        devices=[AllowedDevice(address=METER, profile=DeviceProfile.GLUCOSE)],
-    )
-    listener = Listener(mqtt_url, topic_readings(hub))
-    try:
-        async with SimulatedRadio() as radio:
-            meter = SimulatedGlucoseMeter(
-                radio, address=METER, serial="RESET-1", seed=5, first_sequence=500
-            )
-            await meter.start()
-            await meter.measure()  # 500
-            await meter.measure()  # 501
-            gateway = HubGateway(config, radio.bleak_backends(), clock_synced=lambda: True)
-            state = gateway.devices[METER]
-            stop = asyncio.Event()
-            task = asyncio.create_task(gateway.run(stop))
-            try:
-                await until(lambda: state.readings == 2 and meter.records == [])
-                assert gateway.outbox.last_sequence(METER) == 501
 
-                meter.restart_log()  # numbers from 1 again
-                await meter.measure()  # 1
-                await meter.measure()  # 2
-                await until(lambda: state.readings == 4 and meter.records == [])
-                assert gateway.outbox.last_sequence(METER) == 2, "the new log's number"
+    async def script(meter: SimulatedGlucoseMeter, gateway: HubGateway) -> None:
+        await fetched(meter, gateway, 2)  # 500, 501
+        assert gateway.outbox.last_sequence(METER) == 501
 
-                await meter.measure()  # 3
-                await until(lambda: state.readings == 5 and meter.records == [])
-                assert gateway.outbox.last_sequence(METER) == 3
-            finally:
-                stop.set()
-                await asyncio.wait_for(task, 30)
-            await meter.stop()
-        batches = await asyncio.to_thread(listener.batches, 5, 20.0)
-    finally:
-        listener.close()
-        clear_retained_status(mqtt_url, hub)
-    sequences = [r.device_sequence for b in batches for r in b.readings]
+        meter.restart_log()  # numbers from 1 again
+        await meter.measure()  # 1
+        await meter.measure()  # 2
+        await fetched(meter, gateway, 4)
+        assert gateway.outbox.last_sequence(METER) == 2, "the new log's number"
+
+        await meter.measure()  # 3
+        await fetched(meter, gateway, 5)
+        assert gateway.outbox.last_sequence(METER) == 3
+
+    sequences = await meter_through_gateway(tmp_path, mqtt_url, 500, script, 5)
     assert sequences == [500, 501, 1, 2, 3], "each record once, none skipped"
 
 
