@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -38,13 +37,6 @@ from tests.ingest.factories import alerts_of
 T0 = datetime(2026, 11, 24, 7, 2, tzinfo=UTC)
 MT = MeasurementType
 ADDRESS = "C0:FF:EE:00:00:01"  # tests.factories.device()
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    migrate(database_url)
-    with psycopg.connect(database_url, autocommit=True) as c:
-        yield c
 
 
 def resident(

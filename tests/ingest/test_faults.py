@@ -115,13 +115,6 @@ def spawn_worker(mqtt_url: str) -> Iterator[Spawn]:
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    migrate(database_url)
-    with psycopg.connect(database_url, autocommit=True) as c:
-        yield c
-
-
-@pytest.fixture
 def publisher(mqtt_url: str) -> Iterator[Publisher]:
     p = Publisher(mqtt_url)
     yield p

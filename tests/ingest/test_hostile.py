@@ -37,7 +37,6 @@ from hemhub.contract import (
 )
 from hemhub.settings import MqttTarget
 from ingest import alerts
-from ingest.migrations import migrate
 from ingest.pipeline import DeadLetter
 from ingest.worker import IngestWorker, parse_message
 from tests.factories import batch, bp_reading, unique_hub_id
@@ -48,13 +47,6 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 MAX_PAYLOAD = 256 * 1024  # a small worker limit, so the test need not send megabytes
 #: The payload that crashed the worker in a loop: valid ISO 8601, but not in UTC's range.
 OVERFLOW_TIME = "9999-12-31T23:59:59-01:00"
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    migrate(database_url)
-    with psycopg.connect(database_url, autocommit=True) as c:
-        yield c
 
 
 @pytest.fixture

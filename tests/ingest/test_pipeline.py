@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,19 +11,11 @@ import pytest
 
 from hemhub.contract import ClockSource, ClockTrust, HubStatus, Quantity
 from ingest import alerts, registry
-from ingest.migrations import migrate
 from ingest.pipeline import DeadLetter, StatusUpdate, store
 from tests.factories import batch, bp_reading, device, unique_hub_id
 from tests.ingest.factories import alerts_of, readings_of_hub, seeded_device
 
 T0 = datetime(2026, 11, 24, 7, 2, tzinfo=UTC)
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    migrate(database_url)
-    with psycopg.connect(database_url, autocommit=True) as c:
-        yield c
 
 
 def test_valid_batch_is_stored_with_all_provenance(conn: psycopg.Connection[Any]) -> None:

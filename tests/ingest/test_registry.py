@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -15,13 +14,6 @@ from ingest.migrations import migrate
 from tests.factories import device
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    migrate(database_url)
-    with psycopg.connect(database_url, autocommit=True) as c:
-        yield c
 
 
 def test_ensure_tenant_is_idempotent_and_renames(conn: psycopg.Connection[Any]) -> None:

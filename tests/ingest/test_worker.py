@@ -116,13 +116,6 @@ def start_worker(mqtt_url: str) -> Iterator[Callable[..., Running]]:
             r.stop()
 
 
-@pytest.fixture
-def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    migrate(database_url)
-    with psycopg.connect(database_url, autocommit=True) as c:
-        yield c
-
-
 def count(conn: psycopg.Connection[Any], query: str, *params: object) -> int:
     row = conn.execute(query, params).fetchone()
     assert row is not None
