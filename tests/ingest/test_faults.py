@@ -114,13 +114,6 @@ def spawn_worker(mqtt_url: str) -> Iterator[Spawn]:
         p.stop()
 
 
-@pytest.fixture
-def publisher(mqtt_url: str) -> Iterator[Publisher]:
-    p = Publisher(mqtt_url)
-    yield p
-    p.close()
-
-
 def proxied(database_url: str, proxy: CuttableProxy) -> str:
     """The same database, reached through the proxy."""
     info = psycopg.conninfo.conninfo_to_dict(database_url)

@@ -50,13 +50,6 @@ OVERFLOW_TIME = "9999-12-31T23:59:59-01:00"
 
 
 @pytest.fixture
-def publisher(mqtt_url: str) -> Iterator[Publisher]:
-    p = Publisher(mqtt_url)
-    yield p
-    p.close()
-
-
-@pytest.fixture
 def start_worker(mqtt_url: str, database_url: str) -> Iterator[Callable[..., Running]]:
     running: list[Running] = []
 

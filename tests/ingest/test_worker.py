@@ -76,13 +76,6 @@ class Running:
 
 
 @pytest.fixture
-def publisher(mqtt_url: str) -> Iterator[Publisher]:
-    p = Publisher(mqtt_url)
-    yield p
-    p.close()
-
-
-@pytest.fixture
 def start_worker(mqtt_url: str) -> Iterator[Callable[..., Running]]:
     """Start workers with test-unique client ids and groups; all stopped at the end."""
     running: list[Running] = []
