@@ -104,11 +104,15 @@ function renderAlerts() {
       action = el("span", `by ${a.resolved_by}`, "muted");
     }
     const late = a.late ? " (late)" : "";
+    // The latest repetition's reason matches the values shown (its reading's); the
+    // reason that opened the alert stays at hand on hover.
+    const reason = el("span", (a.last_reason || a.reason) + late);
+    if (a.last_reason && a.last_reason !== a.reason) reason.title = `opened: ${a.reason}`;
     body.append(row([
       when(a.last_at),
       patientLink(a.patient_id, a.patient_display_name),
       el("span", a.severity, `sev-${a.severity}`),
-      a.reason + late,
+      reason,
       formatValues(a.values),
       a.count || "–", // 0: a condition (hub, schedule), not readings
       a.status,
