@@ -105,4 +105,5 @@ def ingesting_hub(database_url: str, mqtt_url: str) -> Iterator[str]:
     yield hub
     worker.stop()
     thread.join(timeout=20)
+    assert not thread.is_alive(), "ingest worker did not stop"
     clear_retained_status(mqtt_url, hub)

@@ -10,9 +10,8 @@ embedded ones otherwise (see conftest.py).
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,16 +32,11 @@ from hemhub.contract import (
     AllowedDevice,
     DeviceIdentity,
     DeviceProfile,
-    topic_readings,
-    topic_status,
 )
 from hemhub.embedded import free_port
 from hemhub.settings import Settings
 from ingest import registry
-from ingest.migrations import migrate
-from ingest.worker import IngestWorker
 from tests.factories import unique_hub_id
-from tests.mqtt_helpers import clear_retained_status
 
 CUFF_ADDRESS = "C0:FF:EE:00:01:01"
 TENANT = "e2e"
@@ -57,10 +51,9 @@ class Home:
 
 
 @pytest.fixture
-def home(database_url: str, mqtt_url: str) -> Iterator[Home]:
+def home(database_url: str, ingesting_hub: str) -> Home:
     """A resident of principal `e2e` with a cuff assigned since yesterday, and an ingest
     worker for the resident's hub (only: other test runs may share the broker)."""
-    migrate(database_url)
     serial = f"E2E-{unique_hub_id('bp')}"
     with psycopg.connect(database_url) as conn:
         registry.ensure_tenant(conn, TENANT, "End-to-end municipality")
@@ -76,21 +69,7 @@ def home(database_url: str, mqtt_url: str) -> Iterator[Home]:
         )
         registry.assign_device(conn, device, patient, datetime.now(UTC) - timedelta(days=1))
         conn.commit()
-    hub_id = unique_hub_id("e2e-hub")
-    worker = IngestWorker(
-        database_url,
-        mqtt_url,
-        client_id=f"ingest-{hub_id}",
-        topics=(topic_readings(hub_id), topic_status(hub_id)),
-    )
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    assert worker.ready.wait(10), "ingest worker did not subscribe"
-    yield Home(hub_id=hub_id, serial=serial, patient_id=str(patient), produced=[])
-    worker.stop()
-    thread.join(timeout=20)
-    assert not thread.is_alive()
-    clear_retained_status(mqtt_url, hub_id)
+    return Home(hub_id=ingesting_hub, serial=serial, patient_id=str(patient), produced=[])
 
 
 @pytest.fixture

@@ -16,42 +16,15 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from hemhub.contract import topic_readings, topic_status
-from ingest.migrations import migrate
-from ingest.worker import IngestWorker
-from tests.factories import unique_hub_id
-from tests.mqtt_helpers import clear_retained_status
-
 CUFFS = 3
 USES_PER_CUFF = 45
 MIN_SESSIONS = 100
-
-
-@pytest.fixture
-def hub_id(database_url: str, mqtt_url: str) -> Iterator[str]:
-    migrate(database_url)
-    hub = unique_hub_id("crash")
-    worker = IngestWorker(
-        database_url,
-        mqtt_url,
-        client_id=f"ingest-{hub}",
-        topics=(topic_readings(hub), topic_status(hub)),
-    )
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    assert worker.ready.wait(10)
-    yield hub
-    worker.stop()
-    thread.join(timeout=20)
-    clear_retained_status(mqtt_url, hub)
 
 
 def _write_files(tmp_path: Path, hub: str, mqtt_url: str) -> tuple[Path, Path, Path]:
@@ -138,9 +111,9 @@ def _stored(database_url: str) -> list[str]:
 # and the stop 30 s, plus the fixtures' set-up; a slow 2-core CI machine needs all of it.
 @pytest.mark.timeout(600)
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(
-    tmp_path: Path, hub_id: str, mqtt_url: str, database_url: str
+    tmp_path: Path, ingesting_hub: str, mqtt_url: str, database_url: str
 ) -> None:
-    config, scenario, data_dir = _write_files(tmp_path, hub_id, mqtt_url)
+    config, scenario, data_dir = _write_files(tmp_path, ingesting_hub, mqtt_url)
     log = tmp_path / "gateway.log"
     rng = random.Random(20261125)
     failpoints = "outbox.committed=0.02,publish.sent=0.03,puback.received=0.03"
