@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     #: Ingest batching: a batch closes at this many readings or after this many seconds.
     ingest_batch_size: int = Field(default=2000, ge=1)
     ingest_batch_seconds: float = Field(default=0.05, gt=0)
+    #: Database connections per ingest worker: a large batch is split by hub over them,
+    #: so the database stores one part while Python evaluates another.
+    ingest_connections: int = Field(default=3, ge=1, le=16)
     #: TimescaleDB only: readings older than this many years are dropped (clinical records).
     readings_retention_years: int = Field(default=10, ge=1)
 

@@ -35,7 +35,7 @@ from ingest.alerts import (
     _fmt_time,
     finding_of,
 )
-from ingest.thresholds import Effective, Metric
+from ingest.thresholds import Effective, Metric, Thresholds
 
 MT = MeasurementType
 
@@ -142,40 +142,100 @@ def _range_at(spec: RangeSpec, values: dict[Metric, float | None], r: Reading) -
     return f"{spec.label} {shown} {spec.unit} at {_fmt_time(r.measured_at)}"
 
 
+@dataclass(frozen=True)
+class _RangeRule:
+    """A range rule of one threshold document, ready to judge: its tiers most severe
+    first, and the metrics any tier judges."""
+
+    name: str
+    spec: RangeSpec
+    tiers: tuple[tuple[Severity, dict[Metric, float]], ...]
+    judged: frozenset[Metric]
+    #: Per metric, the limit of the least severe tier that judges it: a value on the
+    #: safe side of it fires no tier (nearly every reading, so judged first).
+    mildest: tuple[tuple[Metric, float], ...]
+
+    def fires(
+        self, values: dict[Metric, float | None]
+    ) -> tuple[Severity, dict[Metric, float]] | None:
+        """The most severe tier that some value crosses, or None."""
+        above = self.spec.above
+        for m, limit in self.mildest:
+            v = values.get(m)
+            if v is not None and (v >= limit if above else v < limit):
+                break
+        else:
+            return None
+        for tier in self.tiers:
+            limits = tier[1]
+            for m, v in values.items():
+                if v is not None and m in limits and (v >= limits[m] if above else v < limits[m]):
+                    return tier
+        return None
+
+
+_RangeTable = dict[MeasurementType, tuple[_RangeRule, ...]]
+#: id(Thresholds) -> (the document, its rules per measurement type). Each entry holds its
+#: document, so an id is not reused while cached; bounded, as overrides load per batch.
+_RANGE_TABLES: dict[int, tuple[Thresholds, _RangeTable]] = {}
+_RANGE_TABLES_MAX = 4096
+
+
+def _range_table(doc: Thresholds) -> _RangeTable:
+    """The range rules of a threshold document per measurement type, built once per
+    document (every reading is judged; the programme profiles are shared)."""
+    cached = _RANGE_TABLES.get(id(doc))
+    if cached is not None and cached[0] is doc:
+        return cached[1]
+    table: dict[MeasurementType, list[_RangeRule]] = {}
+    for name, tiers in doc.ranges.items():
+        if not tiers:
+            continue
+        spec = RANGE_SPECS[name]
+        ordered = tuple(
+            (sev, dict(tiers[sev]))
+            for sev in sorted(tiers, key=SEVERITY_RANK.__getitem__, reverse=True)
+        )
+        judged = frozenset(m for limits in tiers.values() for m in limits)
+        pick = min if spec.above else max
+        mildest = tuple(
+            (m, pick(limits[m] for limits in tiers.values() if m in limits)) for m in judged
+        )
+        for mt in spec.types:
+            table.setdefault(mt, []).append(_RangeRule(name, spec, ordered, judged, mildest))
+    frozen = {mt: tuple(rules) for mt, rules in table.items()}
+    if len(_RANGE_TABLES) >= _RANGE_TABLES_MAX:
+        _RANGE_TABLES.clear()
+    _RANGE_TABLES[id(doc)] = (doc, frozen)
+    return frozen
+
+
 def _judge_ranges(c: Candidate, eff: Effective, clearable: Clearable = None) -> Judged:
     findings: list[Finding] = []
     clears: list[Clear] = []
     r = c.reading
+    rules = _range_table(eff.thresholds).get(r.measurement_type)
+    if not rules:
+        return findings, clears
     metrics = reading_metrics(r)
-    for name, tiers in eff.thresholds.ranges.items():
-        spec = RANGE_SPECS[name]
-        if r.measurement_type not in spec.types or not tiers:
-            continue
+    for rule in rules:
+        spec = rule.spec
         values = {m: metrics.get(m) for m in spec.metrics}
-        fired: Severity | None = None
-        for severity in sorted(tiers, key=SEVERITY_RANK.__getitem__, reverse=True):
-            limits = tiers[severity]
-            if any(
-                v is not None and m in limits and (v >= limits[m] if spec.above else v < limits[m])
-                for m, v in values.items()
-            ):
-                fired = severity
-                break
+        fired = rule.fires(values)
         if fired is not None:
-            limits = tiers[fired]
+            severity, limits = fired
             word = "threshold" if spec.above else "lower limit"
             lim = "/".join(_fmt_number(limits[m]) if m in limits else "-" for m in spec.metrics)
             findings.append(
-                finding(c, eff, name, fired, f"{_range_at(spec, values, r)} ({word} {lim})")
+                finding(c, eff, rule.name, severity, f"{_range_at(spec, values, r)} ({word} {lim})")
             )
             continue
-        if not _may_clear(name, clearable):
+        if not _may_clear(rule.name, clearable):
             continue
-        judged = {m for limits in tiers.values() for m in limits}
-        if all(values.get(m) is not None for m in judged):  # a partial reading clears nothing
+        if all(values.get(m) is not None for m in rule.judged):  # a partial reading clears nothing
             clears.append(
                 Clear(
-                    name,
+                    rule.name,
                     c.patient_id,
                     f"back in range: {_range_at(spec, values, r)}",
                     True,

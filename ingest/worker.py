@@ -6,8 +6,10 @@ broker keeps it in this client's persistent session and redelivers it after a cr
 or reconnect; redelivery is harmless because `reading_keys` deduplicates.
 
 Threads: paho's network thread only enqueues what it receives (it must stay free to
-answer pings); the thread that called `run()` parses, batches, stores and acks. A
-batch closes at `batch_size` readings or `batch_seconds` after its first message.
+answer pings); the thread that called `run()` parses and batches; a commit thread
+stores and acks each batch in order, and runs the periodic jobs, so the database
+works on one batch while the next is parsed. A batch closes at `batch_size` readings
+or `batch_seconds` after its first message.
 
 A payload can never crash the worker: anything invalid becomes a dead letter with the
 reason and the raw bytes, stored in the same commit path and then acknowledged. If a
@@ -28,8 +30,9 @@ import signal
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import wait as mp_wait
 from types import FrameType
@@ -56,7 +59,7 @@ from hemhub.logs import setup_logging
 from hemhub.settings import MqttTarget, Settings
 from ingest import alerts
 from ingest.migrations import ensure_partitions
-from ingest.pipeline import DeadLetter, StatusUpdate, StoreResult, store
+from ingest.pipeline import DeadLetter, Staged, StatusUpdate, StoreResult, stage, store
 from ingest.schedule import run_scheduled_evaluation
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,8 @@ log = logging.getLogger(__name__)
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 #: Reason texts quote validation errors; keep them readable and bounded.
 _MAX_REASON = 1000
+#: A collected batch is split over as many commit threads as it has this many readings.
+FANOUT_READINGS = 500
 #: How often a worker makes sure the monthly partitions ahead exist.
 _PARTITION_CHECK_S = 6 * 3600
 _PARTITION_LOCK = 0x68656D70  # "hemp": one worker at a time creates partitions
@@ -197,6 +202,37 @@ def parse_message(
     return dead(f"ingest does not consume {kind!r} topics")
 
 
+def _stage(items: list[tuple[Inbound, Parsed]]) -> Staged | None:
+    """The staging rows of a batch's readings, or None to leave it to `store` (where a
+    failure is isolated to its message like any other)."""
+    try:
+        return stage([p for _, p in items if isinstance(p, ReadingBatch)])
+    except Exception:
+        return None
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """What the collecting thread hands a commit thread."""
+
+    items: list[tuple[Inbound, Parsed]]
+    staged: Staged | None
+
+
+@dataclass
+class _Committer:
+    """A commit thread and its queue (it holds its connection thread-locally)."""
+
+    index: int
+    pending: queue.Queue[_Batch | None] = field(default_factory=lambda: queue.Queue(maxsize=1))
+    thread: threading.Thread | None = None
+
+    def wait_idle(self) -> None:
+        """Until every batch handed to this thread is committed (or the thread is gone)."""
+        while self.pending.unfinished_tasks and self.thread is not None and self.thread.is_alive():
+            time.sleep(0.001)
+
+
 # --------------------------------------------------------------------------- worker
 
 
@@ -223,6 +259,8 @@ class IngestWorker:
         topics: Sequence[str] = (SUBSCRIBE_READINGS, SUBSCRIBE_STATUS),
         ca_file: str | None = None,
         evaluate_every_s: float | None = 60.0,
+        connections: int = 3,
+        fanout_readings: int = FANOUT_READINGS,
     ) -> None:
         self.database_url = database_url
         self.target = MqttTarget(mqtt_url)
@@ -230,6 +268,11 @@ class IngestWorker:
         self.shared_group = shared_group
         self.batch_size = batch_size
         self.batch_seconds = batch_seconds
+        #: Database connections, each with a commit thread: while one waits for the
+        #: database, another's batch is evaluated in Python. A hub's messages always go
+        #: to the same one, so each resident's readings are stored in arrival order.
+        self.connections = max(1, connections)
+        self.fanout_readings = max(1, fanout_readings)
         self.session_expiry_s = session_expiry_s
         # v5: how many unacknowledged messages the broker may send us; acks wait for the
         # commit, so this must cover at least a batch or throughput collapses.
@@ -262,17 +305,22 @@ class IngestWorker:
                 "stale_acks_skipped",
                 "db_errors",
                 "isolated_batches",
+                "split_batches",
                 "mqtt_connects",
             ),
             0,
         )
         self._stop = threading.Event()
         self._inbox: queue.Queue[Inbound] = queue.Queue()
+        self._commit_failure: BaseException | None = None
+        self._fanout = 1  # commit threads the current batches are split over
+        # Each commit thread's own connection, and the lock of what they share.
+        self._local = threading.local()
+        self._stats_lock = threading.Lock()
         self._generation = 0  # bumped on every (dis)connect: acks only for the live one
         self._gen_lock = threading.Lock()
         self._connack: queue.Queue[ReasonCode] = queue.Queue()
         self._client: mqtt.Client | None = None
-        self._conn: psycopg.Connection[Any] | None = None
         self._jobs = [_Job("partitions", _PARTITION_CHECK_S, _PARTITION_LOCK, ensure_partitions)]
         if evaluate_every_s is not None:
             self._jobs.append(
@@ -308,8 +356,6 @@ class IngestWorker:
             if self._client is not None:
                 self._client.disconnect()
                 self._client.loop_stop()
-            if self._conn is not None:
-                self._conn.close()
             restore()
             log.info(
                 _kv(
@@ -493,17 +539,102 @@ class IngestWorker:
 
     # ------------------------------------------------------------------ batching
 
+    @property
+    def _conn(self) -> psycopg.Connection[Any] | None:
+        """The database connection of the calling commit thread."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        return conn
+
+    @_conn.setter
+    def _conn(self, conn: psycopg.Connection[Any] | None) -> None:
+        self._local.conn = conn
+
     def _batch_loop(self) -> None:
-        while not self._stop.is_set():
-            self._maintain()
-            items = self._collect(block=True)
+        committers = [_Committer(n) for n in range(self.connections)]
+        for c in committers:
+            c.thread = threading.Thread(
+                target=self._commit_loop, args=(c,), name=f"ingest-commit-{c.index}"
+            )
+            c.thread.start()
+        try:
+            while not self._stop.is_set():
+                items = self._collect(block=True)
+                if items:
+                    self._hand_over(items, committers)
+            # Stopping: store and ack what already arrived; later arrivals stay unacked
+            # and are redelivered to this session (or the group) by the broker.
+            items = self._collect(block=False)
             if items:
-                self._commit(items)
-        # Stopping: store and ack what already arrived; later arrivals stay unacked and
-        # are redelivered to this session (or the group) by the broker.
-        items = self._collect(block=False)
-        if items:
-            self._commit(items, final=True)
+                self._hand_over(items, committers)
+        finally:
+            self._stop.set()
+            for c in committers:
+                self._queue(c, None)
+            for c in committers:
+                if c.thread is not None:
+                    c.thread.join()
+        if self._commit_failure is not None:
+            raise RuntimeError("a commit thread failed") from self._commit_failure
+
+    def _hand_over(self, items: list[tuple[Inbound, Parsed]], committers: list[_Committer]) -> None:
+        """Split a collected batch by hub over commit threads, stage each part and queue
+        it; waits while a thread has one queued already (back-pressure).
+
+        A batch is split only as far as it is large (`fanout_readings` per part): each
+        part costs a transaction's fixed work, which small batches cannot amortise. When
+        the number of parts changes, hubs move between threads: the parts already handed
+        over are committed first, so a hub's messages are still stored in order."""
+        readings = sum(len(p.readings) for _, p in items if isinstance(p, ReadingBatch))
+        fanout = max(1, min(len(committers), readings // self.fanout_readings))
+        if fanout != self._fanout:
+            for c in committers:
+                c.wait_idle()
+            self._fanout = fanout
+        parts: list[list[tuple[Inbound, Parsed]]] = [[] for _ in range(fanout)]
+        for item in items:
+            # zlib.crc32, not hash(): the same thread for a hub in every batch
+            parts[zlib.crc32(item[0].topic.encode()) % fanout].append(item)
+        if fanout > 1:
+            self._count("split_batches")
+        for c, part in zip(committers, parts, strict=False):
+            if part:
+                self._queue(c, _Batch(part, _stage(part)))
+
+    def _queue(self, c: _Committer, batch: _Batch | None) -> None:
+        while c.thread is not None and c.thread.is_alive():
+            try:
+                c.pending.put(batch, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+        if batch is not None and self._commit_failure is not None:
+            raise RuntimeError("a commit thread failed") from self._commit_failure
+
+    def _commit_loop(self, c: _Committer) -> None:
+        """A commit thread: store, then ack, each of its batches in arrival order; the
+        first one also runs the periodic jobs between batches. psycopg releases the GIL
+        while it waits for the database, so the others parse and evaluate meanwhile."""
+        try:
+            while True:
+                if c.index == 0:
+                    self._maintain()
+                try:
+                    batch = c.pending.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                try:
+                    if batch is None:
+                        return
+                    self._commit(batch.items, batch.staged)
+                finally:
+                    c.pending.task_done()
+        except BaseException as exc:  # a bug, not a payload: stop the worker, loudly
+            log.exception(_kv("ingest.commit_thread_failed", error=type(exc).__name__))
+            self._commit_failure = exc
+            self._stop.set()
+        finally:
+            if self._conn is not None:
+                self._conn.close()
 
     def _collect(self, *, block: bool) -> list[tuple[Inbound, Parsed]]:
         items: list[tuple[Inbound, Parsed]] = []
@@ -534,9 +665,9 @@ class IngestWorker:
             items.append((msg, parsed))
         return items
 
-    def _commit(self, items: list[tuple[Inbound, Parsed]], *, final: bool = False) -> None:
+    def _commit(self, items: list[tuple[Inbound, Parsed]], staged: Staged | None = None) -> None:
         try:
-            result = self._store_with_retry(items)
+            result = self._store_with_retry(items, staged)
         except _Stopped:
             log.warning(
                 _kv(
@@ -557,7 +688,7 @@ class IngestWorker:
 
     def _isolate(self, items: list[tuple[Inbound, Parsed]], exc: Exception) -> None:
         """Store the messages of a failed batch one by one; dead-letter each that fails."""
-        self.stats["isolated_batches"] += 1
+        self._count("isolated_batches")
         log.warning(_kv("ingest.batch_rejected", messages=len(items), error=_failure(exc)))
         result = StoreResult()
         done: list[tuple[Inbound, Parsed]] = []
@@ -588,19 +719,20 @@ class IngestWorker:
             self._account(result, done)
 
     def _account(self, result: StoreResult, items: list[tuple[Inbound, Parsed]]) -> None:
-        s = self.stats
-        s["messages"] += len(items)
-        s["batches"] += 1
-        s["readings_received"] += result.received
-        s["readings_stored"] += result.stored
-        s["duplicates"] += result.duplicates
-        s["unattributed"] += result.unattributed
-        s["late"] += result.late
-        s["alerts_opened"] += result.alerts_opened
-        s["alerts_updated"] += result.alerts_updated
-        s["dead_letters"] += result.dead_letters
-        s["statuses"] += result.statuses
-        s["ignored"] += sum(1 for _, p in items if p is None)
+        with self._stats_lock:
+            s = self.stats
+            s["messages"] += len(items)
+            s["batches"] += 1
+            s["readings_received"] += result.received
+            s["readings_stored"] += result.stored
+            s["duplicates"] += result.duplicates
+            s["unattributed"] += result.unattributed
+            s["late"] += result.late
+            s["alerts_opened"] += result.alerts_opened
+            s["alerts_updated"] += result.alerts_updated
+            s["dead_letters"] += result.dead_letters
+            s["statuses"] += result.statuses
+            s["ignored"] += sum(1 for _, p in items if p is None)
         for _, p in items:
             if isinstance(p, DeadLetter):
                 log.warning(_kv("ingest.dead_letter", topic=p.topic, reason=p.reason))
@@ -620,7 +752,9 @@ class IngestWorker:
             )
         )
 
-    def _store_with_retry(self, items: list[tuple[Inbound, Parsed]]) -> StoreResult:
+    def _store_with_retry(
+        self, items: list[tuple[Inbound, Parsed]], staged: Staged | None = None
+    ) -> StoreResult:
         batches = [p for _, p in items if isinstance(p, ReadingBatch)]
         letters = [p for _, p in items if isinstance(p, DeadLetter)]
         statuses = [p for _, p in items if isinstance(p, StatusUpdate)]
@@ -633,7 +767,7 @@ class IngestWorker:
                 conn = self._connection()
                 return store(
                     conn,
-                    batches,
+                    batches if staged is None else staged,
                     dead_letters=letters,
                     statuses=statuses,
                     rules=self.rules,
@@ -641,7 +775,7 @@ class IngestWorker:
                 )
             except psycopg.OperationalError as exc:
                 # Connection lost, server restarting, deadlock, serialization: transient.
-                self.stats["db_errors"] += 1
+                self._count("db_errors")
                 if self._conn is not None and (self._conn.closed or self._conn.broken):
                     self._conn = None
                 log.warning(
@@ -708,14 +842,22 @@ class IngestWorker:
             return
         with self._gen_lock:
             live = self._generation
+        acked = stale = 0
         for msg, _ in items:
             if msg.qos == 0:
                 continue
             if msg.generation != live:
-                self.stats["stale_acks_skipped"] += 1
+                stale += 1
                 continue
             client.ack(msg.mid, msg.qos)
-            self.stats["acked"] += 1
+            acked += 1
+        self._count("acked", acked)
+        self._count("stale_acks_skipped", stale)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        if n:
+            with self._stats_lock:  # commit threads count concurrently
+                self.stats[name] += n
 
 
 # --------------------------------------------------------------------------- CLI
@@ -736,6 +878,7 @@ def _run_one(
     batch_size: int,
     batch_seconds: float,
     ca_file: str | None,
+    connections: int,
 ) -> None:
     IngestWorker(
         database_url,
@@ -745,6 +888,7 @@ def _run_one(
         batch_size=batch_size,
         batch_seconds=batch_seconds,
         ca_file=ca_file,
+        connections=connections,
     ).run()
 
 
@@ -775,7 +919,12 @@ def run_ingest(
         raise ValueError("run_ingest needs HEMHUB_DATABASE_URL and HEMHUB_MQTT_URL")
     base = client_prefix or f"hemhub-ingest-{socket.gethostname()}"
     database_url, mqtt_url = settings.database_url, settings.mqtt_url
-    tuning = (settings.ingest_batch_size, settings.ingest_batch_seconds, settings.mqtt_ca_file)
+    tuning = (
+        settings.ingest_batch_size,
+        settings.ingest_batch_seconds,
+        settings.mqtt_ca_file,
+        settings.ingest_connections,
+    )
     if workers <= 1:
         _run_one(database_url, mqtt_url, f"{base}-0", group, *tuning)
         return

@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from hemhub.contract import ClockSource, ClockTrust, HubStatus, Quantity
+from hemhub.contract import ClockSource, ClockTrust, DeviceIdentity, HubStatus, Quantity
 from ingest import alerts, registry
-from ingest.pipeline import DeadLetter, StatusUpdate, store
+from ingest.pipeline import DEVICE_SEEN_RESOLUTION, DeadLetter, StatusUpdate, store
 from tests.factories import batch, bp_reading, device, unique_hub_id
 from tests.ingest.factories import alerts_of, readings_of_hub, seeded_device
 
@@ -72,6 +72,40 @@ def test_new_device_is_registered_by_stable_id(conn: psycopg.Connection[Any]) ->
         "SELECT stable_id, firmware, address FROM devices WHERE serial = 'NEW-1'"
     ).fetchall()
     assert rows == [(dev.stable_id, "2.0", "C0:FF:EE:00:00:02")]
+
+
+def test_device_row_is_rewritten_only_when_it_changes(conn: psycopg.Connection[Any]) -> None:
+    hub = unique_hub_id()
+    dev = device(serial="SEEN-1")
+
+    def seen(at: datetime, d: DeviceIdentity = dev) -> tuple[Any, ...]:
+        store(conn, [batch(hub, bp_reading(measured_at=at, received_at=at, dev=d))])
+        row = conn.execute(
+            "SELECT last_seen_at, firmware, address FROM devices WHERE stable_id = %s",
+            (dev.stable_id,),
+        ).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    assert seen(T0) == (T0, dev.firmware, dev.address)
+    # seen again within DEVICE_SEEN_RESOLUTION, unchanged: the row is left as it is
+    assert seen(T0 + timedelta(seconds=30)) == (T0, dev.firmware, dev.address)
+    # a firmware update or a new address is recorded at once
+    newer = dev.model_copy(update={"firmware": "9.9"})
+    assert seen(T0 + timedelta(seconds=40), newer) == (
+        T0 + timedelta(seconds=40),
+        "9.9",
+        dev.address,
+    )
+    moved = newer.model_copy(update={"address": "C0:FF:EE:00:00:99"})
+    at = T0 + timedelta(seconds=50)
+    assert seen(at, moved) == (at, "9.9", "C0:FF:EE:00:00:99")
+    # a reading without Device Information keeps the firmware known
+    bare = moved.model_copy(update={"firmware": None})
+    assert seen(at + timedelta(seconds=5), bare) == (at, "9.9", "C0:FF:EE:00:00:99")
+    # past the resolution the sighting is recorded
+    later = at + DEVICE_SEEN_RESOLUTION + timedelta(seconds=1)
+    assert seen(later, moved) == (later, "9.9", "C0:FF:EE:00:00:99")
 
 
 def test_same_reading_five_times_is_stored_once_and_alerts_once(

@@ -346,6 +346,73 @@ def test_two_workers_share_the_subscription(
     assert one.worker.stats["messages"] > 0 and two.worker.stats["messages"] > 0
 
 
+def test_large_batches_are_split_over_connections_and_each_hub_stays_in_order(
+    db: psycopg.Connection[Any],
+    database_url: str,
+    publisher: Publisher,
+    start_worker: Callable[..., Running],
+) -> None:
+    """Bursts are split by hub over the commit threads, trickles are not; either way a
+    resident's readings are judged in order: the sensor alert (which clears at the next
+    unflagged reading) is open at the end exactly when their latest reading is flagged.
+    Stored out of order, a flagged reading committed after a later clean one would
+    leave it open."""
+    hubs = [unique_hub_id() for _ in range(6)]
+    residents = {
+        hub: seeded_device(db, serial=hub, assigned_from=NOW - timedelta(days=1)) for hub in hubs
+    }
+    # Per hub: flagged, flagged, clean, flagged, ...; the hubs end differently.
+    steps = 24
+    flagged = {hub: [(i + k) % 3 != 2 for i in range(steps)] for k, hub in enumerate(hubs)}
+    payloads: list[tuple[str, str]] = []
+    for i in range(steps):
+        for hub in hubs:
+            identity = residents[hub][0]
+            at = NOW - timedelta(minutes=steps - i)
+            r = bp_reading(measured_at=at, dev=identity)
+            if flagged[hub][i]:
+                r = r.model_copy(update={"status": ["cuff_too_loose"]})
+            payloads.append((hub, batch(hub, r).model_dump_json()))
+    running = start_worker(
+        database_url,
+        topics=[topic_readings(hub) for hub in hubs],
+        connections=3,
+        fanout_readings=10,
+        batch_size=40,
+        wait_ready=True,
+    )
+    running.worker.stop()  # let the burst queue up in the session, then take it at once
+    running.thread.join(20)
+    half = len(payloads) // 2
+    for hub, body in payloads[:half]:
+        publisher.publish(topic_readings(hub), body)
+    burst = start_worker(
+        database_url,
+        client_id=running.worker.client_id,
+        topics=[topic_readings(hub) for hub in hubs],
+        connections=3,
+        fanout_readings=10,
+        batch_size=40,
+    )
+    wait_for(lambda: burst.worker.stats["readings_stored"] == half, what="the burst")
+    for hub, body in payloads[half:]:  # one by one: batches too small to split
+        publisher.publish(topic_readings(hub), body)
+    wait_for(lambda: burst.worker.stats["readings_stored"] == len(payloads), what="the rest")
+    assert burst.worker.stats["split_batches"] > 0
+    assert burst.worker.stats["acked"] == burst.worker.stats["messages"] == len(payloads)
+    for hub in hubs:
+        patient_id = residents[hub][2]
+        rows = db.execute(
+            "SELECT status, count FROM alerts WHERE patient_id = %s AND rule = %s"
+            " ORDER BY opened_at",
+            (patient_id, "sensor_status_blood_pressure"),
+        ).fetchall()
+        # (a batch holding flagged, clean, flagged for a resident repeats one alert)
+        assert sum(count for _, count in rows) == sum(flagged[hub]), hub
+        assert [status for status, _ in rows[:-1]] == ["resolved"] * (len(rows) - 1), hub
+        assert rows[-1][0] == ("open" if flagged[hub][-1] else "resolved"), hub
+
+
 def test_falls_back_to_mqtt_311_on_a_broker_without_v5(
     db: psycopg.Connection[Any],
     database_url: str,
