@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import wait as mp_wait
 from types import FrameType
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -126,9 +126,9 @@ def tune_gc() -> None:
 # --------------------------------------------------------------------------- parsing
 
 
-@dataclass(frozen=True)
-class Inbound:
-    """A message as paho delivered it, tagged with the connection it came on."""
+class Inbound(NamedTuple):
+    """A message as paho delivered it, tagged with the connection it came on (a tuple:
+    one is made per message on the network thread)."""
 
     generation: int
     mid: int
@@ -311,7 +311,8 @@ class IngestWorker:
             0,
         )
         self._stop = threading.Event()
-        self._inbox: queue.Queue[Inbound] = queue.Queue()
+        # SimpleQueue (C): one put and one get per message, without Queue's Python locks.
+        self._inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self._commit_failure: BaseException | None = None
         self._fanout = 1  # commit threads the current batches are split over
         # Each commit thread's own connection, and the lock of what they share.
