@@ -593,8 +593,10 @@ class IngestWorker:
             self._fanout = fanout
         parts: list[list[tuple[Inbound, Parsed]]] = [[] for _ in range(fanout)]
         for item in items:
-            # zlib.crc32, not hash(): the same thread for a hub in every batch
-            parts[zlib.crc32(item[0].topic.encode()) % fanout].append(item)
+            # By hub (the topic without its last level: readings and status alike);
+            # zlib.crc32, not hash(), so that a hub keeps its thread in every batch.
+            topic = item[0].topic
+            parts[zlib.crc32(topic[: topic.rfind("/")].encode()) % fanout].append(item)
         if fanout > 1:
             self._count("split_batches")
         for c, part in zip(committers, parts, strict=False):
