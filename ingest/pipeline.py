@@ -197,9 +197,21 @@ LEFT JOIN LATERAL (
 RETURNING idempotency_key, patient_id, tenant_id, late
 """
 
+# One row per message (topic and payload): a redelivery or a resend counts a delivery.
+# The first reason stays; the batch's own repeats are collapsed before the upsert.
 _INSERT_DEAD_LETTERS = """
-INSERT INTO dead_letters (topic, reason, payload)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])
+INSERT INTO dead_letters AS d (topic, reason, payload, digest, deliveries)
+SELECT DISTINCT ON (digest) topic, reason, payload, digest,
+       count(*) OVER (PARTITION BY digest)
+FROM (
+    SELECT *, sha256(convert_to(topic, 'UTF8') || '\\x00'::bytea || payload) AS digest
+    FROM unnest(%s::text[], %s::text[], %s::bytea[]) WITH ORDINALITY
+        AS l (topic, reason, payload, n)
+) l
+ORDER BY digest, n
+ON CONFLICT (digest) DO UPDATE SET
+    deliveries = d.deliveries + EXCLUDED.deliveries,
+    last_received_at = now()
 """
 
 # Last status per hub in the batch; an older receive time never overwrites a newer one.

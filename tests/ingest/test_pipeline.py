@@ -343,6 +343,30 @@ def test_no_notify_when_the_transaction_rolls_back(
     assert readings_of_hub(conn, hub) == []
 
 
+def test_a_dead_letter_delivered_again_is_counted_not_repeated(
+    conn: psycopg.Connection[Any],
+) -> None:
+    topic = f"hemhub/v1/hubs/{unique_hub_id()}/readings"
+    first = DeadLetter(topic, "invalid JSON: EOF", b"{")
+    # twice in one batch (a redelivery before the ack), then once more later
+    store(conn, [], dead_letters=[first, first, DeadLetter(topic, "other", b"[")])
+    store(conn, [], dead_letters=[DeadLetter(topic, "invalid JSON again", b"{")])
+    rows = conn.execute(
+        "SELECT reason, payload, deliveries, last_received_at >= received_at"
+        " FROM dead_letters WHERE topic = %s ORDER BY id",
+        (topic,),
+    ).fetchall()
+    assert rows == [("invalid JSON: EOF", b"{", 3, True), ("other", b"[", 1, True)]
+    # the same bytes on another topic are another message
+    other = topic.replace("readings", "status")
+    store(conn, [], dead_letters=[DeadLetter(other, "x", b"{")])
+    row = conn.execute(
+        "SELECT count(*) FROM dead_letters WHERE payload = %s AND topic IN (%s, %s)",
+        (b"{", topic, other),
+    ).fetchone()
+    assert row == (2,)
+
+
 def test_dead_letters_and_status_in_the_same_commit(conn: psycopg.Connection[Any]) -> None:
     hub = unique_hub_id()
     now = datetime.now(UTC)
