@@ -353,7 +353,7 @@ def test_a_dead_letter_delivered_again_is_counted_not_repeated(
     store(conn, [], dead_letters=[DeadLetter(topic, "invalid JSON again", b"{")])
     rows = conn.execute(
         "SELECT reason, payload, deliveries, last_received_at >= received_at"
-        " FROM dead_letters WHERE topic = %s ORDER BY id",
+        " FROM dead_letters WHERE topic = %s ORDER BY reason",
         (topic,),
     ).fetchall()
     assert rows == [("invalid JSON: EOF", b"{", 3, True), ("other", b"[", 1, True)]
