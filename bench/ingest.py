@@ -78,9 +78,13 @@ _MODEL = "BP-1"
 _MANUFACTURER = "Bench"
 #: A Blood Pressure Measurement (0x2A35) packet: flags, 3 SFLOATs, time stamp, pulse.
 _RAW_HEX = "1e780050006400e907011e0e1e00480000"
-_HUBS = 10
-#: Devices (each assigned to a resident) behind the hubs in the throughput runs.
+#: Devices (each assigned to a resident) behind the hubs in the throughput runs, and
+#: how many a home hub has (a cuff, a scale, an oximeter, a dispenser): 500 hubs.
 _THROUGHPUT_DEVICES = 2000
+_DEVICES_PER_HUB = 4
+_HUBS = _THROUGHPUT_DEVICES // _DEVICES_PER_HUB
+#: Hubs of the paced latency run (one reading per message, a resident per reading).
+_LATENCY_HUBS = 10
 #: Share of hypertensive readings in the throughput runs (they open or update alerts).
 _HIGH_EVERY = 100
 
@@ -491,13 +495,18 @@ def _hub_client(spec: PublishSpec) -> mqtt.Client:
 
 
 def _payloads(spec: PublishSpec, tpl: ReadingTemplate, now: datetime) -> list[tuple[str, bytes]]:
+    """The messages of a throughput run, round robin over the hubs; each hub sends the
+    readings of its own devices (hub h has devices h * 4 .. h * 4 + 3)."""
     out: list[tuple[str, bytes]] = []
+    per_hub = max(1, spec.devices // len(spec.hubs))
     for m in range(spec.first, spec.first + spec.count, spec.per_message):
-        hub = spec.hubs[(m // spec.per_message) % len(spec.hubs)]
+        n = m // spec.per_message
+        h = n % len(spec.hubs)
+        hub = spec.hubs[h]
         readings = []
-        for i in range(m, min(m + spec.per_message, spec.first + spec.count)):
+        for k, i in enumerate(range(m, min(m + spec.per_message, spec.first + spec.count))):
             at = now - timedelta(milliseconds=i)  # distinct, recent (well within the hour)
-            dev = spec.first_device + i % spec.devices
+            dev = spec.first_device + (h * per_hub + (n // len(spec.hubs) + k) % per_hub)
             readings.append(tpl.reading(spec.phase, i, dev, at, now, i % _HIGH_EVERY == 0))
         out.append((topic_readings(hub), tpl.batch(hub, readings)))
     return out
@@ -839,7 +848,7 @@ def alert_latency(
     _truncate(database_url)
     phase = "latency"
     count = int(rate * seconds)
-    hubs = tuple(hub_id(run, h) for h in range(_HUBS))
+    hubs = tuple(hub_id(run, h) for h in range(_LATENCY_HUBS))
     spec = _worker_spec(database_url, mqtt_url, run, phase, hubs)
     pub = PublishSpec(
         mqtt_url,
