@@ -31,6 +31,7 @@ import logging
 import multiprocessing
 import os
 import platform
+import queue
 import re
 import shutil
 import subprocess
@@ -410,6 +411,8 @@ class WorkerSpec:
     batch_size: int
     batch_seconds: float
     static_rules_only: bool = False
+    #: "ingest": an IngestWorker; "mqtt_floor": a bare paho consumer (see _mqtt_floor).
+    consumer: str = "ingest"
 
 
 def use_static_rules_only() -> None:
@@ -425,9 +428,54 @@ def use_static_rules_only() -> None:
     engine.evaluate_stored = static  # type: ignore[assignment]
 
 
+def _mqtt_floor(spec: WorkerSpec, counters: Any, slot: int, stop: Any) -> None:
+    """A bare consumer, the baseline of single-reading ingest: paho as the worker uses
+    it (MQTT v5, QoS 1, persistent session, the same receive maximum, manual acks sent
+    from another thread than paho's), and nothing else: no parsing, no database. Each
+    message is acknowledged as soon as it is taken off the queue."""
+    tune_gc()
+    target = MqttTarget(spec.mqtt_url)
+    inbox: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
+    subscribed = threading.Event()
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=spec.client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
+    client.manual_ack_set(True)
+    client.on_message = lambda c, u, m: inbox.put((m.mid, m.qos))
+    client.on_subscribe = lambda *a: subscribed.set()
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 300
+    props.ReceiveMaximum = 10_000
+    client.connect(target.host, target.port, clean_start=False, properties=props)
+    client.loop_start()
+    client.subscribe([(f"$share/{spec.group}/{t}", 1) for t in spec.topics])
+    subscribed.wait(30)
+    base = slot * _SLOTS
+    counters[base + 1] = 5
+    counters[base] = 1
+    done = 0
+    names = [2 + _EXPORTED.index(n) for n in ("messages", "acked", "readings_received",
+                                                "readings_stored")]  # fmt: skip
+    while not stop.is_set():
+        try:
+            mid, qos = inbox.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        client.ack(mid, qos)
+        done += 1
+        if done % 50 == 0 or inbox.empty():
+            for j in names:
+                counters[base + j] = done
+    client.disconnect()
+    client.loop_stop()
+
+
 def _worker_process(spec: WorkerSpec, counters: Any, slot: int, stop: Any) -> None:
     """Child process: one IngestWorker, its stats exported to `counters` every 20 ms."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    if spec.consumer == "mqtt_floor":
+        _mqtt_floor(spec, counters, slot, stop)
+        return
     if spec.static_rules_only:
         use_static_rules_only()
     worker = IngestWorker(
@@ -728,6 +776,7 @@ def _worker_spec(
     phase: str,
     hubs: Sequence[str],
     static_rules_only: bool = False,
+    consumer: str = "ingest",
 ) -> WorkerSpec:
     """The workers of one phase: the production batching, a group and ids of their own."""
     return WorkerSpec(
@@ -739,6 +788,7 @@ def _worker_spec(
         batch_size=2000,
         batch_seconds=0.05,
         static_rules_only=static_rules_only,
+        consumer=consumer,
     )
 
 
@@ -761,12 +811,13 @@ def ingest_throughput(
     timeout: float = 40.0,
     static_rules_only: bool = False,
     window_per_worker: int = 900,
+    consumer: str = "ingest",
 ) -> Throughput:
     """Stored readings/s, end to end through the broker, in the steady part of a run:
     from the moment 10% of the readings were stored to the moment all were."""
     _truncate(database_url)
     hubs = tuple(hub_id(run, h) for h in range(_HUBS))
-    spec = _worker_spec(database_url, mqtt_url, run, phase, hubs, static_rules_only)
+    spec = _worker_spec(database_url, mqtt_url, run, phase, hubs, static_rules_only, consumer)
     share = readings // publishers
     specs = [
         PublishSpec(
@@ -1033,6 +1084,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       readings=int(60_000 * scale), per_message=1,
                                       static_rules_only=static, window_per_worker=window),
         )  # fmt: skip
+        floor: Throughput | None = None
+        if batched.protocol == 5:
+            floor = step(
+                "(b) baseline: bare MQTT consumer, single-reading messages",
+                lambda: ingest_throughput(database_url, mqtt_url, run, "floor",
+                                          readings=int(60_000 * scale), per_message=1,
+                                          window_per_worker=window, consumer="mqtt_floor"),
+            )  # fmt: skip
         two: Throughput | None = None
         if batched.protocol == 5:
             two = step(
@@ -1072,6 +1131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ingest_batched_2workers_ratio_to_copy_limit": (
             round(two.readings_per_s / a_rate, 3) if two else None
         ),
+        # What paho alone (receive, queue, PUBACK) allows for one message each.
+        "mqtt_single_floor_messages_per_s": round(floor.readings_per_s) if floor else None,
+        "ingest_single_ratio_to_mqtt_floor": (
+            round(single.readings_per_s / floor.readings_per_s, 3) if floor else None
+        ),
         "alert_latency_p90_ms": round(lat.p90_ms, 1) if lat else None,
         "alert_latency_max_ms": round(lat.max_ms, 1) if lat else None,
         "gateway": {k: round(v, 3) for k, v in hub.items()},
@@ -1080,6 +1144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "batched": _rounded(batched),
             "single": _rounded(single),
             "batched_2workers": _rounded(two) if two else None,
+            "mqtt_single_floor": _rounded(floor) if floor else None,
             "latency": _rounded(lat) if lat else None,
             "readings_per_message_batched": 100,
             "stage_costs_in_process": stages,
@@ -1107,6 +1172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(gateway_bench.table(hub))
     print()
+    if floor:
+        print(
+            f"single-reading ingest: {single.readings_per_s:,.0f} readings/s ="
+            f" {single.readings_per_s / floor.readings_per_s:.2f} of a bare paho consumer"
+            f" (receive + PUBACK only) in this run: {floor.readings_per_s:,.0f} messages/s"
+        )
     print(f"cores: {os.cpu_count()}  partitioning: {mode}  written: {args.output}")
     for note in notes:
         print(f"note: {note}")
