@@ -71,6 +71,8 @@ MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 _MAX_REASON = 1000
 #: A collected batch is split over as many commit threads as it has this many readings.
 FANOUT_READINGS = 500
+#: ... once that many batches in a row asked for another split than the current one.
+FANOUT_PATIENCE = 8
 #: How often a worker makes sure the monthly partitions ahead exist.
 _PARTITION_CHECK_S = 6 * 3600
 _PARTITION_LOCK = 0x68656D70  # "hemp": one worker at a time creates partitions
@@ -261,6 +263,7 @@ class IngestWorker:
         evaluate_every_s: float | None = 60.0,
         connections: int = 3,
         fanout_readings: int = FANOUT_READINGS,
+        fanout_patience: int = FANOUT_PATIENCE,
     ) -> None:
         self.database_url = database_url
         self.target = MqttTarget(mqtt_url)
@@ -273,6 +276,7 @@ class IngestWorker:
         #: to the same one, so each resident's readings are stored in arrival order.
         self.connections = max(1, connections)
         self.fanout_readings = max(1, fanout_readings)
+        self.fanout_patience = max(1, fanout_patience)
         self.session_expiry_s = session_expiry_s
         # v5: how many unacknowledged messages the broker may send us; acks wait for the
         # commit, so this must cover at least a batch or throughput collapses.
@@ -315,6 +319,7 @@ class IngestWorker:
         self._inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
         self._commit_failure: BaseException | None = None
         self._fanout = 1  # commit threads the current batches are split over
+        self._wanted = 0  # batches in a row that asked for another split
         # Each commit thread's own connection, and the lock of what they share.
         self._local = threading.local()
         self._stats_lock = threading.Lock()
@@ -581,16 +586,21 @@ class IngestWorker:
         """Split a collected batch by hub over commit threads, stage each part and queue
         it; waits while a thread has one queued already (back-pressure).
 
-        A batch is split only as far as it is large (`fanout_readings` per part): each
-        part costs a transaction's fixed work, which small batches cannot amortise. When
-        the number of parts changes, hubs move between threads: the parts already handed
-        over are committed first, so a hub's messages are still stored in order."""
+        A batch is split only as far as batches are large (`fanout_readings` per part):
+        each part costs a transaction's fixed work, which small batches cannot amortise.
+        When the number of parts changes, hubs move between threads: the parts already
+        handed over are committed first, so a hub's messages are still stored in order.
+        That wait costs throughput, so the split follows the load with some patience."""
         readings = sum(len(p.readings) for _, p in items if isinstance(p, ReadingBatch))
-        fanout = max(1, min(len(committers), readings // self.fanout_readings))
-        if fanout != self._fanout:
+        wanted = max(1, min(len(committers), readings // self.fanout_readings))
+        # Changing the split waits for the threads to finish what they hold: follow the
+        # load only once it has asked for another split `fanout_patience` batches running.
+        self._wanted = self._wanted + 1 if wanted != self._fanout else 0
+        if self._wanted >= self.fanout_patience:
             for c in committers:
                 c.wait_idle()
-            self._fanout = fanout
+            self._fanout, self._wanted = wanted, 0
+        fanout = self._fanout
         parts: list[list[tuple[Inbound, Parsed]]] = [[] for _ in range(fanout)]
         for item in items:
             # By hub (the topic without its last level: readings and status alike);

@@ -392,6 +392,7 @@ def test_large_batches_are_split_over_connections_and_each_hub_stays_in_order(
         topics=[topic_readings(hub) for hub in hubs],
         connections=3,
         fanout_readings=10,
+        fanout_patience=1,
         batch_size=40,
     )
     wait_for(lambda: burst.worker.stats["readings_stored"] == half, what="the burst")
