@@ -339,6 +339,25 @@ def apply(conn: Conn, findings: Sequence[Finding]) -> AlertOutcome:
     return AlertOutcome(opened=opened, updated=len(touched) - opened, alerts=touched)
 
 
+_CLEARABLE = (
+    "SELECT patient_id, rule FROM alerts WHERE patient_id = ANY(%(patients)b)"
+    " AND (status = 'acknowledged' OR (status = 'open' AND rule <> ALL(%(needs_ack)s)))"
+)
+
+
+def clearable_rules(
+    conn: Conn, patient_ids: Iterable[UUID], needs_ack: Iterable[str]
+) -> dict[UUID, set[str]]:
+    """The rules of each resident's alerts that a clear can resolve now: acknowledged
+    ones, and open ones of rules that do not wait for an acknowledgement (`needs_ack`
+    names those that do, see `Clear.needs_ack`)."""
+    out: dict[UUID, set[str]] = {}
+    params = {"patients": list(patient_ids), "needs_ack": list(needs_ack)}
+    for patient_id, rule in conn.execute(_CLEARABLE, params):
+        out.setdefault(patient_id, set()).add(rule)
+    return out
+
+
 def active_rules(conn: Conn, patient_ids: Iterable[UUID]) -> dict[UUID, set[str]]:
     """The rules of each resident's active (open or acknowledged) alerts: one query on
     the partial index alerts_one_active."""

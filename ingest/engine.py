@@ -25,6 +25,7 @@ from ingest import alerts, thresholds
 from ingest.alerts import AlertOutcome, Candidate, Clear, Conn, Finding, _fmt_number, _fmt_time
 from ingest.rules import (
     LATE_KINDS,
+    RANGE_SPECS,
     WEIGHT_LOINC,
     Judged,
     Series,
@@ -217,16 +218,17 @@ def evaluate_stored(
     book = thresholds.load(conn, {c.patient_id for c in candidates})
     findings: list[Finding] = alerts.evaluate(candidates, static_rules)
     clears: list[Clear] = []
-    # What each resident's readings may clear: the rules of their active alerts, and
-    # those this batch fires, judged in measurement order so that a later reading of
-    # the batch can clear what an earlier one opened.
-    clearable = alerts.active_rules(conn, {c.patient_id for c in candidates})
+    # What each resident's readings may clear: the rules of their alerts that a clear
+    # can resolve now (a range alert only once acknowledged), and those this batch fires
+    # that resolve without acknowledgement, judged in measurement order so that a later
+    # reading of the batch can clear what an earlier one opened.
+    clearable = alerts.clearable_rules(conn, {c.patient_id for c in candidates}, RANGE_SPECS)
     for c in sorted(candidates, key=lambda c: c.reading.measured_at):
         rules = clearable.setdefault(c.patient_id, set())
         f, cl = judge_reading(c, book.at(c.patient_id, c.reading.measured_at), rules)
         findings += f
         clears += cl
-        rules.update(x.rule for x in f)
+        rules.update(x.rule for x in f if x.rule not in RANGE_SPECS)
     for f, cl in (_weight_trends(conn, book, candidates), _late_doses(conn, book, candidates)):
         findings += f
         clears += cl
