@@ -6,10 +6,13 @@ broker keeps it in this client's persistent session and redelivers it after a cr
 or reconnect; redelivery is harmless because `reading_keys` deduplicates.
 
 Threads: paho's network thread only enqueues what it receives (it must stay free to
-answer pings); the thread that called `run()` parses and batches; a commit thread
-stores and acks each batch in order, and runs the periodic jobs, so the database
-works on one batch while the next is parsed. A batch closes at `batch_size` readings
-or `batch_seconds` after its first message.
+answer pings); the thread that called `run()` parses, batches and stages; commit
+threads (`connections`, each with its own database connection) store and ack the
+batches, a large batch split by hub over them, so the database works on one part
+while Python evaluates another and the next batch is parsed. A hub's messages go to
+one thread, in order (see `_hand_over`). The first commit thread also runs the
+periodic jobs. A batch closes at `batch_size` readings or `batch_seconds` after its
+first message.
 
 A payload can never crash the worker: anything invalid becomes a dead letter with the
 reason and the raw bytes, stored in the same commit path and then acknowledged. If a
