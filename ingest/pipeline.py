@@ -283,7 +283,6 @@ class Staged:
     """Reading batches turned into staging rows, ready for `store`: pure Python, no
     database, so the worker builds them while the previous batch is being stored."""
 
-    batches: Sequence[ReadingBatch]
     #: One row per idempotency key, in `_STAGE_COLUMNS` order: the first copy of a key
     #: wins (a message redelivered within one batch).
     rows: list[tuple[Any, ...]]
@@ -329,7 +328,7 @@ def stage(batches: Sequence[ReadingBatch]) -> Staged:
                     r.event.model_dump_json() if r.event is not None else None,
                 )
             )
-    return Staged(batches, rows, by_key, sum(len(b.readings) for b in batches))
+    return Staged(rows, by_key, sum(len(b.readings) for b in batches))
 
 
 def _store_readings(
