@@ -265,6 +265,12 @@ async def readyz(pool: Annotated[Pool, Depends(get_pool)], response: Response) -
             unattributed = await (
                 await conn.execute("SELECT count(*) AS n FROM readings WHERE patient_id IS NULL")
             ).fetchone()
+            dead = await (
+                await conn.execute(
+                    "SELECT count(*) AS n, coalesce(sum(deliveries), 0) AS deliveries,"
+                    " max(last_received_at) AS last FROM dead_letters"
+                )
+            ).fetchone()
     except psycopg.errors.UndefinedTable:
         return schemas.Ready(database="not migrated", detail="run `hemhub migrate`")
     except (PoolTimeout, psycopg.OperationalError) as exc:
@@ -280,6 +286,9 @@ async def readyz(pool: Annotated[Pool, Depends(get_pool)], response: Response) -
         database="ok",
         partitioning=partitioning,
         unattributed_readings=unattributed["n"] if unattributed else None,
+        dead_letters=dead["n"] if dead else None,
+        dead_letter_deliveries=dead["deliveries"] if dead else None,
+        last_dead_letter_at=dead["last"] if dead else None,
     )
 
 

@@ -26,6 +26,12 @@ class Ready(_Out):
     #: Readings stored with no resident (no assignment covered their measurement time),
     #: all principals together; see GET /api/v1/fleet/unattributed for the breakdown.
     unattributed_readings: int | None = None
+    #: Messages ingest could not store (`dead_letters`: one per distinct message), the
+    #: deliveries they amount to, and when the latest arrived: to alert on, and to look
+    #: into with the reasons kept in the table.
+    dead_letters: int | None = None
+    dead_letter_deliveries: int | None = None
+    last_dead_letter_at: datetime | None = None
     detail: str | None = None
 
 

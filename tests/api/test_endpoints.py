@@ -15,6 +15,7 @@ from api.app import create_app
 from api.auth import Role
 from hemhub.settings import Settings
 from ingest.migrations import MigrationReport
+from ingest.pipeline import DeadLetter, store
 from tests.api.helpers import NOW, Seed, api_client, audit_rows, bearer, make_settings
 
 
@@ -37,6 +38,19 @@ async def test_readyz_reports_partitioning(
     assert r.status_code == 200
     assert r.json()["database"] == "ok"
     assert r.json()["partitioning"] == migration.partitioning
+
+
+async def test_readyz_counts_dead_letters(client: httpx.AsyncClient, database_url: str) -> None:
+    before = (await client.get("/readyz")).json()
+    topic = f"hemhub/v1/hubs/ready-{uuid.uuid4().hex[:8]}/readings"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        bad = DeadLetter(topic, "invalid JSON: EOF", b"{")
+        store(conn, [], dead_letters=[bad, bad, DeadLetter(topic, "invalid JSON", b"[")])
+    after = (await client.get("/readyz")).json()
+    assert after["dead_letters"] - before["dead_letters"] == 2
+    assert after["dead_letter_deliveries"] - before["dead_letter_deliveries"] == 3
+    assert after["last_dead_letter_at"] is not None
+    assert after["last_dead_letter_at"] > (before["last_dead_letter_at"] or "")
 
 
 async def test_readyz_not_migrated(tmp_path: Path, database_url: str) -> None:
