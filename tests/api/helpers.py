@@ -277,6 +277,17 @@ def seed_database(database_url: str) -> Seed:
     )
 
 
+def refuse_audit_writes(conn: psycopg.Connection[Any]) -> None:
+    """Make every audit_log insert fail ("audit store full"), as a full disk would."""
+    conn.execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'audit store full'; END $$"
+    )
+    conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse()"
+    )
+
+
 def audit_rows(database_url: str) -> list[tuple[object, ...]]:
     with psycopg.connect(database_url) as conn:
         return conn.execute(

@@ -16,7 +16,15 @@ from api.auth import Role
 from hemhub.settings import Settings
 from ingest.migrations import MigrationReport
 from ingest.pipeline import DeadLetter, store
-from tests.api.helpers import NOW, Seed, api_client, audit_rows, bearer, make_settings
+from tests.api.helpers import (
+    NOW,
+    Seed,
+    api_client,
+    audit_rows,
+    bearer,
+    make_settings,
+    refuse_audit_writes,
+)
 
 
 def nurse(settings: Settings, tenant: str = "a", sub: str = "anna") -> dict[str, str]:
@@ -344,14 +352,7 @@ async def test_audit_and_read_share_a_transaction(
 ) -> None:
     # If the audit row cannot be written, no data leaves.
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
-            " $$ BEGIN RAISE EXCEPTION 'audit store full'; END $$"
-        )
-        conn.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON audit_log"
-            " FOR EACH ROW EXECUTE FUNCTION refuse()"
-        )
+        refuse_audit_writes(conn)
     # ASGITransport re-raises server errors instead of answering 500: either way, no data.
     with pytest.raises(psycopg.errors.RaiseException, match="audit store full"):
         await client.get(f"/api/v1/patients/{seed.alice}/observations", headers=nurse(settings))

@@ -31,6 +31,7 @@ from tests.api.helpers import (
     bearer,
     live_server,
     next_event,
+    refuse_audit_writes,
     sse_events,
 )
 from tests.factories import batch, bp_reading, device, unique_hub_id
@@ -121,14 +122,7 @@ async def test_no_notify_when_the_change_rolls_back(
     client: httpx.AsyncClient, settings: Settings, seed: Seed, database_url: str
 ) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
-            " $$ BEGIN RAISE EXCEPTION 'audit store full'; END $$"
-        )
-        conn.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON audit_log"
-            " FOR EACH ROW EXECUTE FUNCTION refuse()"
-        )
+        refuse_audit_writes(conn)
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         with pytest.raises(psycopg.errors.RaiseException):
             await client.post(
