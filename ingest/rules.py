@@ -15,6 +15,7 @@ the active alert, see `alerts.Clear` for when that happens). Rule names are what
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -175,18 +176,33 @@ class _RangeRule:
 
 
 _RangeTable = dict[MeasurementType, tuple[_RangeRule, ...]]
-#: id(Thresholds) -> (the document, its rules per measurement type). Each entry holds its
-#: document, so an id is not reused while cached; bounded, as overrides load per batch.
-_RANGE_TABLES: dict[int, tuple[Thresholds, _RangeTable]] = {}
+#: Per measurement type, LOINC code -> the band (low, high) of values, in threshold
+#: units, that fire none of the type's range rules: low <= value < high.
+_QuietBands = dict[MeasurementType, dict[str, tuple[float, float]]]
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A threshold document's range rules, compiled once (see `_compiled`)."""
+
+    #: The document (held, so that its id is not reused while cached).
+    doc: Thresholds
+    rules: _RangeTable
+    quiet: _QuietBands
+
+
+#: id(Thresholds) -> its compiled rules. Bounded, as overrides load per batch.
+_RANGE_TABLES: dict[int, _Compiled] = {}
 _RANGE_TABLES_MAX = 4096
 
 
-def _range_table(doc: Thresholds) -> _RangeTable:
-    """The range rules of a threshold document per measurement type, built once per
-    document (every reading is judged; the programme profiles are shared)."""
+def _compiled(doc: Thresholds) -> _Compiled:
+    """The range rules of a threshold document per measurement type, and their quiet
+    bands, built once per document (every reading is judged; the programme profiles
+    are shared)."""
     cached = _RANGE_TABLES.get(id(doc))
-    if cached is not None and cached[0] is doc:
-        return cached[1]
+    if cached is not None and cached.doc is doc:
+        return cached
     table: dict[MeasurementType, list[_RangeRule]] = {}
     for name, tiers in doc.ranges.items():
         if not tiers:
@@ -203,11 +219,44 @@ def _range_table(doc: Thresholds) -> _RangeTable:
         )
         for mt in spec.types:
             table.setdefault(mt, []).append(_RangeRule(name, spec, ordered, judged, mildest))
-    frozen = {mt: tuple(rules) for mt, rules in table.items()}
+    quiet: _QuietBands = {}
+    for mt, rules in table.items():
+        bands: dict[Metric, tuple[float, float]] = {}
+        for rule in rules:
+            for m, limit in rule.mildest:
+                low, high = bands.get(m, (-math.inf, math.inf))
+                bands[m] = (low, min(high, limit)) if rule.spec.above else (max(low, limit), high)
+        quiet[mt] = {code: band for m, band in bands.items() for code in METRIC_LOINC[m]}
+    compiled = _Compiled(doc, {mt: tuple(rules) for mt, rules in table.items()}, quiet)
     if len(_RANGE_TABLES) >= _RANGE_TABLES_MAX:
         _RANGE_TABLES.clear()
-    _RANGE_TABLES[id(doc)] = (doc, frozen)
-    return frozen
+    _RANGE_TABLES[id(doc)] = compiled
+    return compiled
+
+
+def _range_table(doc: Thresholds) -> _RangeTable:
+    """The range rules of a threshold document per measurement type (see `_compiled`)."""
+    return _compiled(doc).rules
+
+
+def is_quiet(r: Reading, eff: Effective) -> bool:
+    """True when the reading fires none of `judge_reading`'s rules: a measurement with
+    every value inside the bands that no range rule fires on, and no sensor flag. Most
+    readings are; for a resident with nothing to clear they need no further judging.
+    (Checks every value, not only the first of each metric that the rules judge: a
+    value outside the band only sends the reading the long way.)"""
+    if r.measurement_type == MT.MEDICATION_EVENT:
+        return False
+    bands = _compiled(eff.thresholds).quiet.get(r.measurement_type)
+    if bands:
+        for q in r.values:
+            band = bands.get(q.loinc)
+            if band is not None and q.value is not None:
+                v = q.value * UNIT_FACTOR.get(q.unit, 1.0)
+                if not band[0] <= v < band[1]:
+                    return False
+    flags = eff.thresholds.technical.sensor_flags
+    return not any(f in flags for f in r.status)
 
 
 def _judge_ranges(c: Candidate, eff: Effective, clearable: Clearable = None) -> Judged:
@@ -330,6 +379,8 @@ def _judge_medication(c: Candidate, eff: Effective) -> Judged:
 def judge_reading(c: Candidate, eff: Effective, clearable: Clearable = None) -> Judged:
     """Range, sensor-status and medication-event rules on one attributed reading; clears
     only for the rules in `clearable` (None: every rule)."""
+    if clearable is not None and not clearable and is_quiet(c.reading, eff):
+        return [], []  # the common case: nothing fires, nothing to clear
     findings: list[Finding] = []
     clears: list[Clear] = []
     if c.reading.measurement_type == MT.MEDICATION_EVENT:

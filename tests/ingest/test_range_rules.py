@@ -4,12 +4,24 @@ value < limit), whatever the tiers, limits and values."""
 
 from __future__ import annotations
 
-from hypothesis import given
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.alerts import SEVERITY_RANK, Severity
-from ingest.rules import RANGE_SPECS, _range_table
-from ingest.thresholds import Thresholds
+from hemhub.contract import (
+    ClockSource,
+    ClockTrust,
+    DeviceIdentity,
+    MeasurementType,
+    Quantity,
+    Reading,
+)
+from ingest.alerts import SEVERITY_RANK, Candidate, Severity
+from ingest.rules import RANGE_SPECS, _range_table, is_quiet, judge_reading
+from ingest.thresholds import Effective, Thresholds
 
 METRICS = ("systolic", "diastolic")
 limit = st.floats(min_value=40, max_value=250, allow_nan=False)
@@ -60,3 +72,80 @@ def test_table_is_built_once_per_document_and_never_mixed_up() -> None:
     [rule_b] = _range_table(b)[RANGE_SPECS["pulse_high"].types[0]]
     assert rule_a.fires({"pulse": 120.0}) is not None
     assert rule_b.fires({"pulse": 120.0}) is None
+
+
+# --- the quiet fast path (rules.is_quiet) ----------------------------------------------
+
+# Whole numbers, so that values fall exactly on limits often enough.
+whole = st.integers(min_value=40, max_value=250).map(float)
+bp_tiers = st.dictionaries(
+    st.sampled_from(list(Severity)),
+    st.dictionaries(st.sampled_from(METRICS), whole, min_size=1),
+    min_size=1,
+)
+pulse_tiers = st.dictionaries(
+    st.sampled_from(list(Severity)), st.fixed_dictionaries({"pulse": whole}), min_size=1
+)
+ranges = st.fixed_dictionaries(
+    {},
+    optional={
+        "blood_pressure_high": bp_tiers,
+        "blood_pressure_low": bp_tiers,
+        "pulse_high": pulse_tiers,
+        "pulse_low": pulse_tiers,
+    },
+)
+loinc_codes = st.sampled_from(
+    [("systolic", "8480-6"), ("diastolic", "8462-4"), ("pulse", "8867-4"), ("other", "1-1")]
+)
+units = st.sampled_from(["mm[Hg]", "/min", "kPa"])
+# a flag the default thresholds call doubtful, and one they do not
+flags = st.lists(st.sampled_from(["cuff_too_loose", "irregular_pulse"]), max_size=2)
+
+
+def _candidate(values: list[tuple[tuple[str, str], float | None, str]], status: list[str]) -> Any:
+    at = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    reading = Reading(
+        idempotency_key="a" * 64,
+        device=DeviceIdentity(address="AA:BB:CC:DD:EE:FF"),
+        measurement_type=MeasurementType.BLOOD_PRESSURE,
+        characteristic="2A35",
+        values=[
+            Quantity(name=name, loinc=code, value=v, unit=unit) for (name, code), v, unit in values
+        ],
+        status=status,
+        device_time=None,
+        hub_received_at=at,
+        measured_at=at,
+        clock=ClockTrust(source=ClockSource.NO_DEVICE_TIME, hub_clock_synced=True),
+        raw_hex="00",
+    )
+    return Candidate(reading, uuid.uuid4(), "t", False)
+
+
+@settings(max_examples=400)
+@given(ranges=ranges, status=flags, data=st.data())
+def test_a_quiet_reading_is_one_that_fires_nothing(
+    ranges: dict[str, Any], status: list[str], data: st.DataObject
+) -> None:
+    """is_quiet never skips a reading that would fire; and a reading with one value per
+    metric that fires nothing is quiet (the fast path is exact there)."""
+    limits = sorted({v for t in ranges.values() for lim in t.values() for v in lim.values()})
+    # values on the limits themselves too: the boundaries are where a fast path errs
+    value = st.one_of(
+        st.none(),
+        st.floats(min_value=0, max_value=300, allow_nan=False),
+        *([st.sampled_from(limits)] if limits else []),
+    )
+    values = data.draw(st.lists(st.tuples(loinc_codes, value, units), min_size=1, max_size=3))
+    doc = Thresholds.model_validate({"ranges": ranges})
+    eff = Effective(thresholds=doc, version=1, programme="")
+    c = _candidate(values, status)
+    findings, _ = judge_reading(c, eff, None)
+    if is_quiet(c.reading, eff):
+        assert findings == []
+    codes = [code for (_, code), _, _ in values]
+    if not findings and len(set(codes)) == len(codes):
+        assert is_quiet(c.reading, eff)
+    # and with nothing to clear, the fast path gives what the full judgement gives
+    assert judge_reading(c, eff, frozenset()) == (findings, [])
