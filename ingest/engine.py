@@ -13,7 +13,7 @@ only when the batch holds such readings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -177,19 +177,23 @@ def _late_doses(conn: Conn, book: ThresholdBook, candidates: Sequence[Candidate]
 
 
 def _missing_data_cleared(
-    conn: Conn, book: ThresholdBook, candidates: Sequence[Candidate], now: datetime
+    conn: Conn,
+    book: ThresholdBook,
+    candidates: Sequence[Candidate],
+    now: datetime,
+    patients: Collection[UUID],
 ) -> list[Clear]:
     """A valid measurement recent enough for the resident's schedule ends their
-    missing-data alert of that kind (the scheduled run would find nothing missing)."""
-    valid = [c for c in candidates if has_value(c.reading)]
-    if not valid:
+    missing-data alert of that kind (the scheduled run would find nothing missing).
+    `patients`: the candidates' residents."""
+    rows = conn.execute(SCHEDULES_SQL, {"patients": list(patients)}).fetchall()
+    if not rows:
         return []
-    rows = conn.execute(SCHEDULES_SQL, {"patients": list({c.patient_id for c in valid})})
-    every = {(UUID(str(p)), t): e for p, t, e in rows.fetchall()}
+    every = {(UUID(str(p)), t): e for p, t, e in rows}
     clears: list[Clear] = []
-    for c in valid:
+    for c in candidates:
         period = every.get((c.patient_id, str(c.reading.measurement_type)))
-        if period is None:
+        if period is None or not has_value(c.reading):
             continue
         grace = timedelta(hours=book.at(c.patient_id, now).thresholds.missing_data.grace_hours)
         if c.reading.measured_at >= now - period - grace:
@@ -215,22 +219,24 @@ def evaluate_stored(
     if not candidates:
         return AlertOutcome(0, 0)
     now = now or datetime.now(UTC)
-    book = thresholds.load(conn, {c.patient_id for c in candidates})
+    patients = {c.patient_id for c in candidates}
+    book = thresholds.load(conn, patients)
     findings: list[Finding] = alerts.evaluate(candidates, static_rules)
     clears: list[Clear] = []
     # What each resident's readings may clear: the rules of their alerts that a clear
     # can resolve now (a range alert only once acknowledged), and those this batch fires
     # that resolve without acknowledgement, judged in measurement order so that a later
     # reading of the batch can clear what an earlier one opened.
-    clearable = alerts.clearable_rules(conn, {c.patient_id for c in candidates}, RANGE_SPECS)
+    clearable = alerts.clearable_rules(conn, patients, RANGE_SPECS)
     for c in sorted(candidates, key=lambda c: c.reading.measured_at):
         rules = clearable.setdefault(c.patient_id, set())
         f, cl = judge_reading(c, book.at(c.patient_id, c.reading.measured_at), rules)
-        findings += f
+        if f:
+            findings += f
+            rules.update(x.rule for x in f if x.rule not in RANGE_SPECS)
         clears += cl
-        rules.update(x.rule for x in f if x.rule not in RANGE_SPECS)
     for f, cl in (_weight_trends(conn, book, candidates), _late_doses(conn, book, candidates)):
         findings += f
         clears += cl
-    clears += _missing_data_cleared(conn, book, candidates, now)
+    clears += _missing_data_cleared(conn, book, candidates, now, patients)
     return alerts.apply(conn, findings) + alerts.resolve(conn, clears)
