@@ -706,6 +706,62 @@ def _cpu_seconds(pids: Sequence[int]) -> float | None:
     return total
 
 
+#: Local server processes whose CPU a throughput run reports, by process name.
+_SERVER_PROCESSES = {"postgres": "postgres", "mosquitto": "broker"}
+
+
+@dataclass(frozen=True)
+class _CpuSnapshot:
+    """CPU seconds so far: the whole machine's (busy and in all), and the local servers'."""
+
+    busy: float
+    total: float
+    servers: dict[str, float]
+
+
+def _machine_cpu() -> _CpuSnapshot | None:
+    """From /proc (Linux; None elsewhere). Servers: PostgreSQL's processes (backends,
+    WAL writer, checkpointer) and Mosquitto, when they run on this machine."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    servers = dict.fromkeys(_SERVER_PROCESSES.values(), 0.0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # exited meanwhile
+        name = text[text.find("(") + 1 : text.rfind(")")]
+        label = _SERVER_PROCESSES.get(name)
+        if label is not None:
+            fields = text.rsplit(")", 1)[1].split()
+            servers[label] += (int(fields[11]) + int(fields[12])) / tick
+    return _CpuSnapshot((sum(ticks) - idle) / tick, sum(ticks) / tick, servers)
+
+
+def _cores(
+    before: _CpuSnapshot | None,
+    after: _CpuSnapshot | None,
+    seconds: float,
+    own: dict[str, tuple[float | None, float | None]],
+) -> dict[str, float] | None:
+    """Cores used on average over `seconds`: the machine's busy ones, the local servers,
+    and `own` (name -> CPU seconds before and after, as _cpu_seconds gives)."""
+    if before is None or after is None or seconds <= 0:
+        return None
+    out = {"machine_busy": (after.busy - before.busy) / seconds}
+    out["machine_cores"] = (after.total - before.total) / seconds
+    for name, value in after.servers.items():
+        out[name] = (value - before.servers.get(name, 0.0)) / seconds
+    for name, (a, b) in own.items():
+        if a is not None and b is not None:
+            out[name] = (b - a) / seconds
+    return {k: round(v, 2) for k, v in out.items()}
+
+
 class Publishers:
     """Publisher processes sharing one flow-control window over the workers' acks."""
 
@@ -737,6 +793,9 @@ class Publishers:
         self.go.set()
         return time.perf_counter()
 
+    def cpu_seconds(self) -> float | None:
+        return _cpu_seconds([p.pid for p in self.procs if p.pid is not None])
+
     def join(self, timeout: float = 60.0, *, halt: bool = False) -> float:
         """Wait for the publishers (stopped first if `halt`); return the longest
         publishing time (s)."""
@@ -767,6 +826,8 @@ class Throughput:
     complete: bool
     worker_cpu_s: float | None
     protocol: int
+    #: Cores in use on average from release to the last sample, by whom (see _cores).
+    cpu_cores: dict[str, float] | None = None
 
 
 def _worker_spec(
@@ -839,7 +900,7 @@ def ingest_throughput(
     with Workers(spec, workers) as pool:
         pubs = Publishers(specs, pool.counters)
         pubs.start()
-        cpu0 = pool.cpu_seconds()
+        cpu0, pub0, machine0 = pool.cpu_seconds(), pubs.cpu_seconds(), _machine_cpu()
         t0 = pubs.release()
         samples: list[tuple[float, int]] = []
         while True:
@@ -849,7 +910,9 @@ def ingest_throughput(
             if stored >= total or now - t0 > timeout:
                 break
             time.sleep(0.02)
-        cpu1 = pool.cpu_seconds()
+        cpu1, pub1, machine1 = pool.cpu_seconds(), pubs.cpu_seconds(), _machine_cpu()
+        cores = _cores(machine0, machine1, time.perf_counter() - t0,
+                       {"workers": (cpu0, cpu1), "publishers": (pub0, pub1)})  # fmt: skip
         pubs.join(halt=True)
         protocol = pool.protocol
     t_end, stored = samples[-1]
@@ -866,6 +929,7 @@ def ingest_throughput(
         complete=stored >= total,
         worker_cpu_s=None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
         protocol=protocol,
+        cpu_cores=cores,
     )
 
 
