@@ -10,9 +10,10 @@ answer pings); the thread that called `run()` parses, batches and stages; commit
 threads (`connections`, each with its own database connection) store and ack the
 batches, a large batch split by hub over them, so the database works on one part
 while Python evaluates another and the next batch is parsed. A hub's messages go to
-one thread, in order (see `_hand_over`). The first commit thread also runs the
-periodic jobs. A batch closes at `batch_size` readings or `batch_seconds` after its
-first message.
+one thread, in order (see `_hand_over`). The periodic jobs (partitions ahead, the
+scheduled alert rules) run on a thread and connection of their own, so that a long
+evaluation never holds up the hubs of a commit thread. A batch closes at `batch_size`
+readings or `batch_seconds` after its first message.
 
 A payload can never crash the worker: anything invalid becomes a dead letter with the
 reason and the raw bytes, stored in the same commit path and then acknowledged. If a
@@ -80,6 +81,8 @@ FANOUT_PATIENCE = 8
 _PARTITION_CHECK_S = 6 * 3600
 _PARTITION_LOCK = 0x68656D70  # "hemp": one worker at a time creates partitions
 _EVALUATION_LOCK = 0x68656D65  # "heme": one worker at a time runs the scheduled rules
+#: How often the jobs' thread looks for a job that is due.
+_JOBS_TICK_S = 1.0
 
 
 @dataclass
@@ -565,6 +568,8 @@ class IngestWorker:
                 target=self._commit_loop, args=(c,), name=f"ingest-commit-{c.index}"
             )
             c.thread.start()
+        jobs = threading.Thread(target=self._jobs_loop, name="ingest-jobs", daemon=True)
+        jobs.start()
         try:
             while not self._stop.is_set():
                 items = self._collect(block=True)
@@ -582,6 +587,7 @@ class IngestWorker:
             for c in committers:
                 if c.thread is not None:
                     c.thread.join()
+            jobs.join()  # a job in progress finishes its transaction
         if self._commit_failure is not None:
             raise RuntimeError("a commit thread failed") from self._commit_failure
 
@@ -627,13 +633,11 @@ class IngestWorker:
             raise RuntimeError("a commit thread failed") from self._commit_failure
 
     def _commit_loop(self, c: _Committer) -> None:
-        """A commit thread: store, then ack, each of its batches in arrival order; the
-        first one also runs the periodic jobs between batches. psycopg releases the GIL
-        while it waits for the database, so the others parse and evaluate meanwhile."""
+        """A commit thread: store, then ack, each of its batches in arrival order.
+        psycopg releases the GIL while it waits for the database, so the others parse
+        and evaluate meanwhile."""
         try:
             while True:
-                if c.index == 0:
-                    self._maintain()
                 try:
                     batch = c.pending.get(timeout=0.2)
                 except queue.Empty:
@@ -824,8 +828,19 @@ class IngestWorker:
             )
         return self._conn
 
+    def _jobs_loop(self) -> None:
+        """The periodic jobs' thread, with a database connection of its own."""
+        try:
+            while not self._stop.is_set():
+                self._maintain()
+                self._stop.wait(_JOBS_TICK_S)
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+
     def _maintain(self) -> None:
-        """Periodic jobs between batches; one worker at a time runs each (advisory lock)."""
+        """Run the periodic jobs that are due; one worker at a time runs each (advisory
+        lock)."""
         now = time.monotonic()
         for job in self._jobs:
             if job.due and now < job.due:

@@ -22,7 +22,7 @@ from hemhub.settings import MqttTarget
 from ingest import alerts
 from ingest.migrations import migrate
 from ingest.pipeline import DeadLetter, StatusUpdate
-from ingest.worker import IngestWorker, parse_message
+from ingest.worker import IngestWorker, _Job, parse_message
 from tests.factories import batch, bp_reading, unique_hub_id
 from tests.ingest.factories import readings_of_hub, seeded_device
 
@@ -412,6 +412,46 @@ def test_large_batches_are_split_over_connections_and_each_hub_stays_in_order(
         assert sum(count for _, count in rows) == sum(flagged[hub]), hub
         assert [status for status, _ in rows[:-1]] == ["resolved"] * (len(rows) - 1), hub
         assert rows[-1][0] == ("open" if flagged[hub][-1] else "resolved"), hub
+
+
+def test_a_long_periodic_job_does_not_hold_up_readings(
+    db: psycopg.Connection[Any],
+    database_url: str,
+    mqtt_url: str,
+    publisher: Publisher,
+) -> None:
+    """The scheduled evaluation over a large population can take seconds: it runs on a
+    thread and connection of its own while readings keep being stored and acked."""
+    hubs = [unique_hub_id() for _ in range(6)]
+    release, started = threading.Event(), threading.Event()
+
+    def slow_job(conn: psycopg.Connection[Any]) -> None:
+        started.set()
+        assert release.wait(30), "the test never released the job"
+
+    worker = IngestWorker(
+        database_url,
+        mqtt_url,
+        client_id=f"test-ingest-{uuid.uuid4().hex[:8]}",
+        shared_group=f"test-{uuid.uuid4().hex[:8]}",
+        session_expiry_s=60,
+        topics=[topic_readings(hub) for hub in hubs],
+        evaluate_every_s=None,
+    )
+    worker._jobs.append(_Job("slow", 3600.0, 0x74657374, slow_job))
+    running = Running(worker)
+    try:
+        assert worker.ready.wait(15), "worker did not subscribe"
+        assert started.wait(15), "the job did not start"
+        for k, hub in enumerate(hubs):
+            r = bp_reading(measured_at=NOW - timedelta(minutes=k))  # keys of their own
+            publisher.publish(topic_readings(hub), batch(hub, r).model_dump_json())
+        wait_for(lambda: worker.stats["acked"] == len(hubs), what="readings acked during the job")
+        assert all(len(readings_of_hub(db, hub)) == 1 for hub in hubs)
+        assert not release.is_set()  # the job was still running throughout
+    finally:
+        release.set()
+        running.stop()
 
 
 def test_falls_back_to_mqtt_311_on_a_broker_without_v5(
