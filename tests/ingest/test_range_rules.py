@@ -5,23 +5,16 @@ value < limit), whatever the tiers, limits and values."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hemhub.contract import (
-    ClockSource,
-    ClockTrust,
-    DeviceIdentity,
-    MeasurementType,
-    Quantity,
-    Reading,
-)
+from hemhub.contract import Quantity
 from ingest.alerts import SEVERITY_RANK, Candidate, Severity
 from ingest.rules import RANGE_SPECS, _range_table, is_quiet, judge_reading
 from ingest.thresholds import Effective, Thresholds
+from tests.factories import bp_reading
 
 METRICS = ("systolic", "diastolic")
 limit = st.floats(min_value=40, max_value=250, allow_nan=False)
@@ -104,22 +97,10 @@ flags = st.lists(st.sampled_from(["cuff_too_loose", "irregular_pulse"]), max_siz
 
 
 def _candidate(values: list[tuple[tuple[str, str], float | None, str]], status: list[str]) -> Any:
-    at = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-    reading = Reading(
-        idempotency_key="a" * 64,
-        device=DeviceIdentity(address="AA:BB:CC:DD:EE:FF"),
-        measurement_type=MeasurementType.BLOOD_PRESSURE,
-        characteristic="2A35",
-        values=[
-            Quantity(name=name, loinc=code, value=v, unit=unit) for (name, code), v, unit in values
-        ],
-        status=status,
-        device_time=None,
-        hub_received_at=at,
-        measured_at=at,
-        clock=ClockTrust(source=ClockSource.NO_DEVICE_TIME, hub_clock_synced=True),
-        raw_hex="00",
-    )
+    quantities = [
+        Quantity(name=name, loinc=code, value=v, unit=unit) for (name, code), v, unit in values
+    ]
+    reading = bp_reading().model_copy(update={"values": quantities, "status": status})
     return Candidate(reading, uuid.uuid4(), "t", False)
 
 
