@@ -693,16 +693,23 @@ class Workers:
         self.stop()
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat_cpu_seconds(stat: str) -> float:
+    """User + system CPU seconds in a /proc/<pid>/stat line."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def _cpu_seconds(pids: Sequence[int]) -> float | None:
     """User + system CPU seconds of these (live) processes, from /proc (Linux)."""
     total = 0.0
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += _stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
         except OSError:
             return None
-        total += (int(fields[11]) + int(fields[12])) / tick
     return total
 
 
@@ -722,7 +729,6 @@ class _CpuSnapshot:
 def _machine_cpu() -> _CpuSnapshot | None:
     """From /proc (Linux; None elsewhere). Servers: PostgreSQL's processes (backends,
     WAL writer, checkpointer) and Mosquitto, when they run on this machine."""
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     try:
         ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     except OSError:
@@ -737,9 +743,8 @@ def _machine_cpu() -> _CpuSnapshot | None:
         name = text[text.find("(") + 1 : text.rfind(")")]
         label = _SERVER_PROCESSES.get(name)
         if label is not None:
-            fields = text.rsplit(")", 1)[1].split()
-            servers[label] += (int(fields[11]) + int(fields[12])) / tick
-    return _CpuSnapshot((sum(ticks) - idle) / tick, sum(ticks) / tick, servers)
+            servers[label] += _stat_cpu_seconds(text)
+    return _CpuSnapshot((sum(ticks) - idle) / _TICK, sum(ticks) / _TICK, servers)
 
 
 def _cores(
