@@ -351,18 +351,20 @@ def clearable_rules(
     """The rules of each resident's alerts that a clear can resolve now: acknowledged
     ones, and open ones of rules that do not wait for an acknowledgement (`needs_ack`
     names those that do, see `Clear.needs_ack`)."""
-    out: dict[UUID, set[str]] = {}
     params = {"patients": list(patient_ids), "needs_ack": list(needs_ack)}
-    for patient_id, rule in conn.execute(_CLEARABLE, params):
-        out.setdefault(patient_id, set()).add(rule)
-    return out
+    return _rules_by_patient(conn, _CLEARABLE, params)
 
 
 def active_rules(conn: Conn, patient_ids: Iterable[UUID]) -> dict[UUID, set[str]]:
     """The rules of each resident's active (open or acknowledged) alerts: one query on
     the partial index alerts_one_active."""
+    return _rules_by_patient(conn, _ACTIVE, {"patients": list(patient_ids)})
+
+
+def _rules_by_patient(conn: Conn, query: str, params: dict[str, Any]) -> dict[UUID, set[str]]:
+    """Rows (patient_id, rule) -> the rules of each patient."""
     out: dict[UUID, set[str]] = {}
-    for patient_id, rule in conn.execute(_ACTIVE, {"patients": list(patient_ids)}):
+    for patient_id, rule in conn.execute(query, params):
         out.setdefault(patient_id, set()).add(rule)
     return out
 

@@ -252,8 +252,7 @@ def is_quiet(r: Reading, eff: Effective) -> bool:
         for q in r.values:
             band = bands.get(q.loinc)
             if band is not None and q.value is not None:
-                v = q.value * UNIT_FACTOR.get(q.unit, 1.0)
-                if not band[0] <= v < band[1]:
+                if not band[0] <= convert(q.value, q.unit) < band[1]:
                     return False
     flags = eff.thresholds.technical.sensor_flags
     return not any(f in flags for f in r.status)

@@ -326,7 +326,7 @@ class IngestWorker:
         self._commit_failure: BaseException | None = None
         self._fanout = 1  # commit threads the current batches are split over
         self._wanted = 0  # batches in a row that asked for another split
-        # Each commit thread's own connection, and the lock of what they share.
+        # Each thread's own database connection, and the lock of the stats they share.
         self._local = threading.local()
         self._stats_lock = threading.Lock()
         self._generation = 0  # bumped on every (dis)connect: acks only for the live one
@@ -553,7 +553,8 @@ class IngestWorker:
 
     @property
     def _conn(self) -> psycopg.Connection[Any] | None:
-        """The database connection of the calling commit thread."""
+        """The database connection of the calling thread (each commit thread, and the
+        jobs' thread, has its own)."""
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         return conn
 
@@ -653,8 +654,7 @@ class IngestWorker:
             self._commit_failure = exc
             self._stop.set()
         finally:
-            if self._conn is not None:
-                self._conn.close()
+            self._close_connection()
 
     def _collect(self, *, block: bool) -> list[tuple[Inbound, Parsed]]:
         items: list[tuple[Inbound, Parsed]] = []
@@ -835,8 +835,12 @@ class IngestWorker:
                 self._maintain()
                 self._stop.wait(_JOBS_TICK_S)
         finally:
-            if self._conn is not None:
-                self._conn.close()
+            self._close_connection()
+
+    def _close_connection(self) -> None:
+        """Close the calling thread's database connection, if it has one."""
+        if self._conn is not None:
+            self._conn.close()
 
     def _maintain(self) -> None:
         """Run the periodic jobs that are due; one worker at a time runs each (advisory
