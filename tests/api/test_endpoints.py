@@ -14,7 +14,7 @@ import pytest
 from api.app import create_app
 from api.auth import Role
 from hemhub.settings import Settings
-from ingest.migrations import MigrationReport
+from ingest.migrations import MigrationReport, migrate
 from ingest.pipeline import DeadLetter, store
 from tests.api.helpers import (
     NOW,
@@ -46,6 +46,15 @@ async def test_readyz_reports_partitioning(
     assert r.status_code == 200
     assert r.json()["database"] == "ok"
     assert r.json()["partitioning"] == migration.partitioning
+
+
+async def test_readyz_reports_a_hypertable(tmp_path: Path, timescaledb_url: str) -> None:
+    """Where the server has TimescaleDB, readings are a hypertable, and /readyz says so."""
+    assert migrate(timescaledb_url).partitioning == "timescaledb"
+    async with api_client(make_settings(tmp_path, timescaledb_url)) as client:
+        r = await client.get("/readyz")
+    assert r.status_code == 200
+    assert (r.json()["database"], r.json()["partitioning"]) == ("ok", "timescaledb")
 
 
 async def test_readyz_counts_dead_letters(client: httpx.AsyncClient, database_url: str) -> None:

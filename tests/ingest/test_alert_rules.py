@@ -32,6 +32,7 @@ from ingest.pipeline import StatusUpdate, store
 from ingest.rules import counts_within, rise_at
 from ingest.schedule import run_scheduled_evaluation, set_schedule
 from tests.factories import batch, bp_reading, device, unique_hub_id
+from tests.ingest.conftest import on_both_partitionings
 from tests.ingest.factories import alerts_of
 
 T0 = datetime(2026, 11, 24, 7, 2, tzinfo=UTC)
@@ -249,6 +250,7 @@ def test_threshold_change_is_a_new_version_recorded_on_later_alerts(
 # --- replay and late ----------------------------------------------------------------------
 
 
+@on_both_partitionings
 def test_replayed_reading_never_raises_a_second_alert(conn: psycopg.Connection[Any]) -> None:
     dev, patient = resident(conn)
     r = bp_reading(200, 120, measured_at=T0, dev=dev)
@@ -260,6 +262,7 @@ def test_replayed_reading_never_raises_a_second_alert(conn: psycopg.Connection[A
     assert (a["status"], a["count"]) == ("resolved", 1)
 
 
+@on_both_partitionings
 def test_late_reading_is_judged_at_its_measurement_time_and_marked_late(
     conn: psycopg.Connection[Any],
 ) -> None:
@@ -310,6 +313,7 @@ def test_low_perfusion_flag(conn: psycopg.Connection[Any]) -> None:
 # --- trends -------------------------------------------------------------------------------
 
 
+@on_both_partitionings
 def test_weight_gain_over_three_days_fires_and_clears_on_schedule(
     conn: psycopg.Connection[Any],
 ) -> None:
@@ -418,6 +422,7 @@ def post_status(conn: psycopg.Connection[Any], status: HubStatus, at: datetime) 
         ("device_error", "device C0:FF:EE:00:00:01 failing on hub {hub}: ATT timeout (3 failed"),
     ],
 )
+@on_both_partitionings
 def test_missing_data_says_why(conn: psycopg.Connection[Any], cause: str, expected: str) -> None:
     dev, patient = resident(conn)
     hub = unique_hub_id()

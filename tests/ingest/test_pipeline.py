@@ -13,11 +13,13 @@ from hemhub.contract import ClockSource, ClockTrust, DeviceIdentity, HubStatus, 
 from ingest import alerts, registry
 from ingest.pipeline import DEVICE_SEEN_RESOLUTION, DeadLetter, StatusUpdate, store
 from tests.factories import batch, bp_reading, device, unique_hub_id
+from tests.ingest.conftest import on_both_partitionings
 from tests.ingest.factories import alerts_of, readings_of_hub, seeded_device
 
 T0 = datetime(2026, 11, 24, 7, 2, tzinfo=UTC)
 
 
+@on_both_partitionings
 def test_valid_batch_is_stored_with_all_provenance(conn: psycopg.Connection[Any]) -> None:
     hub = unique_hub_id()
     identity, device_id, patient_id = seeded_device(
@@ -108,6 +110,7 @@ def test_device_row_is_rewritten_only_when_it_changes(conn: psycopg.Connection[A
     assert seen(later, moved) == (later, "9.9", "C0:FF:EE:00:00:99")
 
 
+@on_both_partitionings
 def test_same_reading_five_times_is_stored_once_and_alerts_once(
     conn: psycopg.Connection[Any],
 ) -> None:
@@ -128,6 +131,7 @@ def test_same_reading_five_times_is_stored_once_and_alerts_once(
     assert alert["count"] == 1
 
 
+@on_both_partitionings
 def test_key_already_stored_is_dropped_even_with_another_measured_at(
     conn: psycopg.Connection[Any],
 ) -> None:
@@ -217,6 +221,7 @@ def test_no_alert_below_threshold_or_for_missing_values(
     assert alerts_of(conn, patient_id) == []
 
 
+@on_both_partitionings
 def test_reassigned_device_attributes_by_measurement_time(conn: psycopg.Connection[Any]) -> None:
     hub_a, hub_b = unique_hub_id("hub-a"), unique_hub_id("hub-b")
     switch = T0
@@ -255,6 +260,7 @@ def test_reassigned_device_attributes_by_measurement_time(conn: psycopg.Connecti
     assert alerts_of(conn, patient_b) == []
 
 
+@on_both_partitionings
 def test_reading_at_the_switch_instant_belongs_to_the_new_owner(
     conn: psycopg.Connection[Any],
 ) -> None:
@@ -267,6 +273,7 @@ def test_reading_at_the_switch_instant_belongs_to_the_new_owner(
     assert readings_of_hub(conn, hub)[0]["patient_id"] == patient_b
 
 
+@on_both_partitionings
 def test_reading_without_assignment_is_stored_unattributed(
     conn: psycopg.Connection[Any],
 ) -> None:
@@ -284,6 +291,7 @@ def test_reading_without_assignment_is_stored_unattributed(
     assert patient_id is not None
 
 
+@on_both_partitionings
 def test_late_reading_is_marked_late(conn: psycopg.Connection[Any]) -> None:
     hub = unique_hub_id()
     on_time = bp_reading(measured_at=T0, received_at=T0 + timedelta(minutes=59), salt="a")
@@ -294,6 +302,7 @@ def test_late_reading_is_marked_late(conn: psycopg.Connection[Any]) -> None:
     assert flags == {on_time.idempotency_key: False, late.idempotency_key: True}
 
 
+@on_both_partitionings
 def test_hub_backlog_reaching_ingest_late_is_marked_late(conn: psycopg.Connection[Any]) -> None:
     """A reading the hub received at once but held in its outbox (hub offline) for hours
     is late too: what counts is also when it reached the ingest tier."""
