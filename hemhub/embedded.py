@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -78,40 +79,27 @@ plugins:
 """
 
 
-class EmbeddedBroker:
-    """An amqtt MQTT 3.1.1 broker in a child process, listening on 127.0.0.1 only."""
+class ServerProcess:
+    """A server run as a child process: a subclass's start() launches it and waits with
+    _wait_until(); stop() ends it (SIGTERM, SIGKILL after 10 s). As a context manager it
+    gives start()'s URL and stops the server on exit."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        self.data_dir = data_dir
-        self.port = port or free_port()
-        self._proc: subprocess.Popen[bytes] | None = None
+    _proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20.0) -> str:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        config = self.data_dir / "amqtt.yaml"
-        config.write_text(_BROKER_CONFIG.format(port=self.port))
-        logfile = (self.data_dir / "amqtt.log").open("ab")
-        self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from amqtt.scripts.broker_script import main; main()",
-                "-c",
-                str(config),
-            ],
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-        )
+    def start(self) -> str:
+        raise NotImplementedError
+
+    def _wait_until(self, ready: Callable[[], bool], what: str, log: Path, timeout: float) -> None:
+        """Wait until `ready()`; raise with the end of `log` if the server exits or is late."""
         deadline = time.monotonic() + timeout
-        while not reachable("127.0.0.1", self.port):
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"embedded MQTT broker exited; see {self.data_dir}/amqtt.log")
-            if time.monotonic() > deadline:
+        while not ready():
+            exited = self._proc is None or self._proc.poll() is not None
+            if exited or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
                 self.stop()
-                raise RuntimeError("embedded MQTT broker did not start in time")
-            time.sleep(0.1)
-        log.info("embedded MQTT broker on 127.0.0.1:%d", self.port)
-        return f"mqtt://127.0.0.1:{self.port}"
+                state = "exited" if exited else "did not start in time"
+                raise RuntimeError(f"{what} {state}; its log ({log}) ends:\n{tail}")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -130,3 +118,34 @@ class EmbeddedBroker:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class EmbeddedBroker(ServerProcess):
+    """An amqtt MQTT 3.1.1 broker in a child process, listening on 127.0.0.1 only."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+
+    def start(self, timeout: float = 20.0) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.data_dir / "amqtt.yaml"
+        config.write_text(_BROKER_CONFIG.format(port=self.port))
+        logpath = self.data_dir / "amqtt.log"
+        with logpath.open("ab") as logfile:
+            self._proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from amqtt.scripts.broker_script import main; main()",
+                    "-c",
+                    str(config),
+                ],
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_until(
+            lambda: reachable("127.0.0.1", self.port), "embedded MQTT broker", logpath, timeout
+        )
+        log.info("embedded MQTT broker on 127.0.0.1:%d", self.port)
+        return f"mqtt://127.0.0.1:{self.port}"

@@ -16,9 +16,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
+
+from hemhub.embedded import ServerProcess
 
 HARNESS = Path(__file__).resolve().parent / "timescaledb"
 
@@ -28,19 +28,20 @@ def harness_installed() -> bool:
     return shutil.which("node") is not None and (HARNESS / "node_modules").is_dir()
 
 
-class PGliteTimescale:
+class PGliteTimescale(ServerProcess):
     """One PGlite TimescaleDB server of its own, in a child process, empty at start."""
 
     def __init__(self) -> None:
         self._dir: tempfile.TemporaryDirectory[str] | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> str:
+        # A short folder of its own: a Unix socket's path has room for about 100 bytes.
         self._dir = tempfile.TemporaryDirectory(prefix="hemhub-pglite-")
         folder = Path(self._dir.name)
         # libpq finds a server's Unix socket as <host folder>/.s.PGSQL.<port>.
         socket_path = folder / ".s.PGSQL.5432"
-        with (folder / "serve.log").open("wb") as log:
+        logpath = folder / "serve.log"
+        with logpath.open("wb") as log:
             self._proc = subprocess.Popen(
                 ["node", str(HARNESS / "serve.mjs"), str(socket_path)],
                 cwd=HARNESS,
@@ -48,38 +49,14 @@ class PGliteTimescale:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while not socket_path.exists():
-            if self._proc.poll() is not None:
-                output = (folder / "serve.log").read_text(errors="replace")
-                self.stop()
-                raise RuntimeError(f"PGlite TimescaleDB server exited:\n{output}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("PGlite TimescaleDB server did not start in time")
-            time.sleep(0.05)
+        self._wait_until(socket_path.exists, "PGlite TimescaleDB server", logpath, timeout)
         # PGlite asks for a password and accepts any.
         return f"postgresql://postgres:pglite@/postgres?host={folder}&port=5432"
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.stdin is not None:
             self._proc.stdin.close()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
+        super().stop()
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
-
-    def __enter__(self) -> str:
-        return self.start()
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
