@@ -84,13 +84,17 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from ingest.migrations import migrate
+    from ingest.migrations import MigrationError, migrate
 
     settings = _settings(args)
     if not settings.database_url:
         print("hemhub migrate: set HEMHUB_DATABASE_URL", file=sys.stderr)
         return EXIT_USAGE
-    report = migrate(settings.database_url)
+    try:
+        report = migrate(settings.database_url)
+    except MigrationError as exc:
+        print(f"hemhub migrate: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps({"applied": report.applied, "partitioning": report.partitioning}))
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -42,6 +43,9 @@ class Settings(BaseSettings):
     #: Database connections per ingest worker: a large batch is split by hub over them,
     #: so the database stores one part while Python evaluates another.
     ingest_connections: int = Field(default=3, ge=1, le=16)
+    #: How `hemhub migrate` partitions a new readings table: "auto" (a TimescaleDB
+    #: hypertable where the extension is installed, else native), "timescaledb" or "native".
+    readings_partitioning: Literal["auto", "timescaledb", "native"] = "auto"
     #: TimescaleDB only: readings older than this many years are dropped (clinical records).
     readings_retention_years: int = Field(default=10, ge=1)
 

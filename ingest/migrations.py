@@ -5,7 +5,8 @@ order, in one transaction each, under an advisory lock so that several workers
 starting together do not race. The readings table is created here rather than in SQL
 because its shape depends on the server: a TimescaleDB hypertable (with compression
 and a retention policy) when the extension is available, native declarative range
-partitioning otherwise.
+partitioning otherwise (`HEMHUB_READINGS_PARTITIONING` can insist on either). The
+choice is made once, when readings is created, and recorded in `hemhub_meta`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from hemhub.settings import get_settings
 log = logging.getLogger(__name__)
 
 Partitioning = Literal["timescaledb", "native"]
+#: What `HEMHUB_READINGS_PARTITIONING` asks for; "auto": TimescaleDB where installed.
+PartitioningChoice = Literal["auto", "timescaledb", "native"]
 
 _LOCK_ID = 0x68656D68  # "hemh"
 
@@ -47,6 +50,10 @@ READINGS_COLUMNS = """
     late             boolean NOT NULL DEFAULT false,
     raw              bytea NOT NULL
 """
+
+
+class MigrationError(RuntimeError):
+    """The database cannot be migrated as configured; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -78,9 +85,40 @@ def partitioning_in_use(conn: psycopg.Connection) -> Partitioning:
     return "timescaledb" if row[0] == "timescaledb" else "native"
 
 
-def _create_readings(conn: psycopg.Connection) -> Partitioning:
-    if timescaledb_available(conn):
-        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+def _choose_partitioning(conn: psycopg.Connection, choice: PartitioningChoice) -> Partitioning:
+    """The partitioning of a new readings table; creates the extension for TimescaleDB.
+
+    An extension that is installed but cannot be created (not in
+    shared_preload_libraries, or no privilege) is an error rather than a quiet fallback:
+    the choice is for the life of the database.
+    """
+    if choice == "native":
+        return "native"
+    if not timescaledb_available(conn):
+        if choice == "timescaledb":
+            raise MigrationError(
+                "HEMHUB_READINGS_PARTITIONING=timescaledb, but the TimescaleDB extension is"
+                " not installed on this PostgreSQL server"
+            )
+        return "native"
+    try:
+        with conn.transaction():  # a savepoint: the migration's transaction survives
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as exc:
+        reason = exc.diag.message_primary or str(exc).strip()
+        raise MigrationError(
+            "the TimescaleDB extension is installed on this PostgreSQL server but cannot be"
+            f" created ({reason}). Add timescaledb to shared_preload_libraries and"
+            " restart PostgreSQL, or have a superuser run CREATE EXTENSION timescaledb in"
+            " this database; or set HEMHUB_READINGS_PARTITIONING=native to partition"
+            " readings natively instead"
+        ) from exc
+    return "timescaledb"
+
+
+def _create_readings(conn: psycopg.Connection, choice: PartitioningChoice) -> Partitioning:
+    mode = _choose_partitioning(conn, choice)
+    if mode == "timescaledb":
         conn.execute(f"CREATE TABLE readings ({READINGS_COLUMNS})")
         conn.execute(
             "SELECT create_hypertable('readings', 'measured_at',"
@@ -92,14 +130,12 @@ def _create_readings(conn: psycopg.Connection) -> Partitioning:
         )
         conn.execute("SELECT add_compression_policy('readings', interval '30 days')")
         # The retention policy is added by migrate() (also to hypertables made before it).
-        mode: Partitioning = "timescaledb"
     else:
         conn.execute(f"CREATE TABLE readings ({READINGS_COLUMNS}) PARTITION BY RANGE (measured_at)")
         # Readings from any time are accepted (device clocks reset to 2000, backlogs of
         # months): monthly partitions are added ahead by ensure_partitions(), and the
         # default partition catches whatever falls outside them.
         conn.execute("CREATE TABLE readings_default PARTITION OF readings DEFAULT")
-        mode = "native"
     conn.execute("CREATE INDEX readings_patient_time ON readings (patient_id, measured_at DESC)")
     conn.execute("CREATE INDEX readings_device_time ON readings (device_id, measured_at DESC)")
     conn.execute(
@@ -146,14 +182,25 @@ def add_retention_policy(conn: psycopg.Connection, years: int) -> None:
     )
 
 
-def migrate(database_url: str, *, retention_years: int | None = None) -> MigrationReport:
+def migrate(
+    database_url: str,
+    *,
+    retention_years: int | None = None,
+    partitioning: PartitioningChoice | None = None,
+) -> MigrationReport:
     """Apply every migration not yet applied; return what was applied and the partitioning.
 
     `retention_years` (default: the `HEMHUB_READINGS_RETENTION_YEARS` setting) becomes a
     TimescaleDB retention policy on readings; native partitioning keeps every reading.
+    `partitioning` (default: `HEMHUB_READINGS_PARTITIONING`) is used when readings is
+    created; for an existing table, a choice other than "auto" must match it. Raises
+    MigrationError when the database cannot be migrated as asked.
     """
+    settings = get_settings()
     if retention_years is None:
-        retention_years = get_settings().readings_retention_years
+        retention_years = settings.readings_retention_years
+    if partitioning is None:
+        partitioning = settings.readings_partitioning
     applied: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
@@ -163,6 +210,15 @@ def migrate(database_url: str, *, retention_years: int | None = None) -> Migrati
                 " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
             done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            if "0001_core" in done and partitioning != "auto":
+                existing = partitioning_in_use(conn)
+                if existing != partitioning:
+                    raise MigrationError(
+                        f"readings in this database are partitioned {existing}, but"
+                        f" HEMHUB_READINGS_PARTITIONING={partitioning}: the partitioning is"
+                        " chosen when readings is created and does not change; set it to"
+                        f" {existing} or auto"
+                    )
             for version, sql in _migration_files():
                 if version in done:
                     continue
@@ -172,7 +228,7 @@ def migrate(database_url: str, *, retention_years: int | None = None) -> Migrati
                         conn.execute(
                             "CREATE TABLE hemhub_meta (key text PRIMARY KEY, value text NOT NULL)"
                         )
-                        _create_readings(conn)
+                        _create_readings(conn, partitioning)
                     conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                 applied.append(version)
                 log.info("applied migration %s", version)

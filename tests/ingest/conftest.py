@@ -8,8 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingest import migrations
-from ingest.migrations import migrate, partitioning_in_use
+from ingest.migrations import Partitioning, migrate, partitioning_in_use
 from tests.ingest.test_worker import Publisher
 
 #: Runs a test that takes `conn` once on each partitioning of `readings`: native range
@@ -18,20 +17,16 @@ on_both_partitionings = pytest.mark.parametrize("conn", ["native", "timescaledb"
 
 
 @pytest.fixture
-def conn(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[psycopg.Connection[Any]]:
+def conn(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit connection to the test's database, migrated. Parametrized (see
     `on_both_partitionings`), its readings use the partitioning the parameter names;
     otherwise whichever migrate() chooses on the test server."""
-    mode: str | None = getattr(request, "param", None)
+    mode: Partitioning | None = getattr(request, "param", None)
     if mode == "timescaledb":
         url: str = request.getfixturevalue("timescaledb_url")
     else:
         url = request.getfixturevalue("database_url")
-    if mode == "native":  # where the extension exists, migrate() would choose it
-        monkeypatch.setattr(migrations, "timescaledb_available", lambda conn: False)
-    report = migrate(url)
+    report = migrate(url, partitioning=mode)
     with psycopg.connect(url, autocommit=True) as c:
         if mode is not None:
             assert report.partitioning == partitioning_in_use(c) == mode

@@ -1,0 +1,118 @@
+"""`hemhub migrate` and the partitioning of readings: chosen once, as configured, with
+clear errors where the server cannot do what is asked (real PostgreSQL, and the
+TimescaleDB server of the `timescaledb_url` fixture)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingest import migrations
+from ingest.migrations import MigrationError, migrate, partitioning_in_use
+from tests.ingest.test_worker import count
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _extensions(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return count(conn, "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")
+
+
+def _readings_table(url: str) -> bool:
+    with psycopg.connect(url) as conn:
+        return count(conn, "SELECT count(*) FROM pg_class WHERE relname = 'readings'") == 1
+
+
+def test_native_asked_for_on_a_timescaledb_server(timescaledb_url: str) -> None:
+    """`native` keeps TimescaleDB out even where it is installed; the choice then stays."""
+    assert migrate(timescaledb_url, partitioning="native").partitioning == "native"
+    assert _extensions(timescaledb_url) == 0
+    assert migrate(timescaledb_url, partitioning="auto").partitioning == "native"
+    with pytest.raises(MigrationError, match=r"partitioned native, but .*=timescaledb"):
+        migrate(timescaledb_url, partitioning="timescaledb")
+
+
+def test_auto_and_timescaledb_make_a_hypertable_where_installed(timescaledb_url: str) -> None:
+    assert migrate(timescaledb_url, partitioning="timescaledb").partitioning == "timescaledb"
+    assert _extensions(timescaledb_url) == 1
+    assert migrate(timescaledb_url).partitioning == "timescaledb"  # auto: what is there
+    with pytest.raises(MigrationError, match=r"partitioned timescaledb, but .*=native"):
+        migrate(timescaledb_url, partitioning="native")
+
+
+def test_timescaledb_asked_for_where_not_installed(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(migrations, "timescaledb_available", lambda conn: False)
+    with pytest.raises(MigrationError, match="not installed on this PostgreSQL server"):
+        migrate(database_url, partitioning="timescaledb")
+    assert not _readings_table(database_url)  # the first migration rolled back whole
+
+
+@pytest.fixture
+def unprivileged_url(database_url: str) -> Iterator[str]:
+    """The test's database, owned by and reached as a role that is not a superuser: it
+    may create tables but not the TimescaleDB extension (which only a superuser can)."""
+    role = f"hemhub_owner_{uuid.uuid4().hex[:8]}"
+    info = psycopg.conninfo.conninfo_to_dict(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f'ALTER DATABASE "{info["dbname"]}" OWNER TO {role}')
+        conn.execute(f"GRANT ALL ON SCHEMA public TO {role}")
+    info["user"] = role
+    try:
+        yield psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{info["dbname"]}" OWNER TO CURRENT_USER')
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+
+
+def test_installed_extension_that_cannot_be_created_is_a_clear_error(
+    unprivileged_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Auto never falls back quietly from an installed TimescaleDB it cannot create (not
+    preloaded, no privilege): the partitioning is for the life of the database."""
+    # Listed as installed whether or not this server has its files: either way, CREATE
+    # EXTENSION by this role fails on the server, as it would unpreloaded.
+    monkeypatch.setattr(migrations, "timescaledb_available", lambda conn: True)
+    with pytest.raises(MigrationError) as raised:
+        migrate(unprivileged_url, partitioning="auto")
+    message = str(raised.value)
+    assert "installed on this PostgreSQL server but cannot be created" in message
+    assert "shared_preload_libraries" in message
+    assert "HEMHUB_READINGS_PARTITIONING=native" in message
+    assert not _readings_table(unprivileged_url)
+    # What the message offers works: the same role, natively partitioned.
+    assert migrate(unprivileged_url, partitioning="native").partitioning == "native"
+
+
+def test_cli_migrate_reports_a_partitioning_it_cannot_honour(database_url: str) -> None:
+    migrate(database_url, partitioning="native")
+    env = {
+        **os.environ,
+        "HEMHUB_DATABASE_URL": database_url,
+        "HEMHUB_READINGS_PARTITIONING": "timescaledb",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "hemhub.cli", "migrate"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("hemhub migrate: readings in this database are partitioned")
+    assert "Traceback" not in done.stderr
+    with psycopg.connect(database_url) as conn:
+        assert partitioning_in_use(conn) == "native"
