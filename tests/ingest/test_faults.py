@@ -427,11 +427,13 @@ def test_hypertable_compression_keeps_readings_and_their_dedupe(timescaledb_url:
         assert _readings_of(conn, hub) == before
 
         replay = store(conn, [batch(hub, *old)])
-        backlog = bp_reading(measured_at=NOW - timedelta(days=61), salt="backlog")
+        # Another reading at the same time as a compressed one: into that same chunk.
+        backlog = bp_reading(measured_at=old[0].measured_at, salt="backlog")
         late = store(conn, [batch(hub, backlog)])
         assert (replay.stored, replay.duplicates) == (0, 2)
         assert (late.stored, late.duplicates) == (1, 0)
         assert stored_keys(conn, hub) == (4, 4, 4)
+        assert count(conn, "SELECT count(*) FROM show_chunks('readings')") == 3
 
 
 def test_hypertable_retention_drops_old_chunks_and_keeps_their_keys(timescaledb_url: str) -> None:
