@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: How a new readings table is partitioned; "auto": TimescaleDB where it is installed.
+PartitioningChoice = Literal["auto", "timescaledb", "native"]
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HEMHUB_", extra="ignore")
@@ -45,7 +48,7 @@ class Settings(BaseSettings):
     ingest_connections: int = Field(default=3, ge=1, le=16)
     #: How `hemhub migrate` partitions a new readings table: "auto" (a TimescaleDB
     #: hypertable where the extension is installed, else native), "timescaledb" or "native".
-    readings_partitioning: Literal["auto", "timescaledb", "native"] = "auto"
+    readings_partitioning: PartitioningChoice = "auto"
     #: TimescaleDB only: readings older than this many years are dropped (clinical records).
     readings_retention_years: int = Field(default=10, ge=1)
 

@@ -18,13 +18,11 @@ from typing import Literal
 
 import psycopg
 
-from hemhub.settings import get_settings
+from hemhub.settings import PartitioningChoice, get_settings
 
 log = logging.getLogger(__name__)
 
 Partitioning = Literal["timescaledb", "native"]
-#: What `HEMHUB_READINGS_PARTITIONING` asks for; "auto": TimescaleDB where installed.
-PartitioningChoice = Literal["auto", "timescaledb", "native"]
 
 _LOCK_ID = 0x68656D68  # "hemh"
 
