@@ -9,6 +9,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from hemhub.logs import LOG_FORMATS, setup_logging
 from hemhub.settings import Settings
 
@@ -242,7 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose, log_format=getattr(args, "log_format", None))
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        # A HEMHUB_* variable with a value it cannot take: say which, without a traceback.
+        for err in exc.errors(include_url=False):
+            name = "HEMHUB_" + "_".join(str(p) for p in err["loc"]).upper()
+            print(f"hemhub: {name}={err.get('input')!r}: {err['msg']}", file=sys.stderr)
+        return EXIT_USAGE
     return result
 
 

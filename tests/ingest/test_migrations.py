@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from hemhub.cli import EXIT_USAGE, main
 from ingest import migrations
 from ingest.migrations import MigrationError, migrate, partitioning_in_use
 from tests.ingest.test_worker import count
@@ -116,3 +117,14 @@ def test_cli_migrate_reports_a_partitioning_it_cannot_honour(database_url: str) 
     assert "Traceback" not in done.stderr
     with psycopg.connect(database_url) as conn:
         assert partitioning_in_use(conn) == "native"
+
+
+def test_cli_rejects_a_partitioning_it_does_not_know(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HEMHUB_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
+    monkeypatch.setenv("HEMHUB_READINGS_PARTITIONING", "hypertable")
+    assert main(["migrate"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("hemhub: HEMHUB_READINGS_PARTITIONING='hypertable': Input should be")
+    assert "Traceback" not in err
