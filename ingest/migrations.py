@@ -122,10 +122,8 @@ def _create_readings(conn: psycopg.Connection, choice: PartitioningChoice) -> Pa
             "SELECT create_hypertable('readings', 'measured_at',"
             " chunk_time_interval => interval '7 days')"
         )
-        conn.execute(
-            "ALTER TABLE readings SET (timescaledb.compress,"
-            " timescaledb.compress_segmentby = 'device_id')"
-        )
+        conn.execute("ALTER TABLE readings SET (timescaledb.compress)")
+        ensure_compression_segments(conn)
         conn.execute("SELECT add_compression_policy('readings', interval '30 days')")
         # The retention policy is added by migrate() (also to hypertables made before it).
     else:
@@ -170,6 +168,40 @@ def ensure_partitions(conn: psycopg.Connection, months_ahead: int = 3) -> None:
         END $$
         """.replace("{months_ahead}", str(int(months_ahead))),  # DO blocks take no binds
     )
+
+
+#: Compressed readings are segmented by what their readers ask for: one resident's
+#: readings (nurse views, the trend and schedule rules) or one device's (fleet views).
+#: A filter on a segment column picks compressed rows by index; on any other column
+#: every segment of the chunk is decompressed first.
+COMPRESSION_SEGMENT_BY = ("patient_id", "device_id")
+
+
+def ensure_compression_segments(conn: psycopg.Connection) -> None:
+    """TimescaleDB: segment compressed readings by COMPRESSION_SEGMENT_BY, also on a
+    hypertable made before (its chunks compressed from now on follow; TimescaleDB
+    before 2.14 refuses while compressed chunks exist: that is logged, not fatal)."""
+    current = tuple(
+        r[0]
+        for r in conn.execute(
+            "SELECT attname FROM timescaledb_information.compression_settings"
+            " WHERE hypertable_name = 'readings' AND segmentby_column_index IS NOT NULL"
+            " ORDER BY segmentby_column_index"
+        )
+    )
+    if current == COMPRESSION_SEGMENT_BY:
+        return
+    wanted = ", ".join(COMPRESSION_SEGMENT_BY)
+    try:
+        with conn.transaction():
+            conn.execute(f"ALTER TABLE readings SET (timescaledb.compress_segmentby = '{wanted}')")
+    except psycopg.Error as exc:
+        log.warning(
+            "readings compression stays segmented by %s, not %s: %s",
+            ", ".join(current),
+            wanted,
+            exc.diag.message_primary or exc,
+        )
 
 
 def add_retention_policy(conn: psycopg.Connection, years: int) -> None:
@@ -236,6 +268,7 @@ def migrate(
             if mode == "timescaledb":
                 with conn.transaction():
                     add_retention_policy(conn, retention_years)
+                    ensure_compression_segments(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     log.info("readings partitioning: %s", mode)

@@ -34,6 +34,7 @@ from ingest.pipeline import store
 from ingest.worker import IngestWorker
 from tests.factories import batch, bp_reading, device, unique_hub_id
 from tests.ingest.conftest import on_both_partitionings
+from tests.ingest.factories import seeded_device
 from tests.ingest.test_worker import Publisher, Running, count, wait_for
 from tests.netproxy import CuttableProxy
 
@@ -461,3 +462,54 @@ def test_hypertable_retention_drops_old_chunks_and_keeps_their_keys(timescaledb_
             " WHERE proc_name = 'policy_retention'"
         ).fetchall()
         assert drop_after == [("1 year",)]
+
+
+def test_hypertable_reads_a_residents_compressed_readings_by_segment(
+    timescaledb_url: str,
+) -> None:
+    """Compressed chunks are segmented by resident (and device), so what every reader of
+    readings asks for, one resident's readings (nurse views, trend and schedule rules),
+    decompresses that resident's segments only, not every device's of the chunk."""
+    assert migrate(timescaledb_url).partitioning == "timescaledb"
+    with psycopg.connect(timescaledb_url, autocommit=True) as conn:
+        hub = unique_hub_id("segment")
+        residents = []
+        for serial in ("SEG-1", "SEG-2"):
+            identity, _, patient = seeded_device(
+                conn, serial=serial, assigned_from=NOW - timedelta(days=200)
+            )
+            residents.append(patient)
+            old = (NOW - timedelta(days=d) for d in range(40, 100, 3))
+            store(conn, [batch(hub, *(bp_reading(measured_at=t, dev=identity) for t in old))])
+        conn.execute("CALL run_job(%s)", (_policy_job(conn, "policy_compression"),))
+
+        query = "SELECT measured_at FROM readings WHERE patient_id = %s"
+        plan = [r[0] for r in conn.execute("EXPLAIN " + query, (residents[0],))]
+        compressed_scans = [i for i, line in enumerate(plan) if " on compress_hyper_" in line]
+        assert compressed_scans, plan
+        for i in compressed_scans:  # the resident is looked up in the compressed rows
+            assert "patient_id = " in plan[i + 1], "\n".join(plan)
+        assert (
+            count(conn, "SELECT count(*) FROM readings WHERE patient_id = %s", residents[0]) == 20
+        )
+
+
+def test_migrate_segments_an_older_hypertable_by_resident(timescaledb_url: str) -> None:
+    """A hypertable made when compressed readings were segmented by device alone (and
+    with chunks compressed so) is segmented by resident and device after a migrate."""
+    migrate(timescaledb_url)
+    with psycopg.connect(timescaledb_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE readings SET (timescaledb.compress_segmentby = 'device_id')")
+        hub = unique_hub_id("older")
+        store(conn, [batch(hub, bp_reading(measured_at=NOW - timedelta(days=60), salt="o"))])
+        conn.execute("CALL run_job(%s)", (_policy_job(conn, "policy_compression"),))
+
+    migrate(timescaledb_url)
+    with psycopg.connect(timescaledb_url, autocommit=True) as conn:
+        segments = conn.execute(
+            "SELECT attname FROM timescaledb_information.compression_settings"
+            " WHERE hypertable_name = 'readings' AND segmentby_column_index IS NOT NULL"
+            " ORDER BY segmentby_column_index"
+        ).fetchall()
+        assert [s[0] for s in segments] == ["patient_id", "device_id"]
+        assert stored_keys(conn, hub) == (1, 1, 1)
