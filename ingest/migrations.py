@@ -26,6 +26,12 @@ Partitioning = Literal["timescaledb", "native"]
 
 _LOCK_ID = 0x68656D68  # "hemh"
 
+#: Compressed readings are segmented by what their readers ask for: one resident's
+#: readings (nurse views, the trend and schedule rules) or one device's (fleet views).
+#: A filter on a segment column picks compressed rows by index; on any other column
+#: every segment of the chunk is decompressed first.
+COMPRESSION_SEGMENT_BY = ("patient_id", "device_id")
+
 READINGS_COLUMNS = """
     measured_at      timestamptz NOT NULL,
     idempotency_key  text NOT NULL,
@@ -122,8 +128,10 @@ def _create_readings(conn: psycopg.Connection, choice: PartitioningChoice) -> Pa
             "SELECT create_hypertable('readings', 'measured_at',"
             " chunk_time_interval => interval '7 days')"
         )
-        conn.execute("ALTER TABLE readings SET (timescaledb.compress)")
-        ensure_compression_segments(conn)
+        conn.execute(
+            "ALTER TABLE readings SET (timescaledb.compress,"
+            f" timescaledb.compress_segmentby = '{', '.join(COMPRESSION_SEGMENT_BY)}')"
+        )
         conn.execute("SELECT add_compression_policy('readings', interval '30 days')")
         # The retention policy is added by migrate() (also to hypertables made before it).
     else:
@@ -170,18 +178,9 @@ def ensure_partitions(conn: psycopg.Connection, months_ahead: int = 3) -> None:
     )
 
 
-#: Compressed readings are segmented by what their readers ask for: one resident's
-#: readings (nurse views, the trend and schedule rules) or one device's (fleet views).
-#: A filter on a segment column picks compressed rows by index; on any other column
-#: every segment of the chunk is decompressed first.
-COMPRESSION_SEGMENT_BY = ("patient_id", "device_id")
-
-
-def ensure_compression_segments(conn: psycopg.Connection) -> None:
-    """TimescaleDB: segment compressed readings by COMPRESSION_SEGMENT_BY, also on a
-    hypertable made before (its chunks compressed from now on follow; TimescaleDB
-    before 2.14 refuses while compressed chunks exist: that is logged, not fatal)."""
-    current = tuple(
+def compression_segments(conn: psycopg.Connection) -> tuple[str, ...]:
+    """TimescaleDB: the columns compressed readings are segmented by, in order."""
+    return tuple(
         r[0]
         for r in conn.execute(
             "SELECT attname FROM timescaledb_information.compression_settings"
@@ -189,6 +188,13 @@ def ensure_compression_segments(conn: psycopg.Connection) -> None:
             " ORDER BY segmentby_column_index"
         )
     )
+
+
+def ensure_compression_segments(conn: psycopg.Connection) -> None:
+    """TimescaleDB: segment the compressed readings of a hypertable made before by
+    COMPRESSION_SEGMENT_BY (its chunks compressed from now on follow; TimescaleDB before
+    2.14 refuses while compressed chunks exist: that is logged, not fatal)."""
+    current = compression_segments(conn)
     if current == COMPRESSION_SEGMENT_BY:
         return
     wanted = ", ".join(COMPRESSION_SEGMENT_BY)

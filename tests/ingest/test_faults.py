@@ -29,7 +29,12 @@ import psycopg
 import pytest
 
 from hemhub.contract import Reading, topic_readings
-from ingest.migrations import ensure_partitions, migrate, partitioning_in_use
+from ingest.migrations import (
+    compression_segments,
+    ensure_partitions,
+    migrate,
+    partitioning_in_use,
+)
 from ingest.pipeline import store
 from ingest.worker import IngestWorker
 from tests.factories import batch, bp_reading, device, unique_hub_id
@@ -506,10 +511,5 @@ def test_migrate_segments_an_older_hypertable_by_resident(timescaledb_url: str) 
 
     migrate(timescaledb_url)
     with psycopg.connect(timescaledb_url, autocommit=True) as conn:
-        segments = conn.execute(
-            "SELECT attname FROM timescaledb_information.compression_settings"
-            " WHERE hypertable_name = 'readings' AND segmentby_column_index IS NOT NULL"
-            " ORDER BY segmentby_column_index"
-        ).fetchall()
-        assert [s[0] for s in segments] == ["patient_id", "device_id"]
+        assert compression_segments(conn) == ("patient_id", "device_id")
         assert stored_keys(conn, hub) == (1, 1, 1)
