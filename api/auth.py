@@ -284,3 +284,10 @@ def require_role(*roles: Role) -> Callable[[Principal], Principal]:
         return principal
 
     return dependency
+
+
+#: Who may do what (FastAPI parameter types of the routers).
+Nurse = Annotated[Principal, Depends(require_role(Role.NURSE, Role.ADMIN))]
+Reader = Annotated[Principal, Depends(require_role(Role.NURSE, Role.ADMIN, Role.INTEGRATION))]
+#: The principal's fleet and organisation: its HMC (assistive-technology centre) and admins.
+Fleet = Annotated[Principal, Depends(require_role(Role.HMC, Role.ADMIN))]

@@ -1,0 +1,108 @@
+"""The one way a request reaches patient data: scoped to the caller, audit-logged, fail closed.
+
+Every router that reads or changes patient data does it inside `patient_data(...)`:
+the block runs in one transaction with its audit rows, so if the audit row cannot be
+written the read fails too and no patient data leaves unlogged. A block that ends
+without recording an access (or saying it showed nothing) is an error, not an answer.
+A request refused for a patient or alert it may not reach is audited after the
+rollback, so probing for other principals' ids is seen.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import HTTPException
+
+from api import audit, queries
+from api.auth import Principal
+from api.db import Conn
+
+
+def not_found(what: str) -> HTTPException:
+    return HTTPException(404, detail=f"{what} not found")
+
+
+class UnauditedAccess(RuntimeError):
+    """A block under `patient_data` ended without an audit row: nothing is answered."""
+
+
+class Access:
+    """What one request did with patient data; handed out by `patient_data`."""
+
+    def __init__(self, conn: Conn, principal: Principal, action: str, resource: str) -> None:
+        self.conn = conn
+        self.principal = principal
+        self.action = action
+        self.resource = resource
+        self.accounted = False
+        #: (patient, detail) of a refusal, recorded once the transaction rolled back.
+        self.refusal: tuple[uuid.UUID | None, dict[str, Any]] | None = None
+
+    async def require_patient(self, patient_id: uuid.UUID, *, lock: bool = False) -> None:
+        """404 unless the patient belongs to the caller's principal (and care units, when
+        the token names some); `lock` holds the patient's row until commit."""
+        scope = queries.CARE_UNIT_SCOPE if self.principal.care_units is not None else ""
+        found = await (
+            await self.conn.execute(
+                f"{queries.PATIENT_OF_TENANT_SQL} {scope}" + (" FOR UPDATE" if lock else ""),
+                {
+                    "id": patient_id,
+                    "tenant": self.principal.tenant,
+                    "units": self.principal.care_unit_list,
+                },
+            )
+        ).fetchone()
+        if found is None:
+            raise self.refuse(not_found("patient"), patient_id, {"outcome": "not_found"})
+
+    def refuse(
+        self, error: HTTPException, patient_id: uuid.UUID | None, detail: Mapping[str, Any]
+    ) -> HTTPException:
+        """`error`, to raise; the refusal is audited after the rollback."""
+        self.refusal = (patient_id, dict(detail))
+        return error
+
+    async def record(
+        self, patient_id: uuid.UUID | None, detail: Mapping[str, Any] | None = None
+    ) -> None:
+        """One audit row for this access (patient_id None: no single patient)."""
+        await audit.record_access(
+            self.conn, self.principal, self.action, self.resource, patient_id, detail
+        )
+        self.accounted = True
+
+    async def record_many(
+        self, patient_ids: Iterable[uuid.UUID], detail: Mapping[str, Any] | None = None
+    ) -> None:
+        """One audit row per patient shown (one with no patient when none was)."""
+        await audit.record_access_many(
+            self.conn, self.principal, self.action, self.resource, patient_ids, detail
+        )
+        self.accounted = True
+
+    def shows_nothing(self) -> None:
+        """Nothing of any patient is answered (e.g. a live event the caller may not see)."""
+        self.accounted = True
+
+
+@asynccontextmanager
+async def patient_data(
+    conn: Conn, principal: Principal, action: str, resource: str
+) -> AsyncIterator[Access]:
+    """A transaction in which the caller reaches patient data, and the audit rows of it."""
+    access = Access(conn, principal, action, resource)
+    try:
+        async with conn.transaction():
+            yield access
+            if not access.accounted:
+                raise UnauditedAccess(f"{action} on {resource} wrote no audit row")
+    except HTTPException:
+        if access.refusal is not None:
+            patient_id, detail = access.refusal
+            async with conn.transaction():
+                await audit.record_access(conn, principal, action, resource, patient_id, detail)
+        raise
