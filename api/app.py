@@ -8,11 +8,13 @@ rows in the same transaction. The routes live in `api.routers`, their SQL in `ap
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import psycopg
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import PoolTimeout
@@ -20,8 +22,11 @@ from psycopg_pool import PoolTimeout
 from api import live
 from api.auth import ensure_demo_key
 from api.db import create_pool, open_pool
+from api.limits import BodySizeLimit, validation_error
 from api.routers import alerts, care_units, fleet, me, ops, patients, stream, thresholds
 from hemhub.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 STATIC_DIR = ops.STATIC_DIR
 
@@ -60,9 +65,40 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
 
+class SelfMadeKeyRefused(RuntimeError):
+    """No JWKS is configured and the API is not allowed to trust a key it makes itself."""
+
+
+def _check_signing_key(settings: Settings) -> None:
+    """Refuse a self-made signing key unless the settings allow it; warn loudly if they do.
+
+    With no JWKS the API verifies tokens with a key file it creates: whoever can read
+    that file can mint an admin token for any principal. Fine for `hemhub demo` and
+    tests, never by accident in production.
+    """
+    if settings.jwt_jwks_url:
+        return
+    if not settings.jwt_allow_self_made_key:
+        raise SelfMadeKeyRefused(
+            "no HEMHUB_JWT_JWKS_URL is set, so the API would verify tokens with a signing key"
+            f" it makes itself ({settings.demo_key_file}); set HEMHUB_JWT_JWKS_URL to your"
+            " identity provider's keys, or HEMHUB_JWT_ALLOW_SELF_MADE_KEY=1 for a demo or test"
+        )
+    log.warning(
+        "SECURITY: tokens are verified with a self-made signing key (%s), not an identity"
+        " provider's JWKS: anyone who can read that file can mint a token for any principal."
+        " For demos and tests only (HEMHUB_JWT_ALLOW_SELF_MADE_KEY=1).",
+        settings.demo_key_file,
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The API; `settings` replaces `get_settings()` for every dependency (tests, demo)."""
+    """The API; `settings` replaces `get_settings()` for every dependency (tests, demo).
+
+    Raises SelfMadeKeyRefused when no JWKS is configured and no setting allows a self-made key.
+    """
     resolved = settings or get_settings()
+    _check_signing_key(resolved)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,7 +128,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Added first, so inside the security headers: a 413 carries them too.
+    app.add_middleware(BodySizeLimit, max_bytes=resolved.api_max_body_bytes)
     app.middleware("http")(_security_headers)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     return app

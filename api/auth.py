@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.text import excerpt, text_problem
 from hemhub.settings import Settings, get_settings
 
 #: Only RS256: accepting whatever `alg` the token names invites algorithm-confusion attacks.
@@ -223,21 +224,42 @@ def verify_token(token: str, settings: Settings) -> Principal:
         raise _unauthorized(f"invalid token: {exc}") from exc
 
     sub, role, tenant = claims["sub"], claims["role"], claims["tenant"]
-    if not isinstance(tenant, str) or not tenant:
+    if not _storable_identifier(tenant):
         raise _unauthorized("invalid claim: tenant")
-    if not isinstance(sub, str) or not sub:
+    if not _storable_identifier(sub):
         raise _unauthorized("invalid claim: sub")
     try:
         parsed_role = Role(role)
-    except ValueError as exc:
-        raise _unauthorized(f"unknown role: {role!r}") from exc
+    except (ValueError, TypeError) as exc:
+        raise _unauthorized(f"unknown role: {excerpt(repr(role))}") from exc
     return Principal(
         sub=sub,
         role=parsed_role,
         tenant=tenant,
         care_units=_care_units_claim(claims.get("care_units", None), "care_units" in claims),
-        expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        expires_at=_expiry(claims["exp"]),
     )
+
+
+#: The longest `sub` or `tenant` taken (they are written to every audit row).
+MAX_IDENTIFIER_CHARS = 256
+#: The latest `exp` taken: 9999-12-31T23:59:59Z, the last instant a datetime can hold.
+MAX_EXP = 253402300799
+
+
+def _storable_identifier(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_IDENTIFIER_CHARS
+        and text_problem(value) is None
+    )
+
+
+def _expiry(exp: Any) -> datetime:
+    """The `exp` claim as an instant; a number PyJWT took but no clock reaches is a 401."""
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not 0 <= exp <= MAX_EXP:
+        raise _unauthorized("invalid claim: exp")
+    return datetime.fromtimestamp(exp, UTC)
 
 
 def _care_units_claim(value: Any, present: bool) -> frozenset[uuid.UUID] | None:

@@ -36,6 +36,17 @@ ORDER BY r.measured_at DESC, r.idempotency_key DESC
 LIMIT %(limit)s
 """
 
+#: The triage order of the alert list: open alerts first, then acknowledged ones, each
+#: severity first (critical, high, medium, low) and the longest waiting (opened earliest)
+#: first; then resolved alerts, the most recently (re)triggered first.
+TRIAGE_ORDER = """
+    CASE a.status WHEN 'open' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END,
+    CASE WHEN a.status <> 'resolved' THEN
+        CASE a.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END
+    END,
+    CASE WHEN a.status <> 'resolved' THEN a.opened_at END,
+    a.last_at DESC, a.id"""
+
 # The triggering reading is found through reading_keys (key -> measured_at), so the
 # lookup in the time-partitioned readings table is an index probe on
 # (patient_id, measured_at) in one partition, not a scan of the patient's history.
@@ -61,7 +72,7 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) rv ON true
 WHERE a.tenant_id = %(tenant)s {filters}
-ORDER BY a.last_at DESC, a.id
+ORDER BY """ + TRIAGE_ORDER + """
 LIMIT %(limit)s
 """
 

@@ -7,13 +7,50 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import Role
+from api.text import first_text_problem
+
+#: The instants the API takes (query bounds, `applies_from`): readings come from devices
+#: whose clocks may reset to 2000, but nothing clinical happened before 1900 or after 2199,
+#: and a year-1 or year-9999 instant with an offset cannot even be converted to UTC.
+MIN_YEAR, MAX_YEAR = 1900, 2199
+
+
+def _sane_instant(value: datetime) -> datetime:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"must be in the years {MIN_YEAR} to {MAX_YEAR}")
+    return value
+
+
+#: The furthest a list can be paged into (PostgreSQL's OFFSET takes a bigint; no roster
+#: is near this long).
+MAX_OFFSET = 1_000_000
+
+#: A timezone-aware instant in the years MIN_YEAR..MAX_YEAR.
+Instant = Annotated[AwareDatetime, AfterValidator(_sane_instant)]
 
 
 class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+class _In(BaseModel):
+    """A request body: unknown fields are refused, and so is any string (key or value,
+    at any depth) PostgreSQL cannot store: a NUL character or a lone surrogate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        found = first_text_problem(data)
+        if found is not None:
+            loc, problem = found
+            where = ".".join(str(part) for part in loc) or "body"
+            raise ValueError(f"{where}: {problem}")
+        return data
 
 
 class Health(_Out):
@@ -137,9 +174,7 @@ class Alert(_Out):
     values: list[Quantity] | None
 
 
-class ResolveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ResolveRequest(_In):
     note: Annotated[str, Field(max_length=2000)] | None = None
 
 
@@ -172,15 +207,13 @@ class Thresholds(_Out):
     history: list[ThresholdVersion]
 
 
-class ThresholdChange(BaseModel):
+class ThresholdChange(_In):
     """A new version of a resident's thresholds: `rules` is a JSON merge patch (RFC 7396)
     over the version in force at `applies_from` (null removes a key)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     rules: dict[str, Any]
     #: From when the new version applies (default: now); may be in the past to correct.
-    applies_from: AwareDatetime | None = None
+    applies_from: Instant | None = None
     note: Annotated[str, Field(max_length=2000)] | None = None
 
 
@@ -192,16 +225,12 @@ class CareUnit(_Out):
     residents: int
 
 
-class CareUnitCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CareUnitCreate(_In):
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 
 
-class CareUnitPlacement(BaseModel):
+class CareUnitPlacement(_In):
     """Place a resident in a care unit of the principal; `null` takes it out of any."""
-
-    model_config = ConfigDict(extra="forbid")
 
     care_unit_id: uuid.UUID | None
 

@@ -135,13 +135,18 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
+    from api.app import SelfMadeKeyRefused, create_app
 
     settings = _settings(args)
     if not settings.database_url:
         print("hemhub api: set HEMHUB_DATABASE_URL", file=sys.stderr)
         return EXIT_USAGE
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    try:
+        app = create_app(settings)
+    except SelfMadeKeyRefused as exc:
+        print(f"hemhub api: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port)
     return 0
 
 

@@ -179,7 +179,10 @@ async def _serve(settings: Settings, homes: list[Home], database_url: str, mqtt_
     worker_thread = threading.Thread(target=worker.run, name="ingest", daemon=True)
     worker_thread.start()
 
-    api_settings = settings.model_copy(update={"database_url": database_url})
+    # The demo verifies the tokens it prints with its own key: allowed here, and only here.
+    api_settings = settings.model_copy(
+        update={"database_url": database_url, "jwt_allow_self_made_key": True}
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(api_settings),

@@ -39,6 +39,17 @@ class Settings(BaseSettings):
     jwt_jwks_url: str | None = None
     #: PEM file with the demo's RSA private key (public half verifies tokens).
     jwt_private_key_file: Path | None = None
+    #: With no JWKS URL, the API verifies tokens with a key it makes itself, so whoever
+    #: can read that file can mint any token: it refuses to start unless this says so
+    #: (`hemhub demo` and tests do), and then warns.
+    jwt_allow_self_made_key: bool = False
+    #: The largest request body the API reads (bytes); larger gets 413.
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+
+    #: Database roles `hemhub migrate` grants least privilege to (created NOLOGIN when
+    #: missing): the API's and ingest's runtime roles. None: no grants are made.
+    db_api_role: str | None = None
+    db_ingest_role: str | None = None
 
     #: Ingest batching: a batch closes at this many readings or after this many seconds.
     ingest_batch_size: int = Field(default=2000, ge=1)

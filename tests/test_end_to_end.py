@@ -76,7 +76,9 @@ def home(database_url: str, ingesting_hub: str) -> Home:
 async def api(
     database_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
-    settings = Settings(database_url=database_url, data_dir=tmp_path / "api")
+    settings = Settings(
+        database_url=database_url, data_dir=tmp_path / "api", jwt_allow_self_made_key=True
+    )
     ensure_demo_key(settings.demo_key_file)
     token = issue_token(settings, sub="nurse.e2e", role=Role.NURSE, tenant=TENANT)
     app = create_app(settings)

@@ -24,7 +24,8 @@ async def list_alerts(
     patient_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[schemas.Alert]:
-    """The principal's alerts, most recently (re)triggered first."""
+    """The principal's alerts in triage order: open, then acknowledged, each by severity
+    (critical first) and longest waiting first; then resolved, most recent first."""
     async with patient_data(conn, principal, "alerts.list", "alerts") as access:
         alerts = await queries.select_alerts(
             conn,
@@ -84,10 +85,15 @@ async def _transition(
             conn, principal.tenant, care_units=principal.care_unit_list, alert_id=alert_id
         )
         if not alerts:
-            raise not_found("alert")
+            # Audited too: acting on other principals' alert ids is worth seeing.
+            raise access.refuse(not_found("alert"), None, {"outcome": "not_found"})
         alert = alerts[0]
         if changed is None and alert.status == conflict_status:
-            raise HTTPException(409, detail=f"alert is {alert.status.value}")
+            raise access.refuse(
+                HTTPException(409, detail=f"alert is {alert.status.value}"),
+                alert.patient_id,
+                {"outcome": "conflict", "status": alert.status.value},
+            )
         await access.record(alert.patient_id, {"changed": changed is not None})
     return alert
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from api import queries, schemas
 from api.access import patient_data
@@ -19,7 +18,7 @@ router = APIRouter()
 async def list_unattributed(
     principal: Fleet,
     conn: DbConn,
-    since: Annotated[AwareDatetime | None, Query(description="measured at or after")] = None,
+    since: Annotated[schemas.Instant | None, Query(description="measured at or after")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> schemas.Unattributed:
     """Counts per device and hub of readings no assignment covered, for the devices the

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime
 
 from api import queries, schemas
 from api.access import patient_data
@@ -44,7 +43,7 @@ async def list_patients(
     principal: Nurse,
     conn: DbConn,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=schemas.MAX_OFFSET)] = 0,
 ) -> list[schemas.Patient]:
     """The patients of the caller's principal, with their count of open alerts."""
     async with patient_data(conn, principal, "patients.list", "patients") as access:
@@ -59,9 +58,11 @@ async def list_patients(
             },
         )
         patients = [schemas.Patient.model_validate(r) for r in await cur.fetchall()]
-        # The roster (names, programme) is logged as one access, not one row per patient:
-        # clinical data (observations, alerts) is what gets per-patient rows.
-        await access.record(None, {"count": len(patients), "limit": limit, "offset": offset})
+        # One row per patient shown: the roster shows names, and the log is reviewed as
+        # "who looked at this patient".
+        await access.record_many(
+            (p.id for p in patients), {"count": len(patients), "limit": limit, "offset": offset}
+        )
     return patients
 
 
@@ -74,8 +75,8 @@ async def list_observations(
     patient_id: uuid.UUID,
     principal: Reader,
     conn: DbConn,
-    since: Annotated[AwareDatetime | None, Query(description="inclusive lower bound")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="exclusive upper bound")] = None,
+    since: Annotated[schemas.Instant | None, Query(description="inclusive lower bound")] = None,
+    until: Annotated[schemas.Instant | None, Query(description="exclusive upper bound")] = None,
     measurement_type: Annotated[MeasurementType | None, Query(alias="type")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[schemas.Observation]:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, ValidationError
+from pydantic import ValidationError
 
 from api import schemas
 from api.access import patient_data
@@ -68,7 +68,7 @@ async def get_thresholds(
     patient_id: uuid.UUID,
     principal: Nurse,
     conn: DbConn,
-    at: Annotated[AwareDatetime | None, Query(description="instant (default now)")] = None,
+    at: Annotated[schemas.Instant | None, Query(description="instant (default now)")] = None,
 ) -> schemas.Thresholds:
     """The alert thresholds in force for the patient (now, or `at`), their version and history."""
     when = at or datetime.now(UTC)

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import psycopg
 import uvicorn
+from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 from psycopg.types.json import Jsonb
 
 from api.app import create_app
-from api.auth import Role, issue_token
+from api.auth import Role, ensure_demo_key, issue_token
 from hemhub.settings import Settings
 
 
@@ -34,6 +36,8 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: object) -> Set
         "jwt_jwks_url": None,
         "jwt_issuer": "hemhub-demo",
         "jwt_audience": "hemhub",
+        # Tokens are signed with the test's own key (no identity provider here).
+        "jwt_allow_self_made_key": True,
     }
     values.update(overrides)
     return Settings.model_validate(values)
@@ -47,6 +51,29 @@ async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hemhub.test") as c:
             yield c
+
+
+def token_claims(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """Valid claims for a nurse of tenant a, with `overrides` (None drops a claim)."""
+    now = datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": "nurse-1",
+        "role": "nurse",
+        "tenant": "a",
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def sign_claims(settings: Settings, claims: dict[str, Any]) -> str:
+    """`claims` signed with the settings' own key, whatever they say."""
+    ensure_demo_key(settings.demo_key_file)
+    key = serialization.load_pem_private_key(settings.demo_key_file.read_bytes(), None)
+    return jwt.encode(claims, key, algorithm="RS256")  # type: ignore[arg-type]
 
 
 def bearer(

@@ -13,32 +13,19 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from api.auth import Role, demo_jwks, ensure_demo_key, issue_token
 from hemhub.settings import Settings
-from tests.api.helpers import Seed, api_client, bearer, make_settings
+from tests.api.helpers import (
+    Seed,
+    api_client,
+    bearer,
+    make_settings,
+    sign_claims,
+    token_claims,
+)
 
-
-def _claims(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    claims: dict[str, Any] = {
-        "sub": "nurse-1",
-        "role": "nurse",
-        "tenant": "a",
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
-        "iat": now,
-        "exp": now + timedelta(minutes=5),
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def _sign(settings: Settings, claims: dict[str, Any]) -> str:
-    ensure_demo_key(settings.demo_key_file)
-    key = serialization.load_pem_private_key(settings.demo_key_file.read_bytes(), None)
-    return jwt.encode(claims, key, algorithm="RS256")  # type: ignore[arg-type]
+_claims, _sign = token_claims, sign_claims
 
 
 def test_ensure_demo_key_is_private_and_stable(tmp_path: Path) -> None:

@@ -81,7 +81,12 @@ async def test_hmc_creates_and_lists_care_units(
         "Alice Andersson": north["id"],
         "Arne Berg": None,
     }
-    assert audit_rows(database_url)[-2][3:7] == (
+    # The roster's access is logged per patient shown (two), after the placement.
+    assert [r[3:6] for r in audit_rows(database_url)[-2:]] == [
+        ("patients.list", "patients", seed.alice),
+        ("patients.list", "patients", seed.arne),
+    ]
+    assert audit_rows(database_url)[-3][3:7] == (
         "patient.care_unit",
         f"patients/{seed.alice}/care-unit",
         seed.alice,

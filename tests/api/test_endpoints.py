@@ -325,11 +325,15 @@ async def test_every_patient_data_read_is_audited(
     assert resource == f"patients/{seed.alice}/observations" and patient == seed.alice
     assert detail["count"] == 3  # type: ignore[index]
 
+    # The roster shows names: one row per patient shown, each with the patient's id.
     await client.get("/api/v1/patients", headers=a)
-    assert audit_rows(database_url)[-1][3:6] == ("patients.list", "patients", None)
+    assert [r[3:6] for r in audit_rows(database_url)[1:]] == [
+        ("patients.list", "patients", seed.alice),
+        ("patients.list", "patients", seed.arne),
+    ]
 
     await client.get("/api/v1/alerts", headers=a)  # two alerts, both Alice's: one row
-    assert [r[3:6] for r in audit_rows(database_url)[2:]] == [("alerts.list", "alerts", seed.alice)]
+    assert [r[3:6] for r in audit_rows(database_url)[3:]] == [("alerts.list", "alerts", seed.alice)]
 
     await client.post(f"/api/v1/alerts/{seed.alert_a_open}/ack", headers=a)
     assert audit_rows(database_url)[-1][3:7] == (
@@ -347,13 +351,28 @@ async def test_every_patient_data_read_is_audited(
         seed.bert,
         {"outcome": "not_found"},
     )
-    assert len(audit_rows(database_url)) == 5
+    # So is an ack of another tenant's alert (404), and an ack of a resolved one (409).
+    await client.post(f"/api/v1/alerts/{seed.alert_b_open}/ack", headers=a)
+    assert audit_rows(database_url)[-1][3:7] == (
+        "alert.ack",
+        f"alerts/{seed.alert_b_open}",
+        None,
+        {"outcome": "not_found"},
+    )
+    await client.post(f"/api/v1/alerts/{seed.alert_a_resolved}/ack", headers=a)
+    assert audit_rows(database_url)[-1][3:7] == (
+        "alert.ack",
+        f"alerts/{seed.alert_a_resolved}",
+        seed.alice,
+        {"outcome": "conflict", "status": "resolved"},
+    )
+    assert len(audit_rows(database_url)) == 8
 
     # Requests that return no patient data are not: health, readiness, bad tokens, 403s.
     await client.get("/readyz")
     await client.get("/api/v1/patients", headers={"Authorization": "Bearer nope"})
     await client.get("/api/v1/patients", headers=bearer(settings, Role.HMC, "a"))
-    assert len(audit_rows(database_url)) == 5
+    assert len(audit_rows(database_url)) == 8
 
 
 async def test_audit_and_read_share_a_transaction(
