@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import tzinfo
 
+from device_drivers.codecs.registry import record_identity
 from device_drivers.drivers.session import ReceivedMeasurement
 from gateway.clock import measurement_time
 from hemhub.contract import DeviceIdentity, Reading
@@ -17,9 +18,12 @@ def idempotency_key(
 
     A record is identified by the device's stable identity, the characteristic, the
     device's record number where the profile has one (glucose meters, dispensers) and
-    the record's bytes (which include its device timestamp where it has one). Nothing the
+    the record's bytes (which include its device timestamp where it has one) without
+    the bits that say how it travelled (`record_identity`: e.g. a dispenser's "sent from
+    storage"), so an event received live and again from storage has one key. Nothing the
     hub adds on receipt is part of it, so a backlog replayed on every connection keeps
-    its keys and is stored once.
+    its keys and is stored once. A record without transport bits set has the key it had
+    before transport bits were masked (ingest/sql/0007 adds the new keys of the others).
 
     Known limit: a device whose records carry neither a timestamp nor a record number
     cannot tell the hub that two byte-identical readings are two measurements. They get
@@ -27,7 +31,8 @@ def idempotency_key(
     """
     h = hashlib.sha256()
     record_number = "" if sequence is None else str(sequence)
-    for part in (identity.stable_id, characteristic, raw.hex(), record_number):
+    record = record_identity(characteristic, raw).hex()
+    for part in (identity.stable_id, characteristic, record, record_number):
         h.update(part.encode())
         h.update(b"\x00")
     return h.hexdigest()

@@ -61,6 +61,8 @@ EVENT_FLAG_DETAIL = 0x01
 EVENT_FLAG_CLOCK_NOT_SET = 0x02
 EVENT_FLAG_FROM_STORAGE = 0x04
 EVENT_FLAGS_RESERVED = 0xF8
+#: Flags that say how an event travelled, not what happened: masked for its identity.
+EVENT_TRANSPORT_FLAGS = {"from_storage": EVENT_FLAG_FROM_STORAGE}
 
 
 class DispenserEventType(enum.StrEnum):
@@ -170,6 +172,15 @@ def decode_dispenser_event(data: bytes) -> DispenserEvent:
         clock_not_set=bool(flags & EVENT_FLAG_CLOCK_NOT_SET),
         from_storage=bool(flags & EVENT_FLAG_FROM_STORAGE),
     )
+
+
+def dispenser_event_identity(data: bytes) -> bytes:
+    """The event's bytes with its transport flags cleared (`EVENT_TRANSPORT_FLAGS`): the
+    same event indicated live and again from storage has one identity. `DecodeError`
+    when `data` is not a Dispenser Event."""
+    decode_dispenser_event(data)
+    mask = sum(EVENT_TRANSPORT_FLAGS.values())
+    return bytes((data[0] & ~mask,)) + data[1:]
 
 
 def encode_dispenser_event(e: DispenserEvent) -> bytes:
@@ -388,6 +399,7 @@ __all__ = [
     "DISPENSER_STATUS_UUID",
     "DISPENSER_UUID_TEMPLATE",
     "DOSE_SCHEDULE_UUID",
+    "EVENT_TRANSPORT_FLAGS",
     "EVENT_TYPE_CODES",
     "STAFF_ATTENTION_EVENTS",
     "DecodeError",
@@ -401,6 +413,7 @@ __all__ = [
     "decode_dispenser_racp",
     "decode_dispenser_status",
     "decode_dose_schedule",
+    "dispenser_event_identity",
     "dispenser_uuid",
     "encode_dispenser_event",
     "encode_dispenser_racp",

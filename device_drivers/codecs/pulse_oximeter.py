@@ -382,6 +382,69 @@ def encode_plx_continuous(m: PlxContinuousMeasurement) -> bytes:
     return bytes((flags | tail_flags,)) + body + tail
 
 
+# --- record identity ------------------------------------------------------------------------
+
+#: Status bits that say how a record travelled (from storage) or what the device was doing
+#: as it sent it (an "ongoing" state), not what was measured: masked for its identity, so
+#: a spot-check sent live and again from storage is one record.
+TRANSPORT_MEASUREMENT_STATUS = (
+    "measurement_ongoing",
+    "from_storage",
+    "calibration_ongoing",
+)
+TRANSPORT_DEVICE_SENSOR_STATUS = (
+    "extended_display_update_ongoing",
+    "signal_analysis_ongoing",
+)
+_MEASUREMENT_STATUS_MASK = sum(PlxMeasurementStatus.BITS[n] for n in TRANSPORT_MEASUREMENT_STATUS)
+_DEVICE_SENSOR_STATUS_MASK = sum(
+    PlxDeviceSensorStatus.BITS[n] for n in TRANSPORT_DEVICE_SENSOR_STATUS
+)
+
+
+def _clear(out: bytearray, at: int, size: int, mask: int) -> None:
+    value = int.from_bytes(out[at : at + size], "little") & ~mask
+    out[at : at + size] = value.to_bytes(size, "little")
+
+
+def _tail_identity(data: bytes, at: int, has_status: bool, has_device: bool) -> bytes:
+    """`data` with the transport bits of its status tail (starting at `at`) cleared."""
+    out = bytearray(data)
+    if has_status:
+        _clear(out, at, 2, _MEASUREMENT_STATUS_MASK)
+        at += 2
+    if has_device:
+        _clear(out, at, 3, _DEVICE_SENSOR_STATUS_MASK)
+    return bytes(out)
+
+
+def plx_spot_check_identity(data: bytes) -> bytes:
+    """A 0x2A5E's bytes without its transport bits (`TRANSPORT_MEASUREMENT_STATUS`,
+    `TRANSPORT_DEVICE_SENSOR_STATUS`). `DecodeError` when `data` is not a 0x2A5E."""
+    decode_plx_spot_check(data)
+    flags = data[0]
+    at = 5 + (7 if flags & SPOT_FLAG_TIMESTAMP else 0)
+    return _tail_identity(
+        data,
+        at,
+        bool(flags & SPOT_FLAG_MEASUREMENT_STATUS),
+        bool(flags & SPOT_FLAG_DEVICE_SENSOR_STATUS),
+    )
+
+
+def plx_continuous_identity(data: bytes) -> bytes:
+    """A 0x2A5F's bytes without its transport bits (as `plx_spot_check_identity`)."""
+    decode_plx_continuous(data)
+    flags = data[0]
+    at = 5 + (4 if flags & CONT_FLAG_FAST else 0) + (4 if flags & CONT_FLAG_SLOW else 0)
+    return _tail_identity(
+        data,
+        at,
+        bool(flags & CONT_FLAG_MEASUREMENT_STATUS),
+        bool(flags & CONT_FLAG_DEVICE_SENSOR_STATUS),
+    )
+
+
 # --- PLX Features 0x2A60 -------------------------------------------------------------------
 
 FEATURE_MEASUREMENT_STATUS_SUPPORT = 0x0001
@@ -470,6 +533,8 @@ __all__ = [
     "PLX_FEATURES",
     "PLX_SPOT_CHECK_MEASUREMENT",
     "SPO2_RANGE",
+    "TRANSPORT_DEVICE_SENSOR_STATUS",
+    "TRANSPORT_MEASUREMENT_STATUS",
     "DecodeError",
     "PlxContinuousMeasurement",
     "PlxDeviceSensorStatus",
@@ -483,4 +548,6 @@ __all__ = [
     "encode_plx_continuous",
     "encode_plx_features",
     "encode_plx_spot_check",
+    "plx_continuous_identity",
+    "plx_spot_check_identity",
 ]

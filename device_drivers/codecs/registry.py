@@ -1,9 +1,12 @@
-"""Characteristic lookup: UUID normalisation and decoding by UUID (for `hemhub decode`)."""
+"""Characteristic lookup: UUID normalisation, decoding by UUID (for `hemhub decode`), and
+each characteristic's transport bits (what a record's identity, and so its idempotency
+key, leaves out)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 from pydantic import BaseModel
@@ -28,10 +31,12 @@ from device_drivers.codecs.dispenser import (
     DISPENSER_UUID_PREFIX,
     DISPENSER_UUID_SUFFIX,
     DOSE_SCHEDULE_UUID,
+    EVENT_TRANSPORT_FLAGS,
     decode_dispenser_event,
     decode_dispenser_racp,
     decode_dispenser_status,
     decode_dose_schedule,
+    dispenser_event_identity,
 )
 from device_drivers.codecs.glucose import (
     decode_glucose_context,
@@ -39,9 +44,13 @@ from device_drivers.codecs.glucose import (
     decode_glucose_measurement,
 )
 from device_drivers.codecs.pulse_oximeter import (
+    TRANSPORT_DEVICE_SENSOR_STATUS,
+    TRANSPORT_MEASUREMENT_STATUS,
     decode_plx_continuous,
     decode_plx_features,
     decode_plx_spot_check,
+    plx_continuous_identity,
+    plx_spot_check_identity,
 )
 from device_drivers.codecs.racp import decode_racp
 from device_drivers.codecs.weight_scale import (
@@ -135,6 +144,80 @@ _DECODERS: dict[str, Decoder] = {
     DISPENSER_STATUS_UUID: decode_dispenser_status,
     DISPENSER_RACP_UUID: decode_dispenser_racp,
 }
+
+
+@dataclass(frozen=True)
+class TransportBits:
+    """The bits of a characteristic's value that say how a record travelled (live or
+    from storage) or what the device was doing as it sent it, not what the record is.
+
+    `names` name them (docs, `hemhub decode`); `identity` returns the value with them
+    cleared (None: the characteristic has none, its value is its identity).
+    """
+
+    names: tuple[str, ...] = ()
+    identity: Callable[[bytes], bytes] | None = None
+
+
+_NONE = TransportBits()
+
+#: Every characteristic with a codec, checked for transport bits (docs/devices.md, "What
+#: identifies a record"). Records first; the others are never stored as readings.
+_TRANSPORT_BITS: dict[str, TransportBits] = {
+    # Blood pressure: flags and measurement status describe the measurement itself.
+    "2A35": _NONE,
+    "2A36": _NONE,
+    "2A49": _NONE,
+    # Weight scale: unit, timestamp, user, BMI/height flags: the record's own content.
+    "2A9D": _NONE,
+    "2A9E": _NONE,
+    # Pulse oximeter: "from storage" and the "... ongoing" states of the two statuses.
+    "2A5E": TransportBits(
+        (*TRANSPORT_MEASUREMENT_STATUS, *TRANSPORT_DEVICE_SENSOR_STATUS), plx_spot_check_identity
+    ),
+    "2A5F": TransportBits(
+        (*TRANSPORT_MEASUREMENT_STATUS, *TRANSPORT_DEVICE_SENSOR_STATUS), plx_continuous_identity
+    ),
+    "2A60": _NONE,
+    # Glucose: records are only ever sent from storage (RACP); no flag says how.
+    "2A18": _NONE,
+    "2A34": _NONE,
+    "2A51": _NONE,
+    "2A52": _NONE,
+    # Dispenser: flag bit 2 "sent from storage" (docs/dispenser-gatt.md).
+    DISPENSER_EVENT_UUID: TransportBits(tuple(EVENT_TRANSPORT_FLAGS), dispenser_event_identity),
+    DOSE_SCHEDULE_UUID: _NONE,
+    DISPENSER_STATUS_UUID: _NONE,
+    DISPENSER_RACP_UUID: _NONE,
+    # Current Time and Device Information: not records.
+    "2A2B": _NONE,
+    **{uuid: _NONE for uuid in DIS_CHARACTERISTICS},
+    SYSTEM_ID: _NONE,
+}
+
+
+def transport_bits(characteristic: str) -> tuple[str, ...]:
+    """The names of a characteristic's transport bits (see `TransportBits`)."""
+    return _transport_bits(characteristic).names
+
+
+def record_identity(characteristic: str, data: bytes) -> bytes:
+    """A record's bytes without its transport bits: the same record sent live and again
+    from storage, or while the device was busy and later when idle, has one identity.
+
+    Unknown characteristic: ValueError; a malformed record of a characteristic that has
+    transport bits: DecodeError.
+    """
+    identity = _transport_bits(characteristic).identity
+    return data if identity is None else identity(data)
+
+
+def _transport_bits(characteristic: str) -> TransportBits:
+    uuid = normalize_uuid(characteristic)
+    found = _TRANSPORT_BITS.get(uuid)
+    if found is None:
+        raise ValueError(f"no codec for characteristic {uuid}")
+    return found
 
 
 def supported_characteristics() -> list[tuple[str, str]]:

@@ -57,6 +57,7 @@ from device_drivers.codecs.dispenser import (
     DispenserStatusBits,
     DoseSchedule,
     ScheduledDose,
+    decode_dispenser_event,
     decode_dose_schedule,
     encode_dispenser_event,
     encode_dispenser_status,
@@ -237,8 +238,38 @@ class SimulatedDispenser(RacpPeripheral):
         return [r.model for r in self.records]
 
     async def _status_changed(self) -> None:
+        self.memory_changed()
         if self._device is not None and self._status_characteristic is not None:
             await self.device.notify_subscribers(self._status_characteristic)
+
+    # --- memory -----------------------------------------------------------------------
+
+    def decode_record(self, raw: bytes) -> DispenserEvent:
+        return decode_dispenser_event(raw)
+
+    def memory_state(self) -> dict[str, Any]:
+        version, internal, gauss = self._rng.getstate()
+        return {
+            **super().memory_state(),
+            "schedule_hex": encode_dose_schedule(self.schedule).hex(),
+            "doses_remaining": self.doses_remaining,
+            "status_bits": self.status_bits.to_bits(),
+            "day": None if self.day is None else self.day.isoformat(),
+            "doses_played": self._doses_played,
+            "slot": self._slot,
+            "rng": [version, list(internal), gauss],
+        }
+
+    def restore_memory(self, state: dict[str, Any]) -> None:
+        super().restore_memory(state)
+        self.schedule = decode_dose_schedule(bytes.fromhex(state["schedule_hex"]))
+        self.doses_remaining = state["doses_remaining"]
+        self.status_bits = DispenserStatusBits.from_bits(state["status_bits"])
+        self.day = None if state["day"] is None else date.fromisoformat(state["day"])
+        self._doses_played = state["doses_played"]
+        self._slot = state["slot"]
+        version, internal, gauss = state["rng"]
+        self._rng.setstate((version, tuple(internal), gauss))
 
     # --- events -----------------------------------------------------------------------
 
@@ -382,6 +413,7 @@ class SimulatedDispenser(RacpPeripheral):
         for dose in sorted(self.schedule.doses, key=lambda d: d.at):
             events += await self.run_dose(dose.dose_id, self.outcome_of_next_dose(), day=day)
         self.day = day + timedelta(days=1)
+        self.memory_changed()
         return events
 
     async def refill_low(self, remaining: int | None = None) -> DispenserEvent:

@@ -39,7 +39,7 @@ import logging
 import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from bumble import att, gatt, utils
@@ -54,6 +54,7 @@ from device_drivers.codecs.glucose import (
     GlucoseUnit,
     Meal,
     SampleLocation,
+    decode_glucose_measurement,
     encode_glucose_context,
     encode_glucose_feature,
     encode_glucose_measurement,
@@ -117,6 +118,10 @@ class RacpRecord:
     record: dict[str, Any] = field(default_factory=dict)
     #: Bytes of a companion characteristic sent right after the record (glucose context).
     companion: bytes | None = None
+
+
+def _bytes_or_none(text: str | None) -> bytes | None:
+    return None if text is None else bytes.fromhex(text)
 
 
 class RacpPeripheral(SimulatedPeripheral):
@@ -249,6 +254,7 @@ class RacpPeripheral(SimulatedPeripheral):
         if self.records and stored.sequence <= self.records[-1].sequence and not self.log_restarts:
             raise ValueError(f"sequence {stored.sequence} does not increase")
         self.records.append(stored)
+        self.memory_changed()  # kept before anyone hears of it, like a write to flash
         await self.start_advertising()
 
     def restart_log(self, *, keep_records: bool = False, first_sequence: int = 1) -> None:
@@ -259,6 +265,57 @@ class RacpPeripheral(SimulatedPeripheral):
             self.records = []
         self.next_sequence = first_sequence
         self.log_restarts += 1
+        self.memory_changed()
+
+    # --- memory (what survives a power cut, see `memory.DeviceMemory`) ------------------
+
+    def decode_record(self, raw: bytes) -> Any:
+        """Hook: the model of a stored record's bytes (to restore the log)."""
+        raise NotImplementedError
+
+    def memory_state(self) -> dict[str, Any]:
+        """What the device keeps through a power cut, JSON-serialisable: its log (records
+        not yet deleted, with their sequence numbers), the next sequence number, its
+        clock and battery. Subclasses add their own state."""
+        return {
+            "records": [
+                {
+                    "sequence": r.sequence,
+                    "raw_hex": r.raw.hex(),
+                    "record": r.record,
+                    "companion_hex": None if r.companion is None else r.companion.hex(),
+                }
+                for r in self.records
+            ],
+            "next_sequence": self.next_sequence,
+            "log_restarts": self.log_restarts,
+            # The device's clock kept running while the process was dead.
+            "clock_offset_s": self._clock_offset.total_seconds(),
+            "clock_is_set": self.clock_is_set,
+            "battery_level": self.battery_level,
+        }
+
+    def restore_memory(self, state: dict[str, Any]) -> None:
+        """Take back what `memory_state` returned (before `start()`)."""
+        self.records = [
+            RacpRecord(
+                sequence=saved["sequence"],
+                raw=bytes.fromhex(saved["raw_hex"]),
+                model=self.decode_record(bytes.fromhex(saved["raw_hex"])),
+                record=saved["record"],
+                companion=(
+                    None
+                    if saved["companion_hex"] is None
+                    else bytes.fromhex(saved["companion_hex"])
+                ),
+            )
+            for saved in state["records"]
+        ]
+        self.next_sequence = state["next_sequence"]
+        self.log_restarts = state["log_restarts"]
+        self._clock_offset = timedelta(seconds=state["clock_offset_s"])
+        self.clock_is_set = state["clock_is_set"]
+        self.battery_level = state["battery_level"]
 
     async def send_stored(self, connection: Connection, stored: RacpRecord) -> None:
         """Send one stored record in answer to a report (hook; default: notify or indicate
@@ -347,6 +404,7 @@ class RacpPeripheral(SimulatedPeripheral):
                     gone = {id(r) for r in selected}
                     self.records = [r for r in self.records if id(r) not in gone]
                     self.deleted_count += len(selected)
+                    self.memory_changed()  # gone for good before the success is sent
                 await self._respond(connection, opcode, RacpResponseCode.SUCCESS)
                 return
             await self._report(connection, selected)
@@ -447,6 +505,23 @@ class SimulatedGlucoseMeter(RacpPeripheral):
         context = self._context_characteristic
         if stored.companion is not None and context is not None:
             await self.device.notify_subscriber(connection, context, stored.companion)
+
+    def decode_record(self, raw: bytes) -> GlucoseMeasurement:
+        return decode_glucose_measurement(raw)
+
+    def memory_state(self) -> dict[str, Any]:
+        version, internal, gauss = self._rng.getstate()
+        return {
+            **super().memory_state(),
+            "readings_taken": self.readings_taken,
+            "rng": [version, list(internal), gauss],
+        }
+
+    def restore_memory(self, state: dict[str, Any]) -> None:
+        super().restore_memory(state)
+        self.readings_taken = state["readings_taken"]
+        version, internal, gauss = state["rng"]
+        self._rng.setstate((version, tuple(internal), gauss))
 
     # --- readings -----------------------------------------------------------------------
 

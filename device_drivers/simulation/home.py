@@ -3,8 +3,11 @@
 Used by `hemhub demo` and by `hemhub gateway --simulate SCENARIO` (the real gateway
 process against simulated peripherals, so it can be killed, restarted and cut off like
 a hub). Every measurement a device produces is appended to `simulated-readings.jsonl`.
-A device's memory of stored readings is kept in a file, like a real device's flash,
-so that a killed and restarted process does not lose what the device still holds.
+A device's memory of stored readings is kept in a file, like a real device's flash
+(`memory.DeviceMemory`, one file per device in the data directory, written durably), so
+that a killed and restarted process does not lose what the device still holds: a cuff's,
+scale's or oximeter's stored readings; a glucose meter's or dispenser's record log with
+its sequence numbers and the rest of its state (`RacpPeripheral.memory_state`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import threading
 import tomllib
@@ -25,7 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from device_drivers.simulation.cuff import SimulatedCuff
 from device_drivers.simulation.dispenser import SimulatedDispenser
-from device_drivers.simulation.glucose_meter import SimulatedGlucoseMeter
+from device_drivers.simulation.glucose_meter import RacpPeripheral, SimulatedGlucoseMeter
+from device_drivers.simulation.memory import DeviceMemory
 from device_drivers.simulation.oximeter import SimulatedOximeter
 from device_drivers.simulation.peripheral import SimulatedPeripheral, StoredRecordsPeripheral
 from device_drivers.simulation.radio import SimulatedRadio
@@ -33,9 +36,6 @@ from device_drivers.simulation.scale import SimulatedScale
 from hemhub.contract import Address, AllowedDevice, DeviceIdentity, DeviceProfile
 
 log = logging.getLogger(__name__)
-
-#: How many readings a simulated device remembers (real cuffs keep 60 to 100).
-DEVICE_MEMORY = 100
 
 _PERIPHERALS: dict[DeviceProfile, type[SimulatedPeripheral]] = {
     DeviceProfile.BLOOD_PRESSURE: SimulatedCuff,
@@ -114,29 +114,6 @@ class ProducedLog:
         self._file.close()
 
 
-class DeviceMemory:
-    """What a device keeps through a power cut (its flash): the raw readings it still
-    holds and how often it has been used."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            saved = json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            saved = {}
-        self.raws: list[str] = saved.get("raws", [])
-        self.uses: int = saved.get("uses", 0)
-
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"raws": self.raws, "uses": self.uses}))
-        os.replace(tmp, self.path)  # atomic: a kill leaves the old or the new memory
-
-    def remember(self, raw_hex: str) -> None:
-        self.raws = [*self.raws, raw_hex][-DEVICE_MEMORY:]
-        self.save()
-
-
 class SimulatedHome:
     """The devices of one home on `radio`, used by their resident until `stop()`."""
 
@@ -166,6 +143,12 @@ class SimulatedHome:
         self._reconcile_log()
         for spec in self.scenario.devices:
             peripheral = self._make(spec)
+            if isinstance(peripheral, RacpPeripheral):
+                memory = self._memory(spec)
+                if memory.device is not None:  # its log as it was when the process died
+                    peripheral.restore_memory(memory.device)
+                memory.state_of = peripheral.memory_state
+                peripheral.on_memory_changed = memory.save
             await peripheral.start()
             peripheral.device.on("connection", lambda _c, a=spec.address: self._connected(a))
             if isinstance(peripheral, StoredRecordsPeripheral):
@@ -184,9 +167,15 @@ class SimulatedHome:
         logged = {json.loads(line)["raw_hex"] for line in text.splitlines() if line}
         for spec in self.scenario.devices:
             memory = self._memory(spec)
-            for raw_hex in memory.raws:
+            held = {
+                raw_hex: {"address": spec.address, "raw_hex": raw_hex} for raw_hex in memory.raws
+            }
+            # A record log saved before the process died, its record not yet remembered.
+            for saved in (memory.device or {}).get("records", []):
+                held[saved["raw_hex"]] = {**saved["record"], "raw_hex": saved["raw_hex"]}
+            for raw_hex, record in held.items():
                 if raw_hex not in logged:
-                    self._log({"address": spec.address, "raw_hex": raw_hex, "recovered": True})
+                    self._log({**record, "recovered": True})
 
     def _memory(self, spec: SimulatedDevice) -> DeviceMemory:
         memory = self._memories.get(spec.address)

@@ -154,6 +154,9 @@ class SimulatedPeripheral:
         #: Current Time writes acknowledged and ignored (`clock_write_ignored`).
         self.clock_writes_ignored = 0
         self._connection_tasks: dict[Connection, set[asyncio.Task[None]]] = {}
+        #: Called when what the device keeps through a power cut changed (its clock here;
+        #: a record log in `RacpPeripheral`): the simulated home saves it.
+        self.on_memory_changed: Callable[[], None] | None = None
         self._time_characteristic: gatt.Characteristic[bytes] | None = None
         self._battery_characteristic: gatt.Characteristic[bytes] | None = None
 
@@ -177,6 +180,11 @@ class SimulatedPeripheral:
     def clock_offset(self) -> timedelta:
         """Device clock minus host local time."""
         return self._clock_offset
+
+    def memory_changed(self) -> None:
+        """Tell the simulated home that the device's memory changed (see `on_memory_changed`)."""
+        if self.on_memory_changed is not None:
+            self.on_memory_changed()
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -482,6 +490,7 @@ class SimulatedPeripheral:
         self._clock_offset = written - datetime.now()
         self.clock_is_set = True
         self.clock_write_count += 1
+        self.memory_changed()
         logger.debug("%s: clock set to %s", self.name, written)
 
 
