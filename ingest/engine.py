@@ -197,8 +197,12 @@ def load_flagged(
     conn: Conn, patients: Iterable[UUID], flags: Iterable[str], since: datetime, until: datetime
 ) -> dict[UUID, list[tuple[datetime, list[str]]]]:
     """Per resident, (measured_at, status) of the readings carrying one of `flags`."""
-    params = {"patients": list(patients), "flags": sorted(set(flags)), "since": since,
-              "until": until}  # fmt: skip
+    params = {
+        "patients": list(patients),
+        "flags": sorted(set(flags)),
+        "since": since,
+        "until": until,
+    }
     out: dict[UUID, list[tuple[datetime, list[str]]]] = {}
     for patient_id, at, status in conn.execute(FLAGGED_SQL, params).fetchall():
         out.setdefault(UUID(str(patient_id)), []).append((at, list(status)))
@@ -221,10 +225,8 @@ def _device_flags(conn: Conn, book: ThresholdBook, candidates: Sequence[Candidat
     longest = max(rule.days for _, _, rules in new for _, rule in rules)
     times = [c.reading.measured_at for c, _, _ in new]
     flags = {f for _, _, rules in new for _, rule in rules for f in rule.flags}
-    flagged = load_flagged(
-        conn, {c.patient_id for c, _, _ in new}, flags,
-        min(times) - timedelta(days=longest), max(times),
-    )  # fmt: skip
+    since = min(times) - timedelta(days=longest)
+    flagged = load_flagged(conn, {c.patient_id for c, _, _ in new}, flags, since, max(times))
     findings: list[Finding] = []
     for c, eff, rules in new:
         at = c.reading.measured_at
