@@ -102,7 +102,11 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_alerts(args: argparse.Namespace) -> int:
+    if args.action == "rules":
+        from ingest.rules_listing import render
 
+        print(render(args.format))
+        return 0
     import psycopg
 
     from ingest.schedule import run_scheduled_evaluation
@@ -224,9 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("alerts", help="alert engine tools")
     p.add_argument(
         "action",
-        choices=["evaluate"],
-        help="evaluate: run the time-driven rules now (missing data, trends, technical)",
+        choices=["evaluate", "rules"],
+        help="evaluate: run the time-driven rules now (missing data, trends, technical);"
+        " rules: the default rules with their sources",
     )
+    p.add_argument("--format", choices=["json", "table"], default="table", help="for rules")
     p.set_defaults(func=_cmd_alerts)
 
     p = sub.add_parser("api", help="run the HTTP API", parents=[logs])

@@ -31,15 +31,18 @@ from ingest.rules import (
     Series,
     convert,
     counts_within,
+    device_flag_reason,
     event_kind,
     finding,
+    flag_rules_of,
+    flags_within,
     has_value,
     judge_reading,
     metric_value,
     rise_at,
     weight_gain_reason,
 )
-from ingest.thresholds import Effective, ThresholdBook
+from ingest.thresholds import Effective, ThresholdBook, WeightGain
 
 WEIGHTS_SQL = """
 SELECT r.patient_id, r.measured_at, (q->>'value')::float8, q->>'unit'
@@ -96,6 +99,8 @@ def judge_weight_trend(
     fired: list[tuple[str, Effective, alerts.Severity, str]] = []
     clears: list[Clear] = []
     for name, trend in eff.thresholds.trends.items():
+        if not trend.enabled:
+            continue
         window = trend.days * 86400.0
         found = (
             None
@@ -105,18 +110,22 @@ def judge_weight_trend(
         if series is not None and found is not None:
             low, new = found
             gain = float(series.values[new] - series.values[low])
-            if gain >= trend.kg:
+            if gain > trend.kg:  # "more than 2 kg in 3 days" (ESC)
                 pair_low = (series.at[low], float(series.values[low]))
                 pair_new = (series.at[new], float(series.values[new]))
                 reason = weight_gain_reason(gain, trend.days, trend.kg, pair_low, pair_new)
                 fired.append((name, eff, trend.severity, reason))
                 continue
         note = (
-            f"weight gain below {_fmt_number(trend.kg)} kg within"
+            f"weight gain not above {_fmt_number(trend.kg)} kg within"
             f" {_fmt_number(trend.days)} days at {_fmt_time(at)}"
         )
         clears.append(Clear(name, patient_id, note, True, at))
     return fired, clears
+
+
+def enabled_trends(eff: Effective) -> list[WeightGain]:
+    return [t for t in eff.thresholds.trends.values() if t.enabled]
 
 
 def _weight_trends(conn: Conn, book: ThresholdBook, candidates: Sequence[Candidate]) -> Judged:
@@ -126,10 +135,10 @@ def _weight_trends(conn: Conn, book: ThresholdBook, candidates: Sequence[Candida
         if c.reading.measurement_type == MeasurementType.BODY_WEIGHT
         and metric_value(c.reading, "weight") is not None
     ]
-    new = [(c, eff) for c, eff in new if eff.thresholds.trends]
+    new = [(c, eff) for c, eff in new if enabled_trends(eff)]
     if not new:
         return [], []
-    longest = max(t.days for _, eff in new for t in eff.thresholds.trends.values())
+    longest = max(t.days for _, eff in new for t in enabled_trends(eff))
     times = [c.reading.measured_at for c, _ in new]
     series = load_weights(
         conn, {c.patient_id for c, _ in new}, min(times) - timedelta(days=longest), max(times)
@@ -173,6 +182,60 @@ def _late_doses(conn: Conn, book: ThresholdBook, candidates: Sequence[Candidate]
         if count >= med.late_count:
             reason = late_doses_reason(int(count), med.late_days, at)
             findings.append(finding(c, eff, "medication_doses_late", med.late_severity, reason))
+    return findings, []
+
+
+FLAGGED_SQL = """
+SELECT patient_id, measured_at, status FROM readings
+WHERE patient_id = ANY(%(patients)b) AND status && %(flags)s::text[]
+  AND measured_at > %(since)s AND measured_at <= %(until)s
+ORDER BY patient_id, measured_at
+"""
+
+
+def load_flagged(
+    conn: Conn, patients: Iterable[UUID], flags: Iterable[str], since: datetime, until: datetime
+) -> dict[UUID, list[tuple[datetime, list[str]]]]:
+    """Per resident, (measured_at, status) of the readings carrying one of `flags`."""
+    params = {
+        "patients": list(patients),
+        "flags": sorted(set(flags)),
+        "since": since,
+        "until": until,
+    }
+    out: dict[UUID, list[tuple[datetime, list[str]]]] = {}
+    for patient_id, at, status in conn.execute(FLAGGED_SQL, params).fetchall():
+        out.setdefault(UUID(str(patient_id)), []).append((at, list(status)))
+    return out
+
+
+def _device_flags(conn: Conn, book: ThresholdBook, candidates: Sequence[Candidate]) -> Judged:
+    """Device-reported clinical flags (irregular pulse, ...): each flagged reading fires
+    its flag rule once `count` flagged readings fall within the rule's window."""
+    new = []
+    for c in candidates:
+        if not c.reading.status:
+            continue
+        eff = book.at(c.patient_id, c.reading.measured_at)
+        rules = flag_rules_of(c.reading, eff.thresholds)
+        if rules:
+            new.append((c, eff, rules))
+    if not new:
+        return [], []
+    longest = max(rule.days for _, _, rules in new for _, rule in rules)
+    times = [c.reading.measured_at for c, _, _ in new]
+    flags = {f for _, _, rules in new for _, rule in rules for f in rule.flags}
+    since = min(times) - timedelta(days=longest)
+    flagged = load_flagged(conn, {c.patient_id for c, _, _ in new}, flags, since, max(times))
+    findings: list[Finding] = []
+    for c, eff, rules in new:
+        at = c.reading.measured_at
+        seen = flagged.get(c.patient_id, [])
+        for name, rule in rules:
+            n = flags_within(seen, rule, at)
+            if n >= rule.count:
+                reason = device_flag_reason(c.reading, rule, n)
+                findings.append(finding(c, eff, name, rule.severity, reason))
     return findings, []
 
 
@@ -235,7 +298,11 @@ def evaluate_stored(
             findings += f
             rules.update(x.rule for x in f if x.rule not in RANGE_SPECS)
         clears += cl
-    for f, cl in (_weight_trends(conn, book, candidates), _late_doses(conn, book, candidates)):
+    for f, cl in (
+        _weight_trends(conn, book, candidates),
+        _late_doses(conn, book, candidates),
+        _device_flags(conn, book, candidates),
+    ):
         findings += f
         clears += cl
     clears += _missing_data_cleared(conn, book, candidates, now, patients)

@@ -36,7 +36,7 @@ from ingest.alerts import (
     _fmt_time,
     finding_of,
 )
-from ingest.thresholds import Effective, Metric, Thresholds
+from ingest.thresholds import DeviceFlag, Effective, Metric, Thresholds
 
 MT = MeasurementType
 
@@ -81,7 +81,15 @@ def reading_metrics(reading: Reading) -> dict[Metric, float | None]:
         m = LOINC_METRIC.get(q.loinc)
         if m is not None and m not in out:
             out[m] = None if q.value is None else convert(q.value, q.unit)
+            if m == "glucose" and q.unit == "mg/dL":
+                out["glucose_mg_dl"] = q.value  # judged by the mg/dL limit where a tier has one
     return out
+
+
+#: A metric in a second unit -> the metric it stands for: a tier with a limit in that
+#: unit judges a reading sent in it by that limit, not by the converted value (ADA's
+#: < 70 mg/dL and < 3.9 mmol/L disagree between 69.97 and 70.26 mg/dL).
+UNIT_METRICS: dict[Metric, Metric] = {"glucose_mg_dl": "glucose"}
 
 
 def has_value(reading: Reading) -> bool:
@@ -96,6 +104,9 @@ class RangeSpec:
     above: bool
     label: str
     unit: str
+    #: The metrics in a second unit (UNIT_METRICS) and the unit they are in.
+    alt: tuple[Metric, ...] = ()
+    alt_unit: str = ""
 
 
 RANGE_SPECS: dict[str, RangeSpec] = {
@@ -112,8 +123,12 @@ RANGE_SPECS: dict[str, RangeSpec] = {
         (MT.BLOOD_PRESSURE, MT.PULSE_OXIMETRY), ("pulse",), False, "Pulse", "/min"
     ),
     "spo2_low": RangeSpec((MT.PULSE_OXIMETRY,), ("spo2",), False, "SpO2", "%"),
-    "glucose_high": RangeSpec((MT.GLUCOSE,), ("glucose",), True, "Glucose", "mmol/L"),
-    "glucose_low": RangeSpec((MT.GLUCOSE,), ("glucose",), False, "Glucose", "mmol/L"),
+    "glucose_high": RangeSpec(
+        (MT.GLUCOSE,), ("glucose",), True, "Glucose", "mmol/L", ("glucose_mg_dl",), "mg/dL"
+    ),
+    "glucose_low": RangeSpec(
+        (MT.GLUCOSE,), ("glucose",), False, "Glucose", "mmol/L", ("glucose_mg_dl",), "mg/dL"
+    ),
     "weight_high": RangeSpec((MT.BODY_WEIGHT,), ("weight",), True, "Weight", "kg"),
     "weight_low": RangeSpec((MT.BODY_WEIGHT,), ("weight",), False, "Weight", "kg"),
 }
@@ -137,10 +152,36 @@ def _may_clear(rule: str, clearable: Clearable) -> bool:
     return clearable is None or rule in clearable
 
 
+def _in_alt_unit(spec: RangeSpec, values: dict[Metric, float | None]) -> bool:
+    """Whether the reading came in the spec's second unit (glucose in mg/dL)."""
+    return any(values.get(m) is not None for m in spec.alt)
+
+
 def _range_at(spec: RangeSpec, values: dict[Metric, float | None], r: Reading) -> str:
-    """What a range rule saw, for reasons and notes: "BP 185/95 mm[Hg] at <time>"."""
-    shown = "/".join("?" if v is None else _fmt_number(v) for v in values.values())
-    return f"{spec.label} {shown} {spec.unit} at {_fmt_time(r.measured_at)}"
+    """What a range rule saw, for reasons and notes: "BP 185/95 mm[Hg] at <time>", in
+    the unit the reading came in."""
+    alt = _in_alt_unit(spec, values)
+    shown = "/".join(
+        "?" if values.get(m) is None else _fmt_number(values[m])  # type: ignore[arg-type]
+        for m in (spec.alt if alt else spec.metrics)
+    )
+    unit = spec.alt_unit if alt else spec.unit
+    return f"{spec.label} {shown} {unit} at {_fmt_time(r.measured_at)}"
+
+
+def _crosses(limits: dict[Metric, float], values: dict[Metric, float | None], above: bool) -> bool:
+    """Whether some value crosses its limit in one tier. A value in a second unit is
+    judged by the tier's limit in that unit, and then not by the converted one."""
+    for m, limit in limits.items():
+        v = values.get(m)
+        if v is None:
+            continue
+        shadow = [a for a, base in UNIT_METRICS.items() if base == m and a in limits]
+        if any(values.get(a) is not None for a in shadow):
+            continue
+        if v >= limit if above else v < limit:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -151,6 +192,7 @@ class _RangeRule:
     name: str
     spec: RangeSpec
     tiers: tuple[tuple[Severity, dict[Metric, float]], ...]
+    #: The metrics (in threshold units) a clearing reading must carry.
     judged: frozenset[Metric]
     #: Per metric, the limit of the least severe tier that judges it: a value on the
     #: safe side of it fires no tier (nearly every reading, so judged first).
@@ -168,10 +210,8 @@ class _RangeRule:
         else:
             return None
         for tier in self.tiers:
-            limits = tier[1]
-            for m, v in values.items():
-                if v is not None and m in limits and (v >= limits[m] if above else v < limits[m]):
-                    return tier
+            if _crosses(tier[1], values, above):
+                return tier
         return None
 
 
@@ -212,10 +252,11 @@ def _compiled(doc: Thresholds) -> _Compiled:
             (sev, dict(tiers[sev]))
             for sev in sorted(tiers, key=SEVERITY_RANK.__getitem__, reverse=True)
         )
-        judged = frozenset(m for limits in tiers.values() for m in limits)
+        limited = frozenset(m for limits in tiers.values() for m in limits)
+        judged = frozenset(m for m in limited if m not in UNIT_METRICS)
         pick = min if spec.above else max
         mildest = tuple(
-            (m, pick(limits[m] for limits in tiers.values() if m in limits)) for m in judged
+            (m, pick(limits[m] for limits in tiers.values() if m in limits)) for m in limited
         )
         for mt in spec.types:
             table.setdefault(mt, []).append(_RangeRule(name, spec, ordered, judged, mildest))
@@ -226,6 +267,14 @@ def _compiled(doc: Thresholds) -> _Compiled:
             for m, limit in rule.mildest:
                 low, high = bands.get(m, (-math.inf, math.inf))
                 bands[m] = (low, min(high, limit)) if rule.spec.above else (max(low, limit), high)
+        for alt, base in UNIT_METRICS.items():  # folded into its metric's band, converted
+            if alt in bands:
+                low, high = bands.pop(alt)
+                b_low, b_high = bands.get(base, (-math.inf, math.inf))
+                bands[base] = (
+                    max(b_low, convert(low, "mg/dL")),
+                    min(b_high, convert(high, "mg/dL")),
+                )
         quiet[mt] = {code: band for m, band in bands.items() for code in METRIC_LOINC[m]}
     compiled = _Compiled(doc, {mt: tuple(rules) for mt, rules in table.items()}, quiet)
     if len(_RANGE_TABLES) >= _RANGE_TABLES_MAX:
@@ -268,12 +317,15 @@ def _judge_ranges(c: Candidate, eff: Effective, clearable: Clearable = None) -> 
     metrics = reading_metrics(r)
     for rule in rules:
         spec = rule.spec
-        values = {m: metrics.get(m) for m in spec.metrics}
+        values = {m: metrics.get(m) for m in (*spec.metrics, *spec.alt)}
         fired = rule.fires(values)
         if fired is not None:
             severity, limits = fired
             word = "threshold" if spec.above else "lower limit"
-            lim = "/".join(_fmt_number(limits[m]) if m in limits else "-" for m in spec.metrics)
+            shown = spec.metrics
+            if _in_alt_unit(spec, values) and any(m in limits for m in spec.alt):
+                shown = spec.alt
+            lim = "/".join(_fmt_number(limits[m]) if m in limits else "-" for m in shown)
             findings.append(
                 finding(c, eff, rule.name, severity, f"{_range_at(spec, values, r)} ({word} {lim})")
             )
@@ -392,6 +444,38 @@ def judge_reading(c: Candidate, eff: Effective, clearable: Clearable = None) -> 
     return findings, clears
 
 
+# --- device-reported clinical flags ---------------------------------------------------
+
+
+def flag_rules_of(r: Reading, doc: Thresholds) -> list[tuple[str, DeviceFlag]]:
+    """The device-flag rules (name, rule) a reading's status flags fire."""
+    return [(name, rule) for name, rule in doc.flags.items() if set(rule.flags) & set(r.status)]
+
+
+def flags_within(
+    flagged: Sequence[tuple[datetime, Sequence[str]]], rule: DeviceFlag, at: datetime
+) -> int:
+    """How many of a resident's flagged readings (measured_at, status) carry one of the
+    rule's flags within its window (at - days, at]."""
+    since = at - days(rule.days)
+    return sum(1 for t, status in flagged if since < t <= at and set(rule.flags) & set(status))
+
+
+def device_flag_reason(r: Reading, rule: DeviceFlag, count: int) -> str:
+    shown = ", ".join(f for f in r.status if f in rule.flags)
+    return (
+        f"{r.measurement_type} reading at {_fmt_time(r.measured_at)} flagged {shown}"
+        f" ({count} within {_fmt_number(rule.days)} days)"
+    )
+
+
+def flags_note(rule: DeviceFlag, count: int, at: datetime) -> str:
+    return (
+        f"{count} flagged readings within {_fmt_number(rule.days)} days at {_fmt_time(at)}"
+        f" (fires at {rule.count})"
+    )
+
+
 # --- series (numpy) -------------------------------------------------------------------
 
 FloatArray = npt.NDArray[np.float64]
@@ -434,7 +518,7 @@ def weight_gain_reason(
     return (
         f"weight +{_fmt_number(gain)} kg within {_fmt_number(days)} days:"
         f" {_fmt_number(low[1])} kg at {_fmt_time(low[0])} -> {_fmt_number(high[1])} kg at"
-        f" {_fmt_time(high[0])} (threshold {_fmt_number(kg)} kg in {_fmt_number(days)} days)"
+        f" {_fmt_time(high[0])} (more than {_fmt_number(kg)} kg in {_fmt_number(days)} days)"
     )
 
 

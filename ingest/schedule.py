@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from hemhub.contract import DeviceHealth, DeviceProfile, HubAlarm, HubStatus
 from ingest import alerts, engine, thresholds
 from ingest.alerts import Clear, Conn, Finding, Severity, _fmt_number, _fmt_time
-from ingest.rules import counts_within
+from ingest.rules import counts_within, flags_note, flags_within
 from ingest.thresholds import Effective
 
 #: A hub that sent no status for this long is offline even if its last one said online
@@ -417,7 +417,7 @@ def _series_rules(conn: Conn, ctx: _Context) -> tuple[list[Finding], list[Clear]
     clears: list[Clear] = []
     now = ctx.now
     effs = {p: ctx.book.at(p, now) for p in ctx.tenant_of}
-    trend_days = [t.days for e in effs.values() for t in e.thresholds.trends.values()]
+    trend_days = [t.days for e in effs.values() for t in engine.enabled_trends(e)]
     if trend_days:
         weights = engine.load_weights(conn, effs, now - timedelta(days=max(trend_days)), now)
         for p, eff in effs.items():
@@ -446,7 +446,34 @@ def _series_rules(conn: Conn, ctx: _Context) -> tuple[list[Finding], list[Clear]
                     f"{n} late doses within {_fmt_number(med.late_days)} days at {_fmt_time(now)}"
                 )
                 clears.append(Clear("medication_doses_late", p, note, True, now))
+    clears += _flags_cleared(conn, ctx, effs)
     return findings, clears
+
+
+def _flags_cleared(conn: Conn, ctx: _Context, effs: dict[UUID, Effective]) -> list[Clear]:
+    """Device-flag alerts whose window no longer holds `count` flagged readings clear
+    (clinical: once acknowledged). Only residents with such an alert are looked at."""
+    active = alerts.active_rules(conn, effs)
+    todo = [
+        (p, name, rule)
+        for p, rules in active.items()
+        for name, rule in effs[p].thresholds.flags.items()
+        if name in rules
+    ]
+    if not todo:
+        return []
+    now = ctx.now
+    longest = max(rule.days for _, _, rule in todo)
+    flags = {f for _, _, rule in todo for f in rule.flags}
+    flagged = engine.load_flagged(
+        conn, {p for p, _, _ in todo}, flags, now - timedelta(days=longest), now
+    )
+    clears: list[Clear] = []
+    for p, name, rule in todo:
+        n = flags_within(flagged.get(p, []), rule, now)
+        if n < rule.count:
+            clears.append(Clear(name, p, flags_note(rule, n, now), True, now))
+    return clears
 
 
 def run_scheduled_evaluation(conn: Conn, now: datetime) -> dict[str, Any]:

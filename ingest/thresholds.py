@@ -22,14 +22,16 @@ from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ingest import programmes
 from ingest.alerts import Severity
 
 Conn = psycopg.Connection[Any]
 
-Metric = Literal["systolic", "diastolic", "pulse", "spo2", "glucose", "weight"]
+#: glucose is in mmol/L; glucose_mg_dl, the same limit as the guideline words it in
+#: mg/dL, judges readings sent in mg/dL (a tier that has it must have glucose too).
+Metric = Literal["systolic", "diastolic", "pulse", "spo2", "glucose", "glucose_mg_dl", "weight"]
 RangeRuleName = Literal[
     "blood_pressure_high",
     "blood_pressure_low",
@@ -51,12 +53,29 @@ class _Doc(BaseModel):
 
 
 class WeightGain(_Doc):
-    """Fires when the weight rose by `kg` or more within `days` (lowest to newest)."""
+    """Fires when the weight rose by more than `kg` within `days` (lowest to newest),
+    while `enabled` (a clinician turns a programme's switched-off trend on)."""
 
     kind: Literal["weight_gain"] = "weight_gain"
     kg: Positive
     days: Annotated[float, Field(gt=0, le=30)]
     severity: Severity = Severity.HIGH
+    enabled: bool = True
+
+
+class DeviceFlag(_Doc):
+    """Fires for a reading carrying one of `flags` (a device's clinical finding, e.g.
+    irregular_pulse) once `count` such readings fall within `days`."""
+
+    kind: Literal["device_flag"] = "device_flag"
+    flags: tuple[Annotated[str, Field(max_length=48)], ...] = Field(min_length=1)
+    count: Annotated[int, Field(ge=1, le=100)] = 1
+    days: Annotated[float, Field(gt=0, le=90)] = 7
+    severity: Severity = Severity.LOW
+
+
+def _default_flags() -> dict[str, DeviceFlag]:
+    return {name: DeviceFlag.model_validate(rule) for name, rule in programmes.flag_rules().items()}
 
 
 class MissingData(_Doc):
@@ -107,14 +126,32 @@ class Medication(_Doc):
 Ranges = dict[RangeRuleName, dict[Severity, dict[Metric, Limit]]]
 
 
+RuleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+
+
 class Thresholds(_Doc):
     """One complete threshold document (what `threshold_sets.rules` holds)."""
 
     ranges: Ranges = {}
-    trends: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")], WeightGain] = {}
+    trends: dict[RuleName, WeightGain] = {}
+    #: The NEWS2 SpO2 scale of the resident (2: at risk of hypercapnic respiratory
+    #: failure); changing it through `changed_document` takes that scale's spo2_low tiers.
+    spo2_scale: Literal[1, 2] = 1
+    #: Device-reported clinical flags; documents stored before they existed get these.
+    flags: dict[RuleName, DeviceFlag] = Field(default_factory=_default_flags)
     missing_data: MissingData = MissingData()
     technical: Technical = Technical()
     medication: Medication = Medication()
+
+    @model_validator(mode="after")
+    def _glucose_mg_dl_with_glucose(self) -> Thresholds:
+        for rule, tiers in self.ranges.items():
+            for severity, limits in tiers.items():
+                if "glucose_mg_dl" in limits and "glucose" not in limits:
+                    raise ValueError(
+                        f"ranges.{rule}.{severity}: glucose_mg_dl needs glucose (mmol/L) too"
+                    )
+        return self
 
 
 @dataclass(frozen=True)
@@ -220,8 +257,16 @@ class ThresholdError(ValueError):
 
 
 def changed_document(current: Thresholds, patch: Mapping[str, Any]) -> Thresholds:
-    """The current document with a JSON merge patch applied (raises pydantic errors)."""
+    """The current document with a JSON merge patch applied (raises pydantic errors).
+
+    A patch that changes `spo2_scale` and says nothing of `ranges.spo2_low` also takes
+    the new scale's default spo2_low tiers: choosing the scale chooses its limits."""
     merged = programmes.merge_patch(current.model_dump(mode="json"), dict(patch))
+    scale = merged.get("spo2_scale")
+    ranges_patch = patch.get("ranges")
+    gives_spo2 = isinstance(ranges_patch, Mapping) and "spo2_low" in ranges_patch
+    if scale in (1, 2) and scale != current.spo2_scale and not gives_spo2:
+        merged["ranges"] = {**merged.get("ranges", {}), "spo2_low": programmes.spo2_tiers(scale)}
     return Thresholds.model_validate(merged)
 
 

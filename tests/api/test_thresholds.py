@@ -8,6 +8,7 @@ import httpx
 
 from api.auth import Role
 from hemhub.settings import Settings
+from ingest.programmes import PROFILE_VERSION as PROFILE
 from tests.api.helpers import Seed, audit_rows, bearer
 
 
@@ -19,13 +20,18 @@ async def test_default_is_the_programme_profile(
     )
     assert r.status_code == 200
     body = r.json()
-    assert (body["programme"], body["version"], body["source"]) == ("heart_failure", 1, "programme")
+    assert (body["programme"], body["version"], body["source"]) == (
+        "heart_failure",
+        PROFILE,
+        "programme",
+    )
     assert body["threshold_set_id"] is None and body["history"] == []
     assert body["rules"]["trends"]["weight_gain_3d"] == {
         "kind": "weight_gain",
         "kg": 2.0,
         "days": 3.0,
         "severity": "high",
+        "enabled": True,
     }
 
 
@@ -42,14 +48,20 @@ async def test_put_creates_a_new_version_by_the_caller(
     r = await client.put(url, json=change, headers=headers)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["version"], body["source"], body["created_by"]) == (2, "patient", "dr-eva")
-    assert body["rules"]["ranges"]["blood_pressure_high"] == {
-        "high": {"systolic": 160.0, "diastolic": 110.0}
+    assert (body["version"], body["source"], body["created_by"]) == (
+        PROFILE + 1,
+        "patient",
+        "dr-eva",
+    )
+    assert body["rules"]["ranges"]["blood_pressure_high"]["high"] == {
+        "systolic": 160.0,
+        "diastolic": 110.0,
     }
     r = await client.put(url, json={"rules": {"missing_data": {"grace_hours": 2}}}, headers=headers)
-    assert r.json()["version"] == 3
+    assert r.json()["version"] == PROFILE + 2
     got = (await client.get(url, headers=headers)).json()
-    assert got["version"] == 3 and [h["version"] for h in got["history"]] == [3, 2]
+    assert got["version"] == PROFILE + 2
+    assert [h["version"] for h in got["history"]] == [PROFILE + 2, PROFILE + 1]
     assert got["rules"]["ranges"]["blood_pressure_high"]["high"]["systolic"] == 160.0
     actions = [(row[3], row[5]) for row in audit_rows(database_url)]
     assert actions.count(("thresholds.change", seed.alice)) == 2

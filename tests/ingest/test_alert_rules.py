@@ -29,6 +29,7 @@ from hemhub.contract import (
 from ingest import alerts, registry, thresholds
 from ingest.migrations import migrate
 from ingest.pipeline import StatusUpdate, store
+from ingest.programmes import PROFILE_VERSION as PROFILE
 from ingest.rules import counts_within, rise_at
 from ingest.schedule import run_scheduled_evaluation, set_schedule
 from tests.factories import batch, bp_reading, device, unique_hub_id
@@ -129,12 +130,12 @@ def test_range_rule_fires_with_the_programme_tier_and_escalates(
     dev, patient = resident(conn, "heart_failure")
     put(conn, spo2(91, T0, dev))
     a = by_rule(conn, patient)["spo2_low"]
-    assert (a["severity"], a["rule_version"], a["threshold_set_id"]) == ("high", 1, None)
+    assert (a["severity"], a["rule_version"], a["threshold_set_id"]) == ("high", PROFILE, None)
     assert a["reason"] == "SpO2 91 % at 2026-11-24T07:02Z (lower limit 92)"
-    put(conn, spo2(86, T0 + timedelta(hours=1), dev))
+    put(conn, spo2(84, T0 + timedelta(hours=1), dev))
     [a] = [x for x in alerts_of(conn, patient) if x["rule"] == "spo2_low"]
     assert (a["severity"], a["count"]) == ("critical", 2)  # escalated, same alert
-    assert a["last_reason"] == "SpO2 86 % at 2026-11-24T08:02Z (lower limit 88)"
+    assert a["last_reason"] == "SpO2 84 % at 2026-11-24T08:02Z (lower limit 85)"
     # a milder repeat never downgrades it
     put(conn, spo2(91, T0 + timedelta(hours=2), dev))
     assert by_rule(conn, patient)["spo2_low"]["severity"] == "critical"
@@ -154,7 +155,7 @@ def test_range_rule_fires_with_the_programme_tier_and_escalates(
         (
             "copd",
             MT.PULSE_OXIMETRY,
-            [("oxygen_saturation", "2708-6", 89.0, "%")],
+            [("oxygen_saturation", "2708-6", 85.0, "%")],  # NEWS2 scale 2: 84-85 scores 2
             "spo2_low",
             "medium",
         ),
@@ -186,7 +187,7 @@ def test_programme_defaults(
     quantities = [Quantity(name=n, loinc=loinc, value=v, unit=u) for n, loinc, v, u in values]
     put(conn, reading(mtype, quantities, at=T0, dev=dev))
     [a] = alerts_of(conn, patient)
-    assert (a["rule"], a["severity"], a["rule_version"]) == (rule, severity, 1)
+    assert (a["rule"], a["severity"], a["rule_version"]) == (rule, severity, PROFILE)
 
 
 def test_range_alert_clears_automatically_only_once_acknowledged(
@@ -213,23 +214,24 @@ def test_threshold_change_is_a_new_version_recorded_on_later_alerts(
     conn: psycopg.Connection[Any],
 ) -> None:
     dev, patient = resident(conn)
-    change = {"ranges": {"blood_pressure_high": {"high": {"systolic": 160}}}}
+    change = {"ranges": {"blood_pressure_high": {"high": {"systolic": 150}}}}
     v2 = thresholds.create_version(
         conn, patient, change, created_by="dr-eva", applies_from=T0 + timedelta(days=1)
     )
-    assert (v2.version, v2.created_by, v2.source) == (2, "dr-eva", "patient")
+    # the first override of a resident follows the programme profile's version
+    assert (v2.version, v2.created_by, v2.source) == (PROFILE + 1, "dr-eva", "patient")
     assert v2.thresholds.ranges["blood_pressure_high"][alerts.Severity.HIGH] == {
-        "systolic": 160,
+        "systolic": 150,
         "diastolic": 110,
     }
-    # measured before v2 applies (arriving late): judged by v1, 165 < 180
-    old = bp_reading(165, 90, measured_at=T0, received_at=T0 + timedelta(days=2), dev=dev)
+    # measured before v2 applies (arriving late): judged by the profile, 155 < 160
+    old = bp_reading(155, 90, measured_at=T0, received_at=T0 + timedelta(days=2), dev=dev)
     put(conn, old)
     assert alerts_of(conn, patient) == []
-    put(conn, bp_reading(165, 90, measured_at=T0 + timedelta(days=2), dev=dev))
+    put(conn, bp_reading(155, 90, measured_at=T0 + timedelta(days=2), dev=dev))
     [a] = alerts_of(conn, patient)
-    assert (a["rule_version"], a["threshold_set_id"]) == (2, v2.set_id)
-    assert a["reason"].endswith("(threshold 160/110)")
+    assert (a["rule_version"], a["threshold_set_id"]) == (v2.version, v2.set_id)
+    assert a["reason"].endswith("(threshold 150/110)")
     # a retroactive correction (later version, earlier applies_from) wins from then on
     v3 = thresholds.create_version(
         conn,
@@ -239,8 +241,9 @@ def test_threshold_change_is_a_new_version_recorded_on_later_alerts(
         applies_from=T0,
     )
     book = thresholds.load(conn, [patient])
-    assert v3.version == 3 and book.at(patient, T0 + timedelta(days=3)).version == 3
-    assert book.at(patient, T0 - timedelta(days=1)).version == 1
+    assert v3.version == v2.version + 1
+    assert book.at(patient, T0 + timedelta(days=3)).version == v3.version
+    assert book.at(patient, T0 - timedelta(days=1)).version == PROFILE
     with pytest.raises(ValueError):
         thresholds.create_version(
             conn, patient, {"ranges": {"nonsense": {}}}, created_by="x", applies_from=T0
@@ -270,7 +273,7 @@ def test_late_reading_is_judged_at_its_measurement_time_and_marked_late(
     r = bp_reading(190, 115, measured_at=T0, received_at=T0 + timedelta(hours=5), dev=dev)
     put(conn, r)
     [a] = alerts_of(conn, patient)
-    assert (a["late"], a["measured_at"], a["rule_version"]) == (True, T0, 1)
+    assert (a["late"], a["measured_at"], a["rule_version"]) == (True, T0, PROFILE)
 
 
 # --- sensor status ------------------------------------------------------------------------
@@ -291,12 +294,17 @@ def test_sensor_status_fires_and_clears_with_notify(
         put(conn, flagged)
         put(conn, again)
         put(conn, bp_reading(122, 80, measured_at=T0 + timedelta(minutes=10), dev=dev))
-        events = [json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=3)]
-    assert [(e["rule"], e["event"], e["status"]) for e in events] == [
-        ("sensor_status_blood_pressure", "opened", "open"),
-        ("sensor_status_blood_pressure", "updated", "open"),
-        ("sensor_status_blood_pressure", "resolved", "resolved"),
+        events = [json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=4)]
+    sensor = [e for e in events if e["rule"] == "sensor_status_blood_pressure"]
+    assert [(e["event"], e["status"]) for e in sensor] == [
+        ("opened", "open"),
+        ("updated", "open"),
+        ("resolved", "resolved"),
     ]
+    # the irregular pulse is no sensor problem but a clinical flag with its own rule
+    # (tests/ingest/test_clinical_defaults.py); an unflagged reading does not clear it
+    flag = [(e["rule"], e["event"]) for e in events if e not in sensor]
+    assert flag == [("irregular_pulse", "opened")]
     a = by_rule(conn, patient)["sensor_status_blood_pressure"]
     assert a["severity"] == "low" and a["count"] == 2
     assert a["reason"] == "blood_pressure reading at 2026-11-24T07:02Z flagged: cuff_too_loose"
@@ -322,10 +330,10 @@ def test_weight_gain_over_three_days_fires_and_clears_on_schedule(
     assert "weight_gain_3d" not in by_rule(conn, patient)
     put(conn, weight(82.2, T0 + timedelta(days=2), dev))
     a = by_rule(conn, patient)["weight_gain_3d"]
-    assert (a["severity"], a["rule_version"]) == ("high", 1)
+    assert (a["severity"], a["rule_version"]) == ("high", PROFILE)
     assert a["reason"] == (
         "weight +2.2 kg within 3 days: 80 kg at 2026-11-24T07:02Z -> 82.2 kg at"
-        " 2026-11-26T07:02Z (threshold 2 kg in 3 days)"
+        " 2026-11-26T07:02Z (more than 2 kg in 3 days)"
     )
     # still true at the next scheduled run: nothing changes (no count, no NOTIFY)
     counts = run_scheduled_evaluation(conn, T0 + timedelta(days=2, hours=1))
@@ -464,7 +472,7 @@ def test_missing_data_says_why(conn: psycopg.Connection[Any], cause: str, expect
     counts = run_scheduled_evaluation(conn, NOW)
     a = by_rule(conn, patient)["missing_blood_pressure"]
     assert counts["opened"] >= 1
-    assert a["severity"] == "medium" and a["rule_version"] == 1
+    assert a["severity"] == "medium" and a["rule_version"] == PROFILE
     assert a["measured_at"] == T0 + timedelta(days=1)  # when it became due
     assert a["reason"].startswith(
         "no blood_pressure measurement since 2026-11-24T07:02Z (expected every 1 day): "
@@ -540,7 +548,7 @@ def test_hub_fault_alarms_fire_and_clear(conn: psycopg.Connection[Any]) -> None:
     post_status(conn, hub_status(hub, alarms=alarms), NOW)
     run_scheduled_evaluation(conn, NOW)
     a = by_rule(conn, patient)["hub_fault"]
-    assert (a["status"], a["severity"], a["rule_version"]) == ("open", "medium", 1)
+    assert (a["status"], a["severity"], a["rule_version"]) == ("open", "medium", PROFILE)
     assert a["reason"] == f"hub {hub}: adapter_unresponsive, disk_low"
     # the same alarms again: no update; one alarm gone: the reason follows
     assert run_scheduled_evaluation(conn, NOW + timedelta(minutes=1))["updated"] == 0

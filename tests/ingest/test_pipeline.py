@@ -12,6 +12,7 @@ import pytest
 from hemhub.contract import ClockSource, ClockTrust, DeviceIdentity, HubStatus, Quantity
 from ingest import alerts, registry
 from ingest.pipeline import DEVICE_SEEN_RESOLUTION, DeadLetter, StatusUpdate, store
+from ingest.programmes import PROFILE_VERSION
 from tests.factories import batch, bp_reading, device, unique_hub_id
 from tests.ingest.conftest import on_both_partitionings
 from tests.ingest.factories import alerts_of, readings_of_hub, seeded_device
@@ -156,7 +157,7 @@ def test_hypertensive_reading_opens_one_alert_and_a_repeat_updates_it(
     assert (opened.alerts_opened, opened.alerts_updated) == (1, 0)
     [alert] = alerts_of(conn, patient_id)
     assert alert["rule"] == "blood_pressure_high"
-    assert alert["rule_version"] == 1
+    assert alert["rule_version"] == PROFILE_VERSION
     assert alert["severity"] == "high"
     assert alert["status"] == "open"
     assert alert["tenant_id"] == "kommun-a"
@@ -206,7 +207,7 @@ def test_resolved_alert_lets_a_new_one_open(conn: psycopg.Connection[Any]) -> No
 
 @pytest.mark.parametrize(
     ("systolic", "diastolic"),
-    [(120, 80), (179, 109), (None, None)],
+    [(120, 80), (159, 99), (None, None)],  # hypertension: grade 2 (160/100) is medium
     ids=["normal", "just-below", "device-error"],
 )
 def test_no_alert_below_threshold_or_for_missing_values(

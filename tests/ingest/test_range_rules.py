@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hemhub.contract import Quantity
 from ingest.alerts import SEVERITY_RANK, Candidate, Severity
 from ingest.rules import RANGE_SPECS, _range_table, is_quiet, judge_reading
-from ingest.thresholds import Effective, Thresholds
+from ingest.thresholds import Effective, Thresholds, programme_default
 from tests.factories import bp_reading
 
 METRICS = ("systolic", "diastolic")
@@ -129,4 +129,31 @@ def test_a_quiet_reading_is_one_that_fires_nothing(
     if not findings and len(set(codes)) == len(codes):
         assert is_quiet(c.reading, eff)
     # and with nothing to clear, the fast path gives what the full judgement gives
+    assert judge_reading(c, eff, frozenset()) == (findings, [])
+
+
+# --- glucose in two units ---------------------------------------------------------------
+
+glucose_units = st.sampled_from([("2339-0", "mg/dL"), ("15074-8", "mmol/L")])
+
+
+@settings(max_examples=300)
+@given(unit=glucose_units, data=st.data())
+def test_quiet_glucose_readings_fire_nothing_in_either_unit(
+    unit: tuple[str, str], data: st.DataObject
+) -> None:
+    """A tier with a mg/dL limit judges mg/dL readings by it; the quiet fast path folds
+    that limit into the mmol/L band and never skips a reading that would fire."""
+    loinc, ucum = unit
+    eff = programme_default("diabetes")
+    tiers = eff.thresholds.ranges
+    limits = [v for r in ("glucose_low", "glucose_high") for t in tiers[r].values()
+              for m, v in t.items() if (m == "glucose_mg_dl") == (ucum == "mg/dL")]  # fmt: skip
+    v = data.draw(st.one_of(st.sampled_from(limits), st.floats(min_value=0.5, max_value=700)))
+    quantity = Quantity(name="glucose", loinc=loinc, value=v, unit=ucum)
+    r = bp_reading().model_copy(update={"measurement_type": "glucose", "values": [quantity]})
+    c = Candidate(r, uuid.uuid4(), "t", False)
+    findings, _ = judge_reading(c, eff, None)
+    if is_quiet(r, eff):
+        assert findings == []
     assert judge_reading(c, eff, frozenset()) == (findings, [])
