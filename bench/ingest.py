@@ -67,9 +67,10 @@ from hemhub.contract import (
 from hemhub.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, reachable
 from hemhub.settings import MqttTarget
 from ingest import alerts
+from ingest.messages import parse_message
 from ingest.migrations import migrate
 from ingest.pipeline import store
-from ingest.worker import IngestWorker, parse_message, tune_gc
+from ingest.worker import IngestWorker, tune_gc
 
 log = logging.getLogger("bench")
 

@@ -20,9 +20,11 @@ from hemhub.contract import HubStatus, topic_readings, topic_status
 from hemhub.embedded import EmbeddedBroker
 from hemhub.settings import MqttTarget
 from ingest import alerts
+from ingest.jobs import Job
+from ingest.messages import parse_message
 from ingest.migrations import migrate
 from ingest.pipeline import DeadLetter, StatusUpdate
-from ingest.worker import IngestWorker, _Job, parse_message
+from ingest.worker import IngestWorker
 from tests.factories import batch, bp_reading, unique_hub_id
 from tests.ingest.factories import readings_of_hub, seeded_device
 
@@ -438,7 +440,7 @@ def test_a_long_periodic_job_does_not_hold_up_readings(
         topics=[topic_readings(hub) for hub in hubs],
         evaluate_every_s=None,
     )
-    worker._jobs.append(_Job("slow", 3600.0, 0x74657374, slow_job))
+    worker._jobs.append(Job("slow", 3600.0, 0x74657374, slow_job))
     running = Running(worker)
     try:
         assert worker.ready.wait(15), "worker did not subscribe"
