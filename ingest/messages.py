@@ -13,7 +13,7 @@ import psycopg
 from pydantic import ValidationError
 
 from hemhub.contract import (
-    SCHEMA_VERSION,
+    ACCEPTED_SCHEMA_VERSIONS,
     HubStatus,
     ReadingBatch,
     TopicError,
@@ -60,7 +60,7 @@ def _validation_reason(exc: ValidationError) -> str:
         if e["loc"][:1] == ("schema_version",):
             return (
                 f"unsupported schema_version {e.get('input')!r}"
-                f" (this ingest speaks {SCHEMA_VERSION})"
+                f" (this ingest speaks {', '.join(map(str, ACCEPTED_SCHEMA_VERSIONS))})"
             )
     shown = "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in errs[:5]
@@ -102,3 +102,24 @@ def parse_message(
             return dead(f"hub_id {status.hub_id!r} in payload does not match topic hub {hub_id!r}")
         return StatusUpdate(status, received_at)
     return dead(f"ingest does not consume {kind!r} topics")
+
+
+#: The reason code a hub is told for each kind of dead letter (`rejection_code`), by
+#: the start of the reason text made above: never the text itself, which may quote
+#: internal detail (SQL, exception text).
+_REJECTION_CODES = (
+    ("invalid JSON", "invalid_json"),
+    ("unsupported schema_version", "unsupported_schema"),
+    ("validation failed", "invalid"),
+    ("hub_id ", "hub_mismatch"),
+    ("storage rejected", "storage_failed"),
+    ("storage failed", "storage_failed"),
+)
+
+
+def rejection_code(reason: str) -> str:
+    """The short reason code of a dead letter's reason, for the hub's receipt."""
+    for prefix, code in _REJECTION_CODES:
+        if reason.startswith(prefix):
+            return code
+    return "rejected"

@@ -33,7 +33,7 @@ def _run_one(
     database_url: str,
     mqtt_url: str,
     client_id: str,
-    group: str,
+    group: str | None,
     batch_size: int,
     batch_seconds: float,
     ca_file: str | None,
@@ -85,7 +85,9 @@ def run_ingest(
         settings.ingest_connections,
     )
     if workers <= 1:
-        _run_one(database_url, mqtt_url, f"{base}-0", group, *tuning)
+        # No $share with one worker: nothing to share, and Mosquitto 2.0 does not
+        # restore shared subscriptions after a restart (the worker resubscribes anyway).
+        _run_one(database_url, mqtt_url, f"{base}-0", None, *tuning)
         return
     ctx = multiprocessing.get_context("spawn")
 

@@ -52,6 +52,7 @@ from ingest.jobs import JOBS_TICK_S, default_jobs, run_due
 from ingest.logfmt import kv
 from ingest.messages import MAX_PAYLOAD_BYTES, Inbound, Parsed, failure, parse_message
 from ingest.pipeline import DeadLetter, Staged, StatusUpdate, StoreResult, stage, store
+from ingest.receipts import receipts_for
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ FANOUT_READINGS = 500
 #: ... once that many batches in a row asked for another split than the current one.
 FANOUT_PATIENCE = 8
 _CONNACK_TIMEOUT_S = 5.0
+#: The longest wait between two attempts to reach the broker (paho takes whole seconds).
+RECONNECT_MAX_S = 1
 _UNSUPPORTED_PROTOCOL = 132  # CONNACK reason 0x84 (a 3.1.1 broker answering a v5 CONNECT)
 
 
@@ -186,6 +189,7 @@ class IngestWorker:
                 "isolated_batches",
                 "split_batches",
                 "mqtt_connects",
+                "receipts",
             ),
             0,
         )
@@ -279,7 +283,9 @@ class IngestWorker:
             client.username_pw_set(self.target.username, self.target.password)
         if self.target.tls:
             client.tls_set(ca_certs=self.ca_file)  # verifies the broker's certificate
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # A restarted broker is back within a second: a hub that reconnects first has its
+        # readings PUBACKed while no one is subscribed (its receipts make it resend them).
+        client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -337,7 +343,7 @@ class IngestWorker:
                 log.warning(kv("ingest.mqtt_refused", reason=rc, retry_s=delay))
                 break
             self._stop.wait(delay)
-            delay = min(delay * 2, 30.0)
+            delay = min(delay * 2, RECONNECT_MAX_S)
         return None
 
     def _drain_connacks(self) -> None:
@@ -369,7 +375,9 @@ class IngestWorker:
                 session_present=flags.session_present,
             )
         )
-        # Re-subscribing is idempotent and covers a session the broker expired.
+        # Always, whatever session_present says: re-subscribing is idempotent, covers a
+        # session the broker expired, and Mosquitto 2.0 does not restore $share
+        # subscriptions from its persistence file (a session without them gets nothing).
         client.subscribe([(t, 1) for t in self._subscriptions()])
 
     def _on_disconnect(
@@ -568,6 +576,7 @@ class IngestWorker:
             # store one by one and dead-letter the message that fails.
             self._isolate(items, exc)
             return
+        self._send_receipts([p for _, p in items], result.stored_keys)
         self._ack(items)
         self._account(result, items)
 
@@ -580,7 +589,9 @@ class IngestWorker:
         for item in items:
             msg = item[0]
             try:
-                result.add(self._store_with_retry([item]))
+                one = self._store_with_retry([item])
+                result.add(one)
+                self._send_receipts([item[1]], one.stored_keys)
             except _Stopped:
                 break  # the rest stays unacked, for the broker to redeliver
             except Exception as one:
@@ -590,6 +601,7 @@ class IngestWorker:
                 log.warning(kv("ingest.dead_letter", topic=msg.topic, reason=letter.reason))
                 try:
                     result.add(self._store_with_retry([(msg, letter)]))
+                    self._send_receipts([letter], set())
                 except _Stopped:
                     break
                 except Exception as lost:
@@ -706,6 +718,18 @@ class IngestWorker:
         """Close the calling thread's database connection, if it has one."""
         if self._conn is not None:
             self._conn.close()
+
+    def _send_receipts(self, parsed: list[Parsed], stored_keys: set[str]) -> None:
+        """Tell each hub what became of its readings, once their commit is done (QoS 1;
+        paho queues them while disconnected). A receipt that is lost anyway costs only a
+        resend: the hub publishes again, and the reading becomes a duplicate."""
+        client = self._client
+        if client is None:
+            return
+        receipts = receipts_for(parsed, stored_keys, datetime.now(UTC))
+        for topic, payload in receipts:
+            client.publish(topic, payload, qos=1)
+        self._count("receipts", len(receipts))
 
     def _ack(self, items: list[tuple[Inbound, Parsed]]) -> None:
         client = self._client

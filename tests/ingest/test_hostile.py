@@ -193,15 +193,15 @@ class Hostile:
             on(r, lambda i: self.top(i, hub_id="a/b")),
             on(r, lambda i: self.top(i, hub_id="+")),
             # a schema version from the future (or none we speak)
-            on(r, lambda i: self.top(i, schema_version=2)),
+            on(r, lambda i: self.top(i, schema_version=3)),
             on(r, lambda i: self.top(i, schema_version=1_000 + i)),
-            on(r, lambda i: self.top(i, schema_version="2")),
-            on(status, lambda i: _dump({"schema_version": 2, "hub_id": hub, "online": True})),
+            on(r, lambda i: self.top(i, schema_version="3")),
+            on(status, lambda i: _dump({"schema_version": 3, "hub_id": hub, "online": True})),
             # duplicate keys (the last one wins, and it is wrong)
             on(
                 r,
                 lambda i: self.text(
-                    i, '"schema_version": 1', '"schema_version": 1, "schema_version": 2'
+                    i, '"schema_version": 2', '"schema_version": 2, "schema_version": 3'
                 ),
             ),
             on(

@@ -205,7 +205,7 @@ def test_malformed_payloads_are_dead_lettered_and_valid_ones_still_stored(
     oversized = json.loads(good.model_dump_json())
     oversized["readings"][0]["device"]["manufacturer"] = "x" * 300_000
     future = json.loads(good.model_dump_json())
-    future["schema_version"] = 2
+    future["schema_version"] = 3
     nul = json.loads(batch(hub, bp_reading(measured_at=NOW, salt="nul")).model_dump_json())
     nul["readings"][0]["status"] = ["bad\u0000flag"]  # valid JSON, PostgreSQL refuses it
     nan = good.model_dump_json().replace("120.0", "NaN", 1)
@@ -216,7 +216,7 @@ def test_malformed_payloads_are_dead_lettered_and_valid_ones_still_stored(
         (topic_readings(hub), json.dumps(huge), "validation failed"),
         (topic_readings(hub), json.dumps(oversized), "oversized"),
         (topic_readings(other), good.model_dump_json(), "does not match topic hub"),
-        (topic_readings(hub), json.dumps(future), "unsupported schema_version 2"),
+        (topic_readings(hub), json.dumps(future), "unsupported schema_version 3"),
         (topic_readings(hub), json.dumps(nul), "storage rejected"),
         (topic_readings(hub), nan, "finite number"),
         (topic_status(hub), b'{"online": "perhaps"}', "validation failed"),
