@@ -306,6 +306,7 @@ class HubStatus(_Strict):
     at: AwareDatetime | None = None
     software_version: ShortText | None = None
     uptime_s: float | None = None
+    #: Readings waiting for the broker's PUBACK (the oldest one's age below).
     outbox_depth: int | None = None
     outbox_oldest_age_s: float | None = None
     outbox_bytes: int | None = None
@@ -322,6 +323,8 @@ class HubStatus(_Strict):
     #: and delivered entries cannot be removed), and the last one's reason.
     publish_errors: int | None = None
     last_publish_error: Annotated[str, Field(max_length=512)] | None = None
+    #: Readings the broker acknowledged whose receipt from ingest has not come yet.
+    outbox_awaiting_receipt: int | None = None
     #: Readings ingest rejected (a `Receipt`): kept on the hub for inspection, never resent.
     outbox_rejected: int | None = None
 
