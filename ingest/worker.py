@@ -589,9 +589,9 @@ class IngestWorker:
         for item in items:
             msg = item[0]
             try:
-                one = self._store_with_retry([item])
-                result.add(one)
-                self._send_receipts([item[1]], one.stored_keys)
+                alone = self._store_with_retry([item])
+                result.add(alone)
+                self._send_receipts([item[1]], alone.stored_keys)
             except _Stopped:
                 break  # the rest stays unacked, for the broker to redeliver
             except Exception as one:

@@ -118,3 +118,22 @@ def test_receipts_are_split_at_the_key_limit_and_keep_each_outcome(
     assert {k for r in parsed for k in r.stored} == stored
     every = {r.idempotency_key for r in readings}
     assert {k for r in parsed for k in r.duplicate} == every - stored
+
+
+def test_a_batch_the_database_refuses_is_rejected_without_its_detail(
+    hub_and_receipts: tuple[str, Listener], mqtt_url: str
+) -> None:
+    hub, listener = hub_and_receipts
+    refused = batch(hub, bp_reading(measured_at=NOW, salt="nul"))
+    raw = json.loads(refused.model_dump_json())
+    raw["readings"][0]["status"] = ["bad\u0000flag"]  # valid JSON, PostgreSQL refuses it
+    pub = Publisher(mqtt_url)
+    try:
+        pub.publish(topic_readings(hub), json.dumps(raw))
+        receipt = next_receipt(listener)
+    finally:
+        pub.close()
+    assert [(r.idempotency_key, r.reason) for r in receipt.rejected] == [
+        (refused.readings[0].idempotency_key, "storage_failed")
+    ]
+    assert receipt.stored == [] and receipt.duplicate == []
