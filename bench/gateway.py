@@ -1,8 +1,10 @@
 """Hub footprint and outbox replay rate (issue 4), each against a baseline of the same run.
 
 - Replay: a 10,000-reading backlog in the hub's outbox, published to the real broker
-  with QoS 1 and removed on PUBACK, in readings/s; baseline: the same payloads
+  with QoS 1 and marked sent on PUBACK, in readings/s; baseline: the same payloads
   published by a bare paho client with no outbox (the broker's and paho's limit).
+- Confirmed replay: the same backlog until every reading is forgotten on its receipt
+  from a real ingest worker (stored in the bench's database): the end-to-end figure.
 - Footprint: resident memory and CPU of `hemhub gateway --simulate` idle and while a
   device session runs every second; baseline: an idle Python interpreter. The figures
   include the simulated radio and peripherals running in the same process, so a hub on
@@ -16,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +29,7 @@ from gateway.outbox import Outbox
 from gateway.publisher import OutboxPublisher
 from hemhub.contract import Reading, ReadingBatch, topic_readings, topic_status
 from hemhub.settings import MqttTarget
+from ingest.worker import IngestWorker
 from tests.factories import bp_reading, device, unique_hub_id
 
 BACKLOG = 10_000
@@ -65,7 +69,7 @@ def raw_publish_rate(mqtt_url: str, payloads: list[str]) -> float:
         for i in range(0, len(payloads), PER_MESSAGE):
             joined = ",".join(payloads[i : i + PER_MESSAGE])
             body = ReadingBatch.model_validate_json(
-                f'{{"schema_version":1,"hub_id":"{hub}","readings":[{joined}]}}'
+                f'{{"schema_version":2,"hub_id":"{hub}","readings":[{joined}]}}'
             ).model_dump_json()
             infos.append(client.publish(topic_readings(hub), body, qos=1))
         for info in infos:
@@ -98,6 +102,43 @@ def outbox_replay_rate(mqtt_url: str, payloads: list[str], workdir: Path) -> flo
     finally:
         publisher.stop()
         box.close()
+        _clear_status(mqtt_url, hub)
+
+
+def confirmed_replay_rate(
+    mqtt_url: str, database_url: str, payloads: list[str], workdir: Path
+) -> float:
+    """The outbox drained end to end: until every reading is forgotten on its receipt
+    from a real ingest worker (one, subscribed to this hub only)."""
+    hub = unique_hub_id("bench-confirmed")
+    worker = IngestWorker(
+        database_url, mqtt_url, client_id=f"ingest-{hub}", topics=(topic_readings(hub),)
+    )
+    thread = threading.Thread(target=worker.run, name="bench-ingest", daemon=True)
+    thread.start()
+    if not worker.ready.wait(30):
+        raise RuntimeError("bench ingest worker did not subscribe")
+    box = Outbox(workdir / "confirmed.sqlite3")
+    for payload in payloads:
+        box.add(Reading.model_validate_json(payload))
+    publisher = OutboxPublisher(
+        box,
+        hub_id=hub,
+        mqtt_url=mqtt_url,
+        readings_per_message=PER_MESSAGE,
+        max_readings_per_s=1e9,
+    )
+    started = time.perf_counter()
+    publisher.start()
+    try:
+        while (box.depth() or box.awaiting_receipt()) and time.perf_counter() - started < 300:
+            time.sleep(0.01)
+        return BACKLOG / (time.perf_counter() - started)
+    finally:
+        publisher.stop()
+        box.close()
+        worker.stop()
+        thread.join(timeout=30)
         _clear_status(mqtt_url, hub)
 
 
@@ -181,7 +222,7 @@ def footprint(mqtt_url: str, workdir: Path) -> dict[str, float]:
     return results
 
 
-def run(mqtt_url: str) -> dict[str, float]:
+def run(mqtt_url: str, database_url: str | None = None) -> dict[str, float]:
     payloads = _backlog()
     with tempfile.TemporaryDirectory(prefix="hemhub-bench-gw-") as tmp:
         raw = raw_publish_rate(mqtt_url, payloads)
@@ -191,6 +232,10 @@ def run(mqtt_url: str) -> dict[str, float]:
             "gateway_replay_10k_readings_per_s": replay,
             "gateway_replay_vs_raw_publish": replay / raw,
         }
+        if database_url is not None:
+            confirmed = confirmed_replay_rate(mqtt_url, database_url, payloads, Path(tmp))
+            results["gateway_replay_confirmed_10k_readings_per_s"] = confirmed
+            results["gateway_replay_confirmed_vs_raw_publish"] = confirmed / raw
         results.update(footprint(mqtt_url, Path(tmp)))
     return results
 
@@ -203,6 +248,11 @@ def table(results: dict[str, float]) -> str:
         ("outbox replay, 10k backlog", f"{r['gateway_replay_10k_readings_per_s']:,.0f} readings/s",
          f"bare paho QoS 1: {r['gateway_raw_publish_readings_per_s']:,.0f} readings/s",
          f"{r['gateway_replay_vs_raw_publish']:.2f}"),
+        *([("outbox replay to receipts, 10k",
+             f"{r['gateway_replay_confirmed_10k_readings_per_s']:,.0f} readings/s",
+             f"bare paho QoS 1: {r['gateway_raw_publish_readings_per_s']:,.0f} readings/s",
+             f"{r['gateway_replay_confirmed_vs_raw_publish']:.2f}")]
+          if "gateway_replay_confirmed_10k_readings_per_s" in r else []),
         ("gateway idle RSS", f"{r['gateway_idle_rss_mib']:.1f} MiB",
          f"idle python: {r['python_idle_rss_mib']:.1f} MiB",
          f"{r['gateway_idle_rss_vs_python_idle']:.2f}"),

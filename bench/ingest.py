@@ -67,9 +67,10 @@ from hemhub.contract import (
 from hemhub.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, reachable
 from hemhub.settings import MqttTarget
 from ingest import alerts
+from ingest.messages import parse_message
 from ingest.migrations import migrate
 from ingest.pipeline import store
-from ingest.worker import IngestWorker, parse_message, tune_gc
+from ingest.worker import IngestWorker, tune_gc
 
 log = logging.getLogger("bench")
 
@@ -286,7 +287,7 @@ class ReadingTemplate:
 
     @staticmethod
     def batch(hub: str, readings: Sequence[str]) -> bytes:
-        return f'{{"schema_version":1,"hub_id":"{hub}","readings":[{",".join(readings)}]}}'.encode()
+        return f'{{"schema_version":2,"hub_id":"{hub}","readings":[{",".join(readings)}]}}'.encode()
 
 
 # --------------------------------------------------------------------------- (a) COPY
@@ -1180,7 +1181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       first_device=_THROUGHPUT_DEVICES),
             )  # fmt: skip
         hub: dict[str, float] = step(
-            "hub gateway: outbox replay and footprint", lambda: gateway_bench.run(mqtt_url)
+            "hub gateway: outbox replay and footprint",
+            lambda: gateway_bench.run(mqtt_url, database_url),
         )
 
     results = {

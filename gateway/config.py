@@ -56,6 +56,10 @@ class GatewayConfig(BaseModel):
     max_outbox_bytes: Annotated[int, Field(ge=1 << 20)] = 512 << 20
     #: Replay rate after an outage, so a week of backlog does not flood the broker.
     max_readings_per_s: Annotated[float, Field(gt=0)] = 500.0
+    #: A reading the broker acknowledged is published again when ingest's receipt has
+    #: not come after this long, doubling per attempt up to the max (docs/gateway.md).
+    receipt_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    receipt_timeout_max_s: Annotated[float, Field(gt=0)] = 600.0
     #: The status raises `disk_low` while the data directory's filesystem has less free
     #: space than either threshold (bytes, or percent of its size); it clears once both
     #: are met again.

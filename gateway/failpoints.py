@@ -7,7 +7,8 @@ itself with SIGKILL at that point with that probability. `name=raise` (or
 as a write to a full disk does. Tests in the same process use `configure(spec)`. Unset
 (always, in production) each check is one dictionary lookup on an empty dict.
 
-Points: `outbox.committed`, `outbox.remove_delivered`, `publish.sent`, `puback.received`.
+Points: `outbox.committed`, `outbox.mark_sent`, `publish.sent`, `puback.received`,
+`receipt.received` (before the receipt is applied), `outbox.receipt`.
 """
 
 from __future__ import annotations

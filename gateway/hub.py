@@ -148,6 +148,8 @@ class HubGateway:
             reconnect_max_s=config.reconnect_max_s,
             status_interval_s=config.status_interval_s,
             max_readings_per_s=config.max_readings_per_s,
+            receipt_timeout_s=config.receipt_timeout_s,
+            receipt_timeout_max_s=config.receipt_timeout_max_s,
             credentials=config.credentials(),
             status_extra=self._status_extra,
             on_backend_message=self._on_backend_message,

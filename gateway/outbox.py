@@ -1,10 +1,18 @@
 """The hub's durable outbox: every reading is committed here before anything else.
 
 SQLite in WAL mode with `synchronous=FULL`, so a committed reading survives power loss.
-A reading leaves the outbox only when the broker has acknowledged (PUBACK) the
-message that carried it. Keys already delivered are remembered for a while, so a
-device that replays its whole stored backlog on every connection does not make the
-hub publish the same readings again (the ingest tier would drop them anyway).
+A reading is *pending* until the broker acknowledges (PUBACK) the message that carried
+it, then *sent*; it leaves the outbox only on its receipt from ingest (`Receipt`),
+sent after the commit that stored it. A PUBACK proves nothing beyond the broker: a
+restart without persistence, a shared subscription it did not restore, a queue limit
+or a failover to another node of a cluster drops the message after it. A sent reading
+whose receipt does not come within its timeout (doubling per attempt, up to a
+maximum) is published again; ingest deduplicates it. Both states survive restarts.
+
+A receipt says stored or duplicate (forget it) or rejected: the reading then moves to
+`rejected`, with the reason code, for inspection, and is never resent. Keys forgotten
+or rejected are remembered for a while, so a device that replays its whole stored
+backlog on every connection does not make the hub publish the same readings again.
 """
 
 from __future__ import annotations
@@ -32,6 +40,13 @@ CREATE TABLE IF NOT EXISTS delivered (
     delivered_at    REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS delivered_at ON delivered (delivered_at);
+-- Readings ingest rejected, kept for inspection (counted in the hub's status).
+CREATE TABLE IF NOT EXISTS rejected (
+    idempotency_key TEXT PRIMARY KEY,
+    payload         TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    rejected_at     REAL NOT NULL
+);
 -- The newest record number committed per device (glucose meters, dispensers): the next
 -- session fetches only what follows, and the device may delete what precedes.
 CREATE TABLE IF NOT EXISTS device_sequences (
@@ -42,6 +57,10 @@ CREATE TABLE IF NOT EXISTS device_sequences (
 
 #: How long delivered keys are remembered to suppress device backlog replays.
 DELIVERED_MEMORY_S = 30 * 24 * 3600
+
+# The sent state (an outbox of an older hub gains it on open): `resend_at` is NULL while
+# pending, else when to publish again without a receipt; `attempts` counts PUBACKs.
+_SENT_COLUMNS = {"resend_at": "REAL", "attempts": "INTEGER NOT NULL DEFAULT 0"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,10 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        for name, kind in _SENT_COLUMNS.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
         self._size, self._size_at = 0, float("-inf")
 
     def close(self) -> None:
@@ -80,7 +103,9 @@ class Outbox:
         payload = reading.model_dump_json()
         with self._lock:
             known = self._db.execute(
-                "SELECT 1 FROM delivered WHERE idempotency_key = ?", (reading.idempotency_key,)
+                "SELECT 1 FROM delivered WHERE idempotency_key = ?"
+                " UNION ALL SELECT 1 FROM rejected WHERE idempotency_key = ?",
+                (reading.idempotency_key, reading.idempotency_key),
             ).fetchone()
             if known:
                 return False
@@ -140,42 +165,101 @@ class Outbox:
             self._db.execute("DELETE FROM device_sequences WHERE address = ?", (address,))
 
     def pending(self, limit: int, exclude: Iterable[int] = ()) -> list[OutboxEntry]:
-        """The oldest queued entries in commit order (so per-device order is kept)."""
+        """The oldest entries to publish in commit order (so per-device order is kept):
+        pending ones, and sent ones whose receipt is overdue."""
         excluded = set(exclude)
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, idempotency_key, payload FROM outbox ORDER BY seq LIMIT ?",
-                (limit + len(excluded),),
+                "SELECT seq, idempotency_key, payload FROM outbox"
+                " WHERE resend_at IS NULL OR resend_at <= ? ORDER BY seq LIMIT ?",
+                (time.time(), limit + len(excluded)),
             ).fetchall()
         return [OutboxEntry(*row) for row in rows if row[0] not in excluded][:limit]
 
-    def remove_delivered(self, seqs: Sequence[int]) -> None:
-        """Remove entries the broker acknowledged, remembering their keys."""
+    def mark_sent(self, seqs: Sequence[int], receipt_timeout_s: float, max_s: float) -> None:
+        """The broker acknowledged the entries: wait for their receipt, `receipt_timeout_s`
+        after the first PUBACK, doubling with each one after, up to `max_s`."""
         if not seqs:
             return
-        now = time.time()
         marks = ",".join("?" * len(seqs))
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    "INSERT OR REPLACE INTO delivered (idempotency_key, delivered_at)"
-                    f" SELECT idempotency_key, ? FROM outbox WHERE seq IN ({marks})",
-                    (now, *seqs),
+                    "UPDATE outbox SET attempts = attempts + 1,"
+                    " resend_at = ? + min(?, ? * (1 << min(attempts, 20)))"
+                    f" WHERE seq IN ({marks})",
+                    (time.time(), max_s, receipt_timeout_s, *seqs),
                 )
-                self._db.execute(f"DELETE FROM outbox WHERE seq IN ({marks})", tuple(seqs))
-                self._db.execute(
-                    "DELETE FROM delivered WHERE delivered_at < ?", (now - DELIVERED_MEMORY_S,)
-                )
-                failpoint("outbox.remove_delivered")  # e.g. the disk is full
+                failpoint("outbox.mark_sent")  # e.g. the disk is full
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def depth(self) -> int:
+    def apply_receipt(self, forget: Sequence[str], rejected: Sequence[tuple[str, str]]) -> None:
+        """Ingest's receipt: forget the stored and duplicate keys (remembering them), move
+        the rejected ones to `rejected` with their reason code. Keys not here (an earlier
+        receipt of a reading sent twice) change nothing."""
+        now = time.time()
         with self._lock:
-            (count,) = self._db.execute("SELECT count(*) FROM outbox").fetchone()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for i in range(0, len(forget), 500):  # SQLite's limit of host parameters
+                    part = forget[i : i + 500]
+                    marks = ",".join("?" * len(part))
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO delivered (idempotency_key, delivered_at) SELECT"
+                        f" idempotency_key, ? FROM outbox WHERE idempotency_key IN ({marks})",
+                        (now, *part),
+                    )
+                    self._db.execute(
+                        f"DELETE FROM outbox WHERE idempotency_key IN ({marks})", tuple(part)
+                    )
+                for key, reason in rejected:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO rejected (idempotency_key, payload, reason,"
+                        " rejected_at) SELECT idempotency_key, payload, ?, ? FROM outbox"
+                        " WHERE idempotency_key = ?",
+                        (reason, now, key),
+                    )
+                    self._db.execute("DELETE FROM outbox WHERE idempotency_key = ?", (key,))
+                self._db.execute(
+                    "DELETE FROM delivered WHERE delivered_at < ?", (now - DELIVERED_MEMORY_S,)
+                )
+                failpoint("outbox.receipt")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def awaiting_receipt(self) -> int:
+        """Entries the broker acknowledged whose receipt has not come yet."""
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT count(*) FROM outbox WHERE resend_at IS NOT NULL"
+            ).fetchone()
+        return int(count)
+
+    def rejected(self) -> list[tuple[str, str, str]]:
+        """The readings ingest rejected: (key, reason code, payload), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT idempotency_key, reason, payload FROM rejected ORDER BY rejected_at"
+            ).fetchall()
+        return [(str(k), str(r), str(p)) for k, r, p in rows]
+
+    def rejected_count(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute("SELECT count(*) FROM rejected").fetchone()
+        return int(count)
+
+    def depth(self) -> int:
+        """Entries the broker has not acknowledged yet (`awaiting_receipt` counts the rest)."""
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT count(*) FROM outbox WHERE resend_at IS NULL"
+            ).fetchone()
         return int(count)
 
     def size_bytes(self) -> int:
@@ -195,5 +279,7 @@ class Outbox:
 
     def oldest_age_s(self) -> float | None:
         with self._lock:
-            (oldest,) = self._db.execute("SELECT min(created_at) FROM outbox").fetchone()
+            (oldest,) = self._db.execute(
+                "SELECT min(created_at) FROM outbox WHERE resend_at IS NULL"
+            ).fetchone()
         return None if oldest is None else max(0.0, time.time() - oldest)

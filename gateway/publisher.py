@@ -1,4 +1,9 @@
-"""Publishes the outbox to the broker with QoS 1; an entry is removed only after PUBACK.
+"""Publishes the outbox to the broker with QoS 1; an entry is forgotten only on its receipt.
+
+A PUBACK marks the readings of a message sent; ingest's receipt (on the hub's own
+`receipts` topic, subscribed on every connect) forgets them or sets them aside as
+rejected. A sent reading without a receipt after `receipt_timeout_s` (doubling per
+attempt up to `receipt_timeout_max_s`) is published again (gateway/outbox.py).
 
 One paho client per hub, client id = hub id, persistent session, a retained
 `online` status on connect and a retained `offline` last will. Readings are sent in
@@ -32,10 +37,12 @@ from hemhub import __version__
 from hemhub.contract import (
     SCHEMA_VERSION,
     HubStatus,
+    Receipt,
     parse_topic,
     topic_commands,
     topic_config,
     topic_readings,
+    topic_receipts,
     topic_status,
 )
 from hemhub.settings import MqttTarget
@@ -45,6 +52,10 @@ log = logging.getLogger(__name__)
 #: After a failed pass the publishing loop waits this long, doubling up to the max.
 ERROR_BACKOFF_START_S = 0.5
 ERROR_BACKOFF_MAX_S = 30.0
+#: A sent reading is published again when its receipt has not come after this long,
+#: doubling per attempt up to the max (ingest answers in well under a second).
+RECEIPT_TIMEOUT_S = 30.0
+RECEIPT_TIMEOUT_MAX_S = 600.0
 
 
 class OutboxPublisher:
@@ -61,6 +72,8 @@ class OutboxPublisher:
         reconnect_max_s: int = 60,
         status_interval_s: float = 60.0,
         stall_after_s: float = 120.0,
+        receipt_timeout_s: float = RECEIPT_TIMEOUT_S,
+        receipt_timeout_max_s: float = RECEIPT_TIMEOUT_MAX_S,
         credentials: BrokerCredentials | None = None,
         status_extra: Callable[[], dict[str, object]] | None = None,
         on_backend_message: Callable[[str, bytes], None] | None = None,
@@ -82,6 +95,12 @@ class OutboxPublisher:
         self.status_interval_s = status_interval_s
         #: No completed pass of the publishing loop for this long: wedged (`healthy()`).
         self.stall_after_s = stall_after_s
+        self.receipt_timeout_s = receipt_timeout_s
+        self.receipt_timeout_max_s = max(receipt_timeout_s, receipt_timeout_max_s)
+        #: Receipts applied, and receipts that could not be (bad payload, another hub).
+        self.receipts = 0
+        self.bad_receipts = 0
+        self.receipt_failures = 0
         self._status_extra = status_extra
         self._on_backend_message = on_backend_message
         self._started_at = time.monotonic()
@@ -206,6 +225,8 @@ class OutboxPublisher:
         with self._wake:
             self._connected = True
             self._wake.notify_all()
+        # On every connect: a broker that lost its persistence lost the subscription too.
+        client.subscribe(topic_receipts(self.hub_id), 1)
         if self._on_backend_message is not None:
             # The configuration is retained: the broker sends the newest on subscribe.
             client.subscribe([(topic_config(self.hub_id), 1), (topic_commands(self.hub_id), 1)])
@@ -215,13 +236,45 @@ class OutboxPublisher:
             log.exception("hub %s could not publish its status on connect", self.hub_id)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        if self._on_backend_message is None:
-            return
         try:
             _, kind = parse_topic(msg.topic)
-            self._on_backend_message(kind, bytes(msg.payload))
+            if kind == "receipts":
+                try:
+                    self._apply_receipt(bytes(msg.payload))
+                except Exception:
+                    self.receipt_failures += 1  # lost: the readings are sent again
+                    raise
+            elif self._on_backend_message is not None:
+                self._on_backend_message(kind, bytes(msg.payload))
         except Exception:  # a bad message from the backend must not kill the network thread
             log.exception("hub %s could not handle a message on %s", self.hub_id, msg.topic)
+
+    def _apply_receipt(self, payload: bytes) -> None:
+        """Apply a receipt durably before paho acknowledges it (on return): one lost in
+        between only costs a resend, which ingest then receipts as a duplicate."""
+        try:
+            receipt = Receipt.model_validate_json(payload)
+        except ValueError as exc:
+            self.bad_receipts += 1
+            log.warning("hub %s ignores an invalid receipt: %s", self.hub_id, exc)
+            return
+        if receipt.hub_id != self.hub_id:
+            self.bad_receipts += 1
+            log.warning("hub %s ignores a receipt for hub %s", self.hub_id, receipt.hub_id)
+            return
+        failpoint("receipt.received")
+        self.outbox.apply_receipt(
+            [*receipt.stored, *receipt.duplicate],
+            [(r.idempotency_key, r.reason) for r in receipt.rejected],
+        )
+        self.receipts += 1
+        if receipt.rejected:
+            log.warning(
+                "hub %s: ingest rejected %d reading(s) (%s); kept in the outbox's rejected table",
+                self.hub_id,
+                len(receipt.rejected),
+                ", ".join(sorted({r.reason for r in receipt.rejected})),
+            )
 
     def _on_disconnect(
         self,
@@ -257,6 +310,8 @@ class OutboxPublisher:
             software_version=__version__,
             uptime_s=round(time.monotonic() - self._started_at, 1),
             outbox_depth=self.outbox.depth(),
+            outbox_awaiting_receipt=self.outbox.awaiting_receipt(),
+            outbox_rejected=self.outbox.rejected_count(),
             outbox_oldest_age_s=self.outbox.oldest_age_s(),
             last_publish_at=self.last_publish_at,
             publish_errors=self.errors,
@@ -291,9 +346,9 @@ class OutboxPublisher:
             return
         failpoint("puback.received")
         seqs = [seq for mid in done for seq in self._in_flight[mid][1]]
-        self.outbox.remove_delivered(seqs)
-        # Only now: if the removal failed, the entries stay in flight and the next pass
-        # retries removing them instead of publishing them again.
+        self.outbox.mark_sent(seqs, self.receipt_timeout_s, self.receipt_timeout_max_s)
+        # Only now: if marking failed, the entries stay in flight and the next pass
+        # retries marking them instead of publishing them again.
         for mid in done:
             del self._in_flight[mid]
         self.published_readings += len(seqs)

@@ -126,7 +126,7 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from ingest.worker import run_ingest
+    from ingest.supervisor import run_ingest
 
     settings = _settings(args)
     if not settings.database_url or not settings.mqtt_url:

@@ -1,4 +1,4 @@
-"""Wire contract v1: what a hub publishes over MQTT and what the ingest tier accepts.
+"""Wire contract v2: what a hub publishes over MQTT and what the ingest tier accepts.
 
 These models are the single definition of the payloads; `docs/wire-contract.schema.json`
 is generated from them (`hemhub schema`). A payload that fails validation is rejected
@@ -15,8 +15,15 @@ from typing import Annotated, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = 1
-TOPIC_ROOT = f"hemhub/v{SCHEMA_VERSION}/hubs"
+#: 2 added end-to-end receipts (`Receipt`); a v2 ingest still accepts v1 payloads.
+SCHEMA_VERSION: Literal[2] = 2
+#: Payload versions this ingest accepts. Upgrade order: ingest first, then hubs (a v2
+#: hub waits for receipts that only a v2 ingest sends; docs/wire-contract.md).
+ACCEPTED_SCHEMA_VERSIONS = (1, 2)
+# The topic root stays v1: v2 only adds a topic and payload versions, so v1 and v2 hubs
+# share the topics, the broker ACL and ingest's subscriptions during a rolling upgrade.
+# A new root would split the fleet in two and need both trees in every ACL.
+TOPIC_ROOT = "hemhub/v1/hubs"
 
 # A hub id doubles as the MQTT topic level and the broker user name, so it must not
 # contain MQTT wildcards, separators or anything a shell or an ACL file would misread.
@@ -42,9 +49,17 @@ def topic_commands(hub_id: str) -> str:
     return f"{TOPIC_ROOT}/{hub_id}/commands"
 
 
+def topic_receipts(hub_id: str) -> str:
+    """Where ingest tells a hub what became of each reading it sent (`Receipt`)."""
+    return f"{TOPIC_ROOT}/{hub_id}/receipts"
+
+
 # Subscriptions of the ingest tier (one level wildcard for the hub id).
 SUBSCRIBE_READINGS = f"{TOPIC_ROOT}/+/readings"
 SUBSCRIBE_STATUS = f"{TOPIC_ROOT}/+/status"
+
+
+TOPIC_KINDS = ("readings", "status", "config", "commands", "receipts")
 
 
 class TopicError(ValueError):
@@ -52,13 +67,13 @@ class TopicError(ValueError):
 
 
 def parse_topic(topic: str) -> tuple[str, str]:
-    """Split a contract topic into (hub_id, kind); kind is readings/status/config/commands."""
+    """Split a contract topic into (hub_id, kind); kind is one of `TOPIC_KINDS`."""
     prefix = TOPIC_ROOT + "/"
     if not topic.startswith(prefix):
         raise TopicError(f"topic {topic!r} is not under {prefix!r}")
     parts = topic[len(prefix) :].split("/")
-    if len(parts) != 2 or parts[1] not in {"readings", "status", "config", "commands"}:
-        raise TopicError(f"topic {topic!r} is not <hub_id>/<readings|status|config|commands>")
+    if len(parts) != 2 or parts[1] not in TOPIC_KINDS:
+        raise TopicError(f"topic {topic!r} is not <hub_id>/<{'|'.join(TOPIC_KINDS)}>")
     if not _HUB_ID_RE.match(parts[0]):
         raise TopicError(f"topic {topic!r} has an invalid hub id")
     return parts[0], parts[1]
@@ -196,7 +211,7 @@ class Reading(_Strict):
 class ReadingBatch(_Strict):
     """Payload of `hemhub/v1/hubs/{hub_id}/readings`: one or more readings from one hub."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     hub_id: HubId
     readings: Annotated[list[Reading], Field(min_length=1, max_length=MAX_READINGS_PER_MESSAGE)]
 
@@ -285,12 +300,13 @@ class HubAlarm(enum.StrEnum):
 class HubStatus(_Strict):
     """Payload of `hemhub/v1/hubs/{hub_id}/status` (retained; also the last will)."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     hub_id: HubId
     online: bool
     at: AwareDatetime | None = None
     software_version: ShortText | None = None
     uptime_s: float | None = None
+    #: Readings waiting for the broker's PUBACK (the oldest one's age below).
     outbox_depth: int | None = None
     outbox_oldest_age_s: float | None = None
     outbox_bytes: int | None = None
@@ -307,6 +323,37 @@ class HubStatus(_Strict):
     #: and delivered entries cannot be removed), and the last one's reason.
     publish_errors: int | None = None
     last_publish_error: Annotated[str, Field(max_length=512)] | None = None
+    #: Readings the broker acknowledged whose receipt from ingest has not come yet.
+    outbox_awaiting_receipt: int | None = None
+    #: Readings ingest rejected (a `Receipt`): kept on the hub for inspection, never resent.
+    outbox_rejected: int | None = None
+
+
+#: Keys one receipt names at most; ingest sends more in several receipts.
+MAX_KEYS_PER_RECEIPT = 5000
+#: A short reason code: never internal detail (exception text, SQL) on the way to a hub.
+ReasonCode = Annotated[str, Field(pattern=r"^[a-z][a-z_]{0,31}$")]
+
+
+class RejectedKey(_Strict):
+    idempotency_key: IdempotencyKey
+    #: e.g. invalid, hub_mismatch, unsupported_schema, storage_failed (docs/wire-contract.md)
+    reason: ReasonCode
+
+
+class Receipt(_Strict):
+    """Payload of `hemhub/v1/hubs/{hub_id}/receipts` (QoS 1, from ingest, schema v2).
+
+    Sent after the transaction that stored the readings committed: the hub forgets a
+    stored or duplicate key, and keeps a rejected one for inspection, never resending it.
+    """
+
+    schema_version: Literal[2] = 2
+    hub_id: HubId
+    at: AwareDatetime
+    stored: Annotated[list[IdempotencyKey], Field(max_length=MAX_KEYS_PER_RECEIPT)] = []
+    duplicate: Annotated[list[IdempotencyKey], Field(max_length=MAX_KEYS_PER_RECEIPT)] = []
+    rejected: Annotated[list[RejectedKey], Field(max_length=MAX_KEYS_PER_RECEIPT)] = []
 
 
 def json_schema() -> dict[str, object]:
@@ -319,10 +366,12 @@ def json_schema() -> dict[str, object]:
             "status": topic_status("{hub_id}"),
             "config": topic_config("{hub_id}"),
             "commands": topic_commands("{hub_id}"),
+            "receipts": topic_receipts("{hub_id}"),
         },
         "payloads": {
             "ReadingBatch": ReadingBatch.model_json_schema(),
             "HubStatus": HubStatus.model_json_schema(),
             "HubConfig": HubConfig.model_json_schema(),
+            "Receipt": Receipt.model_json_schema(),
         },
     }

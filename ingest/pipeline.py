@@ -257,6 +257,9 @@ class StoreResult:
     statuses: int = 0
     #: Alert ids touched, with "opened" / "updated".
     alerts: list[tuple[UUID, str]] = field(default_factory=list)
+    #: The keys this commit inserted (the rest of the batches' keys were duplicates):
+    #: what the hub's receipt says of each (ingest/receipts.py).
+    stored_keys: set[str] = field(default_factory=set)
 
     def add(self, other: StoreResult) -> None:
         for name in (
@@ -272,6 +275,7 @@ class StoreResult:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.alerts.extend(other.alerts)
+        self.stored_keys |= other.stored_keys
 
 
 def _nul_free(text: str) -> str:
@@ -363,6 +367,7 @@ def _store_readings(
             cur.execute(_INSERT_READINGS, {"late_after": LATE_AFTER, "arrived_at": arrived_at})
         new = cur.fetchall()
     result.stored = len(new)
+    result.stored_keys = {row[0] for row in new}
     result.duplicates = result.received - result.stored
     candidates: list[alerts.Candidate] = []
     for key, patient_id, tenant_id, late in new:

@@ -27,20 +27,16 @@ from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing
-import multiprocessing.process
 import queue
 import signal
-import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing.connection import wait as mp_wait
 from types import FrameType
-from typing import Any, NamedTuple
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -48,74 +44,26 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import ValidationError
 
-from hemhub.contract import (
-    SCHEMA_VERSION,
-    SUBSCRIBE_READINGS,
-    SUBSCRIBE_STATUS,
-    HubStatus,
-    ReadingBatch,
-    TopicError,
-    parse_topic,
-)
-from hemhub.logs import setup_logging
-from hemhub.settings import MqttTarget, Settings
+from hemhub.contract import SUBSCRIBE_READINGS, SUBSCRIBE_STATUS, ReadingBatch
+from hemhub.settings import MqttTarget
 from ingest import alerts
-from ingest.migrations import ensure_partitions
+from ingest.jobs import JOBS_TICK_S, default_jobs, run_due
+from ingest.logfmt import kv
+from ingest.messages import MAX_PAYLOAD_BYTES, Inbound, Parsed, failure, parse_message
 from ingest.pipeline import DeadLetter, Staged, StatusUpdate, StoreResult, stage, store
-from ingest.schedule import run_scheduled_evaluation
+from ingest.receipts import receipts_for
 
 log = logging.getLogger(__name__)
 
-#: Larger payloads are dead-lettered unparsed (a full 500-reading batch is ~250 KB less).
-# The broker's max_packet_size (deploy/mosquitto): a full 500-reading batch fits.
-MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
-#: Reason texts quote validation errors; keep them readable and bounded.
-_MAX_REASON = 1000
 #: A collected batch is split over as many commit threads as it has this many readings.
 FANOUT_READINGS = 500
 #: ... once that many batches in a row asked for another split than the current one.
 FANOUT_PATIENCE = 8
-#: How often a worker makes sure the monthly partitions ahead exist.
-_PARTITION_CHECK_S = 6 * 3600
-_PARTITION_LOCK = 0x68656D70  # "hemp": one worker at a time creates partitions
-_EVALUATION_LOCK = 0x68656D65  # "heme": one worker at a time runs the scheduled rules
-#: How often the jobs' thread looks for a job that is due.
-_JOBS_TICK_S = 1.0
-
-
-@dataclass
-class _Job:
-    """A periodic job of the worker: partitions ahead, time-driven alert rules."""
-
-    name: str
-    every_s: float
-    lock_id: int
-    run: Callable[[psycopg.Connection[Any]], object]
-    due: float = 0.0
-
-
-def _evaluate_schedule(conn: psycopg.Connection[Any]) -> None:
-    counts = run_scheduled_evaluation(conn, datetime.now(UTC))
-    log.info(
-        _kv(
-            "ingest.scheduled_evaluation", **{k: v for k, v in counts.items() if isinstance(v, int)}
-        )
-    )
-
-
 _CONNACK_TIMEOUT_S = 5.0
+#: The longest wait between two attempts to reach the broker (paho takes whole seconds).
+RECONNECT_MAX_S = 1
 _UNSUPPORTED_PROTOCOL = 132  # CONNACK reason 0x84 (a 3.1.1 broker answering a v5 CONNECT)
-
-
-def _kv(event: str, **fields: object) -> str:
-    """A structured log line: `event key=value ...` (logfmt-like, grep- and parse-able)."""
-    parts = [event]
-    for k, v in fields.items():
-        text = str(v)
-        parts.append(f"{k}={text!r}" if (" " in text or not text) else f"{k}={text}")
-    return " ".join(parts)
 
 
 def tune_gc() -> None:
@@ -131,83 +79,7 @@ def tune_gc() -> None:
     gc.set_threshold(100_000, 50, 1000)
 
 
-# --------------------------------------------------------------------------- parsing
-
-
-class Inbound(NamedTuple):
-    """A message as paho delivered it, tagged with the connection it came on (a tuple:
-    one is made per message on the network thread)."""
-
-    generation: int
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes
-    received_at: datetime
-
-
-Parsed = ReadingBatch | StatusUpdate | DeadLetter | None  # None: nothing to store (ack only)
-
-
-def _failure(exc: BaseException) -> str:
-    """The dead-letter reason for a message that could not be stored."""
-    if isinstance(exc, psycopg.Error):
-        text = f"storage rejected: {exc.sqlstate} {exc}"
-    else:
-        text = f"storage failed: {type(exc).__name__}: {exc}"
-    return text[:_MAX_REASON]
-
-
-def _validation_reason(exc: ValidationError) -> str:
-    errs = exc.errors(include_url=False)
-    for e in errs:
-        if e["type"] == "json_invalid":
-            return f"invalid JSON: {e['msg']}"
-        if e["loc"][:1] == ("schema_version",):
-            return (
-                f"unsupported schema_version {e.get('input')!r}"
-                f" (this ingest speaks {SCHEMA_VERSION})"
-            )
-    shown = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in errs[:5]
-    )
-    more = f" (+{len(errs) - 5} more)" if len(errs) > 5 else ""
-    return f"validation failed, {len(errs)} error(s): {shown}{more}"
-
-
-def parse_message(
-    topic: str, payload: bytes, received_at: datetime, *, max_bytes: int = MAX_PAYLOAD_BYTES
-) -> Parsed:
-    """Turn one MQTT message into what to store: a batch, a status, or a dead letter."""
-
-    def dead(reason: str) -> DeadLetter:
-        return DeadLetter(topic, reason[:_MAX_REASON], payload[:max_bytes])
-
-    if len(payload) > max_bytes:
-        return dead(f"oversized: {len(payload)} bytes > {max_bytes} (payload truncated)")
-    try:
-        hub_id, kind = parse_topic(topic)
-    except TopicError as exc:
-        return dead(f"topic: {exc}")
-    if kind == "readings":
-        try:
-            batch = ReadingBatch.model_validate_json(payload)
-        except ValidationError as exc:
-            return dead(_validation_reason(exc))
-        if batch.hub_id != hub_id:
-            return dead(f"hub_id {batch.hub_id!r} in payload does not match topic hub {hub_id!r}")
-        return batch
-    if kind == "status":
-        if not payload:
-            return None  # a retained status being cleared: nothing to record
-        try:
-            status = HubStatus.model_validate_json(payload)
-        except ValidationError as exc:
-            return dead(_validation_reason(exc))
-        if status.hub_id != hub_id:
-            return dead(f"hub_id {status.hub_id!r} in payload does not match topic hub {hub_id!r}")
-        return StatusUpdate(status, received_at)
-    return dead(f"ingest does not consume {kind!r} topics")
+# --------------------------------------------------------------------------- batches
 
 
 def _stage(items: list[tuple[Inbound, Parsed]]) -> Staged | None:
@@ -317,6 +189,7 @@ class IngestWorker:
                 "isolated_batches",
                 "split_batches",
                 "mqtt_connects",
+                "receipts",
             ),
             0,
         )
@@ -333,11 +206,7 @@ class IngestWorker:
         self._gen_lock = threading.Lock()
         self._connack: queue.Queue[ReasonCode] = queue.Queue()
         self._client: mqtt.Client | None = None
-        self._jobs = [_Job("partitions", _PARTITION_CHECK_S, _PARTITION_LOCK, ensure_partitions)]
-        if evaluate_every_s is not None:
-            self._jobs.append(
-                _Job("evaluation", evaluate_every_s, _EVALUATION_LOCK, _evaluate_schedule)
-            )
+        self._jobs = default_jobs(evaluate_every_s)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -350,7 +219,7 @@ class IngestWorker:
         restore = self._install_signal_handlers()
         tune_gc()
         log.info(
-            _kv(
+            kv(
                 "ingest.start",
                 client_id=self.client_id,
                 mqtt=self.target,
@@ -370,7 +239,7 @@ class IngestWorker:
                 self._client.loop_stop()
             restore()
             log.info(
-                _kv(
+                kv(
                     "ingest.stop",
                     client_id=self.client_id,
                     **{k: v for k, v in self.stats.items() if v},
@@ -382,7 +251,7 @@ class IngestWorker:
             return lambda: None
 
         def handler(signum: int, frame: FrameType | None) -> None:
-            log.info(_kv("ingest.signal", signal=signal.Signals(signum).name))
+            log.info(kv("ingest.signal", signal=signal.Signals(signum).name))
             self.stop()
 
         old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -414,7 +283,9 @@ class IngestWorker:
             client.username_pw_set(self.target.username, self.target.password)
         if self.target.tls:
             client.tls_set(ca_certs=self.ca_file)  # verifies the broker's certificate
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # A restarted broker is back within a second: a hub that reconnects first has its
+        # readings PUBACKed while no one is subscribed (its receipts make it resend them).
+        client.reconnect_delay_set(min_delay=1, max_delay=RECONNECT_MAX_S)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -446,7 +317,7 @@ class IngestWorker:
                     else:
                         client.connect(self.target.host, self.target.port, keepalive=30)
                 except OSError as exc:
-                    log.warning(_kv("ingest.mqtt_unreachable", error=exc, retry_s=delay))
+                    log.warning(kv("ingest.mqtt_unreachable", error=exc, retry_s=delay))
                     break
                 client.loop_start()
                 try:
@@ -462,17 +333,17 @@ class IngestWorker:
                 # CONNECT carrying v5 properties.
                 if v5 and (rc is None or rc.value == _UNSUPPORTED_PROTOCOL):
                     log.warning(
-                        _kv(
+                        kv(
                             "ingest.mqtt_fallback",
                             protocol="3.1.1",
                             reason=rc or "no CONNACK to v5 CONNECT",
                         )
                     )
                     continue
-                log.warning(_kv("ingest.mqtt_refused", reason=rc, retry_s=delay))
+                log.warning(kv("ingest.mqtt_refused", reason=rc, retry_s=delay))
                 break
             self._stop.wait(delay)
-            delay = min(delay * 2, 30.0)
+            delay = min(delay * 2, RECONNECT_MAX_S)
         return None
 
     def _drain_connacks(self) -> None:
@@ -497,14 +368,16 @@ class IngestWorker:
             return
         self.stats["mqtt_connects"] += 1
         log.info(
-            _kv(
+            kv(
                 "ingest.mqtt_connected",
                 client_id=self.client_id,
                 protocol=self.protocol,
                 session_present=flags.session_present,
             )
         )
-        # Re-subscribing is idempotent and covers a session the broker expired.
+        # Always, whatever session_present says: re-subscribing is idempotent, covers a
+        # session the broker expired, and Mosquitto 2.0 does not restore $share
+        # subscriptions from its persistence file (a session without them gets nothing).
         client.subscribe([(t, 1) for t in self._subscriptions()])
 
     def _on_disconnect(
@@ -521,7 +394,7 @@ class IngestWorker:
             self._generation += 1
         self.ready.clear()
         if not self._stop.is_set():
-            log.warning(_kv("ingest.mqtt_disconnected", reason=rc))
+            log.warning(kv("ingest.mqtt_disconnected", reason=rc))
 
     def _on_subscribe(
         self,
@@ -532,9 +405,9 @@ class IngestWorker:
         properties: Properties | None,
     ) -> None:
         if any(rc.is_failure for rc in reason_codes):
-            log.error(_kv("ingest.subscribe_refused", reasons=[str(r) for r in reason_codes]))
+            log.error(kv("ingest.subscribe_refused", reasons=[str(r) for r in reason_codes]))
             return
-        log.info(_kv("ingest.subscribed", topics=",".join(self._subscriptions())))
+        log.info(kv("ingest.subscribed", topics=",".join(self._subscriptions())))
         self.ready.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -650,7 +523,7 @@ class IngestWorker:
                 finally:
                     c.pending.task_done()
         except BaseException as exc:  # a bug, not a payload: stop the worker, loudly
-            log.exception(_kv("ingest.commit_thread_failed", error=type(exc).__name__))
+            log.exception(kv("ingest.commit_thread_failed", error=type(exc).__name__))
             self._commit_failure = exc
             self._stop.set()
         finally:
@@ -690,7 +563,7 @@ class IngestWorker:
             result = self._store_with_retry(items, staged)
         except _Stopped:
             log.warning(
-                _kv(
+                kv(
                     "ingest.abandoned_unacked",
                     messages=len(items),
                     note="database unavailable at stop; broker will redeliver",
@@ -703,35 +576,37 @@ class IngestWorker:
             # store one by one and dead-letter the message that fails.
             self._isolate(items, exc)
             return
+        self._send_receipts([p for _, p in items], result.stored_keys)
         self._ack(items)
         self._account(result, items)
 
     def _isolate(self, items: list[tuple[Inbound, Parsed]], exc: Exception) -> None:
         """Store the messages of a failed batch one by one; dead-letter each that fails."""
         self._count("isolated_batches")
-        log.warning(_kv("ingest.batch_rejected", messages=len(items), error=_failure(exc)))
+        log.warning(kv("ingest.batch_rejected", messages=len(items), error=failure(exc)))
         result = StoreResult()
         done: list[tuple[Inbound, Parsed]] = []
         for item in items:
             msg = item[0]
             try:
-                result.add(self._store_with_retry([item]))
+                alone = self._store_with_retry([item])
+                result.add(alone)
+                self._send_receipts([item[1]], alone.stored_keys)
             except _Stopped:
                 break  # the rest stays unacked, for the broker to redeliver
             except Exception as one:
                 if not isinstance(one, psycopg.Error):
-                    log.error(_kv("ingest.store_failed", topic=msg.topic), exc_info=one)
-                letter = DeadLetter(msg.topic, _failure(one), msg.payload[: self.max_payload_bytes])
-                log.warning(_kv("ingest.dead_letter", topic=msg.topic, reason=letter.reason))
+                    log.error(kv("ingest.store_failed", topic=msg.topic), exc_info=one)
+                letter = DeadLetter(msg.topic, failure(one), msg.payload[: self.max_payload_bytes])
+                log.warning(kv("ingest.dead_letter", topic=msg.topic, reason=letter.reason))
                 try:
                     result.add(self._store_with_retry([(msg, letter)]))
+                    self._send_receipts([letter], set())
                 except _Stopped:
                     break
                 except Exception as lost:
                     # Left unacknowledged: the broker sends it again after a reconnect.
-                    log.error(
-                        _kv("ingest.dead_letter_failed", topic=msg.topic, error=_failure(lost))
-                    )
+                    log.error(kv("ingest.dead_letter_failed", topic=msg.topic, error=failure(lost)))
                     continue
             self._ack([item])
             done.append(item)
@@ -755,9 +630,9 @@ class IngestWorker:
             s["ignored"] += sum(1 for _, p in items if p is None)
         for _, p in items:
             if isinstance(p, DeadLetter):
-                log.warning(_kv("ingest.dead_letter", topic=p.topic, reason=p.reason))
+                log.warning(kv("ingest.dead_letter", topic=p.topic, reason=p.reason))
         log.info(
-            _kv(
+            kv(
                 "ingest.batch",
                 messages=len(items),
                 received=result.received,
@@ -799,7 +674,7 @@ class IngestWorker:
                 if self._conn is not None and (self._conn.closed or self._conn.broken):
                     self._conn = None
                 log.warning(
-                    _kv(
+                    kv(
                         "ingest.db_retry",
                         error=str(exc).strip().splitlines()[0]
                         if str(exc).strip()
@@ -832,8 +707,10 @@ class IngestWorker:
         """The periodic jobs' thread, with a database connection of its own."""
         try:
             while not self._stop.is_set():
-                self._maintain()
-                self._stop.wait(_JOBS_TICK_S)
+                run_due(self._jobs, self._connection)
+                if self._conn is not None and self._conn.broken:
+                    self._conn = None
+                self._stop.wait(JOBS_TICK_S)
         finally:
             self._close_connection()
 
@@ -842,34 +719,17 @@ class IngestWorker:
         if self._conn is not None:
             self._conn.close()
 
-    def _maintain(self) -> None:
-        """Run the periodic jobs that are due; one worker at a time runs each (advisory
-        lock)."""
-        now = time.monotonic()
-        for job in self._jobs:
-            if job.due and now < job.due:
-                continue
-            job.due = now + job.every_s
-            try:
-                conn = self._connection()
-                with conn.transaction():
-                    conn.execute("SET LOCAL lock_timeout = '5s'")
-                    locked = conn.execute(
-                        "SELECT pg_try_advisory_xact_lock(%s)", (job.lock_id,)
-                    ).fetchone()
-                    if locked and locked[0]:
-                        job.run(conn)
-            except Exception as exc:
-                # Not fatal (readings outside partitions land in the default one; the
-                # next evaluation catches up): retry in a minute. A job that trips on
-                # something stored (not a database error) must not stop ingest either.
-                log.warning(
-                    _kv(f"ingest.{job.name}_failed", error=type(exc).__name__),
-                    exc_info=not isinstance(exc, psycopg.Error),
-                )
-                job.due = now + min(job.every_s, 60.0)
-                if self._conn is not None and self._conn.broken:
-                    self._conn = None
+    def _send_receipts(self, parsed: list[Parsed], stored_keys: set[str]) -> None:
+        """Tell each hub what became of its readings, once their commit is done (QoS 1;
+        paho queues them while disconnected). A receipt that is lost anyway costs only a
+        resend: the hub publishes again, and the reading becomes a duplicate."""
+        client = self._client
+        if client is None:
+            return
+        receipts = receipts_for(parsed, stored_keys, datetime.now(UTC))
+        for topic, payload in receipts:
+            client.publish(topic, payload, qos=1)
+        self._count("receipts", len(receipts))
 
     def _ack(self, items: list[tuple[Inbound, Parsed]]) -> None:
         client = self._client
@@ -893,138 +753,3 @@ class IngestWorker:
         if n:
             with self._stats_lock:  # commit threads count concurrently
                 self.stats[name] += n
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _worker_process(*args: Any) -> None:
-    """A spawned worker process: logs as the command that started it (which exported
-    HEMHUB_LOG_FORMAT), then runs one worker."""
-    setup_logging()
-    _run_one(*args)
-
-
-def _run_one(
-    database_url: str,
-    mqtt_url: str,
-    client_id: str,
-    group: str,
-    batch_size: int,
-    batch_seconds: float,
-    ca_file: str | None,
-    connections: int,
-) -> None:
-    IngestWorker(
-        database_url,
-        mqtt_url,
-        client_id=client_id,
-        shared_group=group,
-        batch_size=batch_size,
-        batch_seconds=batch_seconds,
-        ca_file=ca_file,
-        connections=connections,
-    ).run()
-
-
-#: A worker process that exits while not asked to is started again after this delay,
-#: doubling while it keeps dying within a minute of its start (up to 30 s): its
-#: persistent session holds messages in flight to it that no other member gets.
-_RESTART_DELAY_S = 1.0
-_RESTART_MAX_S = 30.0
-_HEALTHY_AFTER_S = 60.0
-
-
-def run_ingest(
-    settings: Settings,
-    workers: int = 1,
-    *,
-    group: str = "hemhub-ingest",
-    client_prefix: str | None = None,
-) -> None:
-    """Run `workers` ingest workers on one shared subscription (`hemhub ingest`).
-
-    Client ids are fixed per host and slot (`hemhub-ingest-<host>-<n>`) so that a
-    restarted worker resumes its persistent session. With more than one worker this
-    process supervises them: a worker that dies (killed, crashed) is started again with
-    its client id; SIGTERM/SIGINT stop them all. The schema must be migrated first
-    (`hemhub migrate`).
-    """
-    if not settings.database_url or not settings.mqtt_url:
-        raise ValueError("run_ingest needs HEMHUB_DATABASE_URL and HEMHUB_MQTT_URL")
-    base = client_prefix or f"hemhub-ingest-{socket.gethostname()}"
-    database_url, mqtt_url = settings.database_url, settings.mqtt_url
-    tuning = (
-        settings.ingest_batch_size,
-        settings.ingest_batch_seconds,
-        settings.mqtt_ca_file,
-        settings.ingest_connections,
-    )
-    if workers <= 1:
-        _run_one(database_url, mqtt_url, f"{base}-0", group, *tuning)
-        return
-    ctx = multiprocessing.get_context("spawn")
-
-    def spawn(i: int) -> multiprocessing.process.BaseProcess:
-        p = ctx.Process(
-            target=_worker_process,
-            args=(database_url, mqtt_url, f"{base}-{i}", group, *tuning),
-            name=f"ingest-{i}",
-        )
-        p.start()
-        return p
-
-    procs = {i: spawn(i) for i in range(workers)}
-    started = dict.fromkeys(procs, time.monotonic())
-    delay = dict.fromkeys(procs, _RESTART_DELAY_S)
-    due: dict[int, float] = {}  # slot -> when to start it again
-    stopping = threading.Event()
-    signalled: set[int] = set()
-
-    def terminate_all() -> None:
-        for p in list(procs.values()):
-            if p.is_alive() and p.pid is not None and p.pid not in signalled:
-                signalled.add(p.pid)
-                p.terminate()  # SIGTERM: each worker flushes, acks and disconnects
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-        terminate_all()
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        while True:
-            if stopping.is_set():
-                terminate_all()  # also one started while the signal arrived
-                alive = [p.sentinel for p in procs.values() if p.is_alive()]
-                if not alive:
-                    break
-                mp_wait(alive, timeout=1.0)
-                continue
-            now = time.monotonic()
-            for i, p in procs.items():
-                if p.is_alive() or i in due:
-                    continue
-                if now - started[i] >= _HEALTHY_AFTER_S:
-                    delay[i] = _RESTART_DELAY_S
-                log.error(
-                    _kv(
-                        "ingest.worker_died", worker=p.name, exitcode=p.exitcode, restart_s=delay[i]
-                    )
-                )
-                due[i] = now + delay[i]
-                delay[i] = min(delay[i] * 2, _RESTART_MAX_S)
-            for i, at in list(due.items()):
-                if now >= at and not stopping.is_set():
-                    del due[i]
-                    procs[i] = spawn(i)
-                    started[i] = time.monotonic()
-            timeout = min([1.0, *(at - now for at in due.values())])
-            alive = [p.sentinel for p in procs.values() if p.is_alive()]
-            if alive:
-                mp_wait(alive, timeout=max(timeout, 0.01))
-            else:
-                stopping.wait(max(timeout, 0.01))
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)

@@ -41,7 +41,7 @@ def _payload(**changes: object) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda d: d.update(schema_version=2), "schema_version"),
+        (lambda d: d.update(schema_version=3), "schema_version"),
         (lambda d: d.update(hub_id="a/b"), "hub_id"),
         (lambda d: d["readings"][0].update(extra=1), "extra"),
         (lambda d: d["readings"][0].update(measured_at="2026-11-24T08:00:00"), "timezone info"),

@@ -48,8 +48,10 @@ from gateway.publisher import OutboxPublisher
 from hemhub.contract import (
     SUBSCRIBE_READINGS,
     ReadingBatch,
+    Receipt,
     topic_config,
     topic_readings,
+    topic_receipts,
     topic_status,
 )
 from tests.factories import bp_reading
@@ -705,11 +707,19 @@ def _gateway_publishes(
     publisher.start()
     try:
         [msg] = ingest.received()
-        assert ReadingBatch.model_validate_json(msg.payload).hub_id == hub_id
+        batch = ReadingBatch.model_validate_json(msg.payload)
+        assert batch.hub_id == hub_id
         deadline = time.monotonic() + 10
         while box.depth() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert box.depth() == 0, "removed from the outbox after the broker's PUBACK"
+        assert (box.depth(), box.awaiting_receipt()) == (0, 1), "sent after the PUBACK"
+        receipt = Receipt(
+            hub_id=hub_id, at=dt.datetime.now(dt.UTC), stored=[batch.readings[0].idempotency_key]
+        )
+        assert ingest.publish(topic_receipts(hub_id), receipt.model_dump_json().encode()).value == 0
+        while box.awaiting_receipt() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert box.awaiting_receipt() == 0, "forgotten on its receipt, through the ACL"
     finally:
         publisher.stop()
         box.close()
@@ -739,3 +749,27 @@ def test_gateway_over_tls_with_a_client_certificate(
     _gateway_publishes(
         clients, "hub-c", f"mqtts://127.0.0.1:{broker.cert_port}", credentials, tmp_path
     )
+
+
+def test_hub_reads_only_its_own_receipts_and_only_ingest_writes_them(clients: Clients) -> None:
+    # A hub or the backend forging a receipt (to make a hub forget unstored readings):
+    # v5 says "not authorized" (and Mosquitto closes the connection). First, since a
+    # hub's client id is its user name: a second hub-a client takes over the session.
+    forged = [
+        clients(user, protocol=V5, client_id=f"{user}-receipt-forger-{i}").publish(
+            topic_receipts(target), b"forged"
+        )
+        for i, (user, target) in enumerate(
+            [("hub-a", "hub-a"), ("hub-b", "hub-a"), (BACKEND, "hub-a")]
+        )
+    ]
+    assert [rc.value for rc in forged] == [0x87] * 3
+    hub_a = clients("hub-a")
+    assert hub_a.subscribe(topic_receipts("hub-b")).value in (0x00, 0x01, 0x80, 0x87)
+    assert not hub_a.subscribe(topic_receipts("hub-a")).is_failure
+    ingest = clients(INGEST)
+    assert ingest.publish(topic_receipts("hub-b"), b"for hub-b").value == 0
+    assert ingest.publish(topic_receipts("hub-a"), b"for hub-a").value == 0
+    [got] = hub_a.received()
+    assert (got.topic, got.payload) == (topic_receipts("hub-a"), b"for hub-a")
+    assert hub_a.received(timeout=0.5) == []

@@ -86,7 +86,7 @@ async def test_watchdog_pings_stop_while_the_publisher_is_wedged(
     loop = asyncio.get_running_loop()
     loop.add_reader(sock.fileno(), drain)
     stop = asyncio.Event()
-    failpoints.configure("outbox.remove_delivered=raise")  # the disk is full
+    failpoints.configure("outbox.mark_sent=raise")  # the disk is full
     try:
         async with SimulatedRadio() as radio:
             gateway = HubGateway(config, radio.bleak_backends())

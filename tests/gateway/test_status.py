@@ -234,7 +234,7 @@ async def test_status_counts_publish_errors(tmp_path: Path, mqtt_url: str) -> No
     hub = unique_hub_id()
     config = _config(hub, mqtt_url, tmp_path)
     listener = Listener(mqtt_url, topic_status(hub))
-    failpoints.configure("outbox.remove_delivered=raise")  # the disk is full
+    failpoints.configure("outbox.mark_sent=raise")  # the disk is full
     try:
         async with SimulatedRadio() as radio:
             gateway = HubGateway(config, radio.bleak_backends(), clock_synced=lambda: True)

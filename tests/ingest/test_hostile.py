@@ -37,8 +37,9 @@ from hemhub.contract import (
 )
 from hemhub.settings import MqttTarget
 from ingest import alerts
+from ingest.messages import parse_message
 from ingest.pipeline import DeadLetter
-from ingest.worker import IngestWorker, parse_message
+from ingest.worker import IngestWorker
 from tests.factories import batch, bp_reading, unique_hub_id
 from tests.ingest.factories import alerts_of, readings_of_hub, seeded_device
 from tests.ingest.test_worker import Publisher, Running, count, wait_for
@@ -192,15 +193,15 @@ class Hostile:
             on(r, lambda i: self.top(i, hub_id="a/b")),
             on(r, lambda i: self.top(i, hub_id="+")),
             # a schema version from the future (or none we speak)
-            on(r, lambda i: self.top(i, schema_version=2)),
+            on(r, lambda i: self.top(i, schema_version=3)),
             on(r, lambda i: self.top(i, schema_version=1_000 + i)),
-            on(r, lambda i: self.top(i, schema_version="2")),
-            on(status, lambda i: _dump({"schema_version": 2, "hub_id": hub, "online": True})),
+            on(r, lambda i: self.top(i, schema_version="3")),
+            on(status, lambda i: _dump({"schema_version": 3, "hub_id": hub, "online": True})),
             # duplicate keys (the last one wins, and it is wrong)
             on(
                 r,
                 lambda i: self.text(
-                    i, '"schema_version": 1', '"schema_version": 1, "schema_version": 2'
+                    i, '"schema_version": 2', '"schema_version": 2, "schema_version": 3'
                 ),
             ),
             on(
@@ -444,7 +445,8 @@ def test_a_killed_worker_process_is_started_again(
     """`hemhub ingest --workers 2`: a worker killed -9 comes back with its client id."""
     prefix, group = f"test-sup-{uuid.uuid4().hex[:8]}", f"test-{uuid.uuid4().hex[:8]}"
     code = (
-        "import sys; from hemhub.settings import Settings; from ingest.worker import run_ingest;"
+        "import sys; from hemhub.settings import Settings;"
+        " from ingest.supervisor import run_ingest;"
         " run_ingest(Settings(database_url=sys.argv[1], mqtt_url=sys.argv[2]), 2,"
         " group=sys.argv[3], client_prefix=sys.argv[4])"
     )

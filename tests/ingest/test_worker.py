@@ -20,9 +20,11 @@ from hemhub.contract import HubStatus, topic_readings, topic_status
 from hemhub.embedded import EmbeddedBroker
 from hemhub.settings import MqttTarget
 from ingest import alerts
+from ingest.jobs import Job
+from ingest.messages import parse_message
 from ingest.migrations import migrate
 from ingest.pipeline import DeadLetter, StatusUpdate
-from ingest.worker import IngestWorker, _Job, parse_message
+from ingest.worker import IngestWorker
 from tests.factories import batch, bp_reading, unique_hub_id
 from tests.ingest.factories import readings_of_hub, seeded_device
 
@@ -203,7 +205,7 @@ def test_malformed_payloads_are_dead_lettered_and_valid_ones_still_stored(
     oversized = json.loads(good.model_dump_json())
     oversized["readings"][0]["device"]["manufacturer"] = "x" * 300_000
     future = json.loads(good.model_dump_json())
-    future["schema_version"] = 2
+    future["schema_version"] = 3
     nul = json.loads(batch(hub, bp_reading(measured_at=NOW, salt="nul")).model_dump_json())
     nul["readings"][0]["status"] = ["bad\u0000flag"]  # valid JSON, PostgreSQL refuses it
     nan = good.model_dump_json().replace("120.0", "NaN", 1)
@@ -214,7 +216,7 @@ def test_malformed_payloads_are_dead_lettered_and_valid_ones_still_stored(
         (topic_readings(hub), json.dumps(huge), "validation failed"),
         (topic_readings(hub), json.dumps(oversized), "oversized"),
         (topic_readings(other), good.model_dump_json(), "does not match topic hub"),
-        (topic_readings(hub), json.dumps(future), "unsupported schema_version 2"),
+        (topic_readings(hub), json.dumps(future), "unsupported schema_version 3"),
         (topic_readings(hub), json.dumps(nul), "storage rejected"),
         (topic_readings(hub), nan, "finite number"),
         (topic_status(hub), b'{"online": "perhaps"}', "validation failed"),
@@ -438,7 +440,7 @@ def test_a_long_periodic_job_does_not_hold_up_readings(
         topics=[topic_readings(hub) for hub in hubs],
         evaluate_every_s=None,
     )
-    worker._jobs.append(_Job("slow", 3600.0, 0x74657374, slow_job))
+    worker._jobs.append(Job("slow", 3600.0, 0x74657374, slow_job))
     running = Running(worker)
     try:
         assert worker.ready.wait(15), "worker did not subscribe"
