@@ -296,9 +296,7 @@ def test_reading_without_assignment_is_stored_unattributed(
     hub = unique_hub_id()
     # assigned only from T0 (on the hub's allow-list long before): a reading from before
     # is nobody's; a device not on the hub's allow-list is quarantined, not unattributed
-    identity, _, patient_id = seeded_device(
-        conn, serial="P-U", assigned_from=T0, hub_id=hub
-    )
+    identity, _, patient_id = seeded_device(conn, serial="P-U", assigned_from=T0, hub_id=hub)
     early = bp_reading(199, 119, measured_at=T0 - timedelta(hours=3), dev=identity)
     stranger = bp_reading(199, 119, measured_at=T0, dev=device(serial="UNKNOWN"))
     result = store(conn, [batch(hub, early, stranger)])
@@ -367,9 +365,7 @@ def test_no_notify_when_the_transaction_rolls_back(
     conn: psycopg.Connection[Any], database_url: str
 ) -> None:
     hub = unique_hub_id()
-    identity, _, _ = seeded_device(
-        conn, serial="P-RB", assigned_from=T0 - timedelta(1), hub_id=hub
-    )
+    identity, _, _ = seeded_device(conn, serial="P-RB", assigned_from=T0 - timedelta(1), hub_id=hub)
     with psycopg.connect(database_url, autocommit=True) as listener:
         listener.execute(f"LISTEN {alerts.NOTIFY_CHANNEL}")
         with pytest.raises(RuntimeError), conn.transaction():
