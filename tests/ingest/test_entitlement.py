@@ -222,3 +222,70 @@ def test_allow_list_periods_do_not_overlap(conn: psycopg.Connection[Any]) -> Non
         (hub,),
     ).fetchall()
     assert periods == [(T0 - timedelta(days=60), T0), (T0 + timedelta(days=1), None)]
+
+
+# ------------------------------------------------------------------------------ upgrade
+
+_UNDO_0008 = """
+DROP TABLE hub_devices, security_events, device_last_hub;
+DROP INDEX readings_quarantined;
+ALTER TABLE readings DROP COLUMN quarantine;
+ALTER TABLE hubs DROP COLUMN tenant_id;
+DELETE FROM schema_migrations WHERE version = '0008_hub_entitlement';
+"""
+
+
+def test_upgrade_entitles_hubs_that_wrote_for_one_principal(database_url: str) -> None:
+    """Migration 0008 on a database in use: a hub whose attributed readings were all of
+    one principal keeps attributing; one that wrote into two principals is left
+    unregistered, its new readings quarantined."""
+    from ingest.migrations import migrate
+
+    migrate(database_url, partitioning="native")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(_UNDO_0008)  # the database as it was before 0008
+        home_hub, mixed_hub = unique_hub_id("home"), unique_hub_id("mixed")
+        residents = {}
+        for tenant, serial, address in (
+            ("kommun-a", "UP-A", "C0:FF:EE:00:00:21"),
+            ("region-b", "UP-B", "C0:FF:EE:00:00:22"),
+        ):
+            registry.ensure_tenant(conn, tenant, tenant.title())
+            cuff = device(serial=serial, address=address)
+            device_id = registry.ensure_device(conn, cuff)
+            patient = registry.create_patient(conn, tenant, "Resident")
+            registry.assign_device(conn, device_id, patient, T0 - timedelta(days=30))
+            residents[tenant] = (cuff, device_id, patient)
+        cuff_a, dev_a, alice = residents["kommun-a"]
+        cuff_b, _, _ = residents["region-b"]
+        # what the old store() did: no entitlement check (the columns it knew)
+        conn.execute("INSERT INTO hubs (id) VALUES (%s), (%s)", (home_hub, mixed_hub))
+        for hub, cuff, tenant, at in (
+            (home_hub, cuff_a, "kommun-a", T0 - timedelta(days=2)),
+            (home_hub, cuff_a, "kommun-a", T0 - timedelta(days=1)),
+            (mixed_hub, cuff_a, "kommun-a", T0 - timedelta(days=1)),
+            (mixed_hub, cuff_b, "region-b", T0 - timedelta(days=1)),
+        ):
+            patient = residents[tenant][2]
+            device_id = residents[tenant][1]
+            conn.execute(
+                "INSERT INTO readings (measured_at, idempotency_key, hub_id, device_id,"
+                ' patient_id, tenant_id, measurement_type, characteristic, "values",'
+                " hub_received_at, clock_source, clock_offset_s, hub_clock_synced, raw)"
+                " VALUES (%s, %s, %s, %s, %s, %s, 'blood_pressure', '2A35', '[]', %s,"
+                " 'set_by_hub', 0, true, '\\x00')",
+                (at, f"{hub}-{cuff.serial}-{at}", hub, device_id, patient, tenant, at),
+            )
+
+    assert migrate(database_url).applied == ["0008_hub_entitlement"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        hubs = dict(conn.execute("SELECT id, tenant_id FROM hubs").fetchall())
+        assert hubs == {home_hub: "kommun-a", mixed_hub: None}
+        periods = conn.execute("SELECT hub_id, device_id, started_at, ended_at FROM hub_devices")
+        assert periods.fetchall() == [(home_hub, dev_a, T0 - timedelta(days=2), None)]
+        # the home hub keeps attributing; the mixed one is quarantined until registered
+        r_home = bp_reading(measured_at=T0, dev=cuff_a, salt="home")
+        r_mixed = bp_reading(measured_at=T0, dev=cuff_a, salt="mixed")
+        store(conn, [batch(home_hub, r_home), batch(mixed_hub, r_mixed)])
+        assert readings_of_hub(conn, home_hub)[-1]["patient_id"] == alice
+        assert readings_of_hub(conn, mixed_hub)[-1]["quarantine"] == "unknown_hub"
