@@ -194,7 +194,8 @@ def device_identity(run: str, n: int) -> DeviceIdentity:
 
 
 def seed_registry(conn: psycopg.Connection[Any], run: str, devices: int) -> None:
-    """`devices` devices, each assigned since yesterday to a resident of its own."""
+    """`devices` devices, each assigned since yesterday to a resident of its own and on
+    the allow-list of the hub that sends its readings, all of one principal."""
     serial = f"'{run}-' || lpad(g::text, 6, '0')"
     stable = f"'{_MANUFACTURER}|{_MODEL}|' || {serial}"
     with conn.transaction():
@@ -222,7 +223,33 @@ def seed_registry(conn: psycopg.Connection[Any], run: str, devices: int) -> None
             """,
             (_TENANT,),
         )
-    conn.execute("ANALYZE devices, patients, device_assignments")
+        # Each hub of the principal is entitled to the devices it sends (`_payloads`):
+        # throughput hub h to devices 4h .. 4h + 3, latency hub h to every tenth device
+        # from h on. The hub ids are `hub_id(run, h)`.
+        hub_of = (
+            f"CASE WHEN g < {_THROUGHPUT_DEVICES} THEN g / {_DEVICES_PER_HUB}"
+            f" ELSE mod(g - {_THROUGHPUT_DEVICES}, {_LATENCY_HUBS}) END"
+        )
+        name = "'bench-' || %(run)s || '-' || CASE WHEN h < 10 THEN '0' || h ELSE h::text END"
+        conn.execute(
+            f"""
+            INSERT INTO hubs (id, tenant_id)
+            SELECT DISTINCT {name}, %(tenant)s
+            FROM (SELECT {hub_of} AS h FROM generate_series(0, %(devices)s - 1) g) x
+            """,
+            {"run": run, "tenant": _TENANT, "devices": devices},
+        )
+        conn.execute(
+            f"""
+            INSERT INTO hub_devices (hub_id, device_id, started_at)
+            SELECT {name}, d.id, now() - interval '1 day'
+            FROM (SELECT {hub_of} AS h, {stable} AS stable_id
+                  FROM generate_series(0, %(devices)s - 1) g) x
+            JOIN devices d USING (stable_id)
+            """,
+            {"run": run, "devices": devices},
+        )
+    conn.execute("ANALYZE devices, patients, device_assignments, hubs, hub_devices")
 
 
 _SENTINEL_KEY = "f" * 64

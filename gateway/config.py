@@ -27,7 +27,12 @@ def is_loopback(host: str) -> bool:
 
 
 class GatewayConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The hub's own configuration file. Strict, like the wire contract: a value of the
+    wrong type (a string, a boolean or a float for an integer; a string for a number or a
+    boolean) is an error naming the field, never coerced. Validated from JSON (`load`),
+    where a path is a string."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     hub_id: HubId
     mqtt_url: str
@@ -113,7 +118,7 @@ class GatewayConfig(BaseModel):
         """
         text = path.read_text()
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        config = cls.model_validate(data)
+        config = cls.model_validate_json(json.dumps(data))
         mode = path.stat().st_mode
         if config.url_has_password and mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise InsecureCredentialsError(

@@ -98,7 +98,15 @@ class ProvisioningStore:
         try:
             config = HubConfig.model_validate_json(payload)
         except ValidationError as exc:
-            raise ConfigRejected(f"invalid configuration: {exc.error_count()} error(s)") from exc
+            # Name the fields (strict: a wrong type is an error, never coerced); no input
+            # values, which the log would repeat for any size.
+            errors = exc.errors(include_url=False, include_input=False)
+            shown = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in errors[:5]
+            )
+            raise ConfigRejected(
+                f"invalid configuration: {len(errors)} error(s): {shown}"[:1024]
+            ) from exc
         if config.hub_id != self.hub_id:
             raise ConfigRejected(f"configuration is for hub {config.hub_id!r}, not {self.hub_id!r}")
         if self.current is not None and config.version <= self.current.version:

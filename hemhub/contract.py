@@ -97,7 +97,23 @@ ShortText = Annotated[str, Field(max_length=128)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """A wire model: unknown fields are rejected, and nothing is coerced (pydantic strict
+    mode): a string, a boolean or a float where an integer is due, a string or a boolean
+    where a number is due, a number where a boolean or a string is due, a number for a
+    time: each rejects the payload. JSON has one number type, so an integer is a valid
+    number (120 for 120.0), but an integral float is not an integer (120.0 for 120).
+    Payloads are validated from JSON (`model_validate_json`), where enum values and ISO
+    8601 times are strings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @field_validator("schema_version", mode="before", check_fields=False)
+    @classmethod
+    def _integer_version(cls, value: object) -> object:
+        # A Literal is matched by equality even in strict mode: true and 1.0 equal 1.
+        if type(value) is not int:
+            raise ValueError(f"schema_version must be an integer, not {type(value).__name__}")
+        return value
 
 
 class MeasurementType(enum.StrEnum):

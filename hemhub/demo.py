@@ -121,14 +121,23 @@ def plan_homes(count: int) -> list[Home]:
 
 
 def seed(database_url: str, homes: list[Home]) -> None:
-    """Register the demo principal, residents and devices (once per data directory)."""
+    """Register the demo principal, its hubs, residents and devices, each device on its
+    home's hub's allow-list (once per data directory)."""
     with psycopg.connect(database_url) as conn:
         registry.ensure_tenant(conn, DEMO_TENANT, "Demo municipality")
         started = datetime.now(UTC) - timedelta(days=30)
         for home in homes:
+            registry.register_hub(conn, home.hub_id, DEMO_TENANT)
             patient_id = None
             for device in home.scenario.devices:
                 device_id = registry.ensure_device(conn, device.identity())
+                allowed = conn.execute(
+                    "SELECT 1 FROM hub_devices"
+                    " WHERE hub_id = %s AND device_id = %s AND ended_at IS NULL",
+                    (home.hub_id, device_id),
+                ).fetchone()
+                if not allowed:
+                    registry.allow_device(conn, home.hub_id, device_id, started)
                 assigned = conn.execute(
                     "SELECT patient_id FROM device_assignments"
                     " WHERE device_id = %s AND ended_at IS NULL",

@@ -14,13 +14,20 @@ The readings path is:
    within `DEVICE_SEEN_RESOLUTION`, unchanged, is left as it is);
 3. one statement: insert the keys into `reading_keys` ON CONFLICT DO NOTHING
    RETURNING the new ones (the dedupe authority: a key already stored is dropped even
-   if its measured_at differs), join them back to the staging rows, attribute each by
-   its measured_at to the assignment period active then, and insert into `readings`;
-4. evaluate the alert rules on the new attributed readings (ingest.engine).
+   if its measured_at differs), join them back to the staging rows, check that the
+   sending hub was entitled to the device at its measured_at (registered, of the
+   device's principal, the device on its allow-list then), attribute each entitled
+   reading by its measured_at to the assignment period active then, quarantine the
+   others with the reason, and insert into `readings`;
+4. quarantined readings: one security event per hub, device and reason, and a log line;
+5. evaluate the alert rules on the new attributed readings (ingest.engine);
+6. remember which hub last reported each device (readings and status device lists of
+   entitled hubs), for the reason of missing data when a hub goes silent.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,10 +38,19 @@ import psycopg
 from psycopg import sql
 from pydantic import TypeAdapter
 
-from hemhub.contract import HubStatus, Quantity, Reading, ReadingBatch
+from hemhub.contract import (
+    DeviceProfile,
+    HubStatus,
+    MeasurementType,
+    Quantity,
+    Reading,
+    ReadingBatch,
+)
 from ingest import alerts, engine
 
 Conn = psycopg.Connection[Any]
+
+log = logging.getLogger(__name__)
 
 #: A reading that reached the hub, or the ingest tier, more than this after it was
 #: measured is `late` (a device's or a hub's backlog replayed after an outage): stored
@@ -163,7 +179,14 @@ ON CONFLICT (stable_id) DO UPDATE SET
 WHERE EXCLUDED.last_seen_at > d.last_seen_at
 """
 
-# The stage holds one row per key (`stage` keeps the first copy of a key).
+#: Why a reading of a hub is not attributed (readings.quarantine), checked in this order.
+QUARANTINE_REASONS = ("unknown_hub", "other_principal", "hub_not_entitled")
+
+# The stage holds one row per key (`stage` keeps the first copy of a key). A reading is
+# attributed only when its hub was entitled to the device at measured_at: the hub is
+# registered (hubs.tenant_id), of the principal of the device's resident then (else of
+# its fleet owner, when it has one), and the device was on the hub's allow-list then.
+# Any other reading is quarantined: no patient, no tenant, the reason in `quarantine`.
 _INSERT_READINGS = """
 WITH new_keys AS (
     INSERT INTO reading_keys (idempotency_key, measured_at)
@@ -174,15 +197,19 @@ WITH new_keys AS (
 INSERT INTO readings
     (measured_at, idempotency_key, hub_id, device_id, patient_id, tenant_id,
      measurement_type, characteristic, "values", status, device_time, hub_received_at,
-     clock_source, clock_offset_s, hub_clock_synced, late, raw, device_sequence, event)
+     clock_source, clock_offset_s, hub_clock_synced, late, raw, device_sequence, event,
+     quarantine)
 SELECT
-    f.measured_at, f.idempotency_key, f.hub_id, d.id, a.patient_id, a.tenant_id,
+    f.measured_at, f.idempotency_key, f.hub_id, d.id,
+    CASE WHEN q.reason IS NULL THEN a.patient_id END,
+    CASE WHEN q.reason IS NULL THEN a.tenant_id END,
     f.measurement_type, f.characteristic, f.values_json::jsonb, f.status, f.device_time,
     f.hub_received_at, f.clock_source, f.clock_offset_s, f.hub_clock_synced,
     greatest(f.hub_received_at, %(arrived_at)s) - f.measured_at > %(late_after)s, f.raw,
-    f.device_sequence, f.event_json::jsonb
+    f.device_sequence, f.event_json::jsonb, q.reason
 FROM _hemhub_stage f
 JOIN devices d ON d.stable_id = f.stable_id
+JOIN hubs h ON h.id = f.hub_id
 -- attribution by measurement time, never by the device's current owner
 LEFT JOIN LATERAL (
     SELECT da.patient_id, da.tenant_id
@@ -193,9 +220,84 @@ LEFT JOIN LATERAL (
     ORDER BY da.started_at DESC
     LIMIT 1
 ) a ON true
+CROSS JOIN LATERAL (
+    SELECT CASE
+        WHEN h.tenant_id IS NULL THEN 'unknown_hub'
+        WHEN coalesce(a.tenant_id, d.owner_tenant_id) <> h.tenant_id THEN 'other_principal'
+        WHEN NOT EXISTS (
+            SELECT 1 FROM hub_devices hd
+            WHERE hd.device_id = d.id AND hd.hub_id = f.hub_id
+              AND hd.started_at <= f.measured_at
+              AND (hd.ended_at IS NULL OR f.measured_at < hd.ended_at)
+        ) THEN 'hub_not_entitled'
+    END AS reason
+) q
 -- a semi-join (hashed): joining the new keys back sorted both sides, a fifth of the cost
 WHERE f.idempotency_key IN (SELECT idempotency_key FROM new_keys)
-RETURNING idempotency_key, patient_id, tenant_id, late
+RETURNING idempotency_key, patient_id, tenant_id, late, quarantine, hub_id, device_id,
+          measured_at
+"""
+
+# One row per hub, device and reason of a batch's quarantined readings. The device's
+# principal is its resident's at the first such reading, else its fleet owner's.
+_INSERT_SECURITY_EVENTS = """
+INSERT INTO security_events
+    (kind, reason, hub_id, hub_tenant_id, device_id, device_tenant_id, readings,
+     first_measured_at, last_measured_at, detail)
+SELECT 'reading_quarantined', q.reason, q.hub_id, h.tenant_id, q.device_id, dt.tenant_id,
+       q.n, q.first_at, q.last_at,
+       format('hub %%s (principal %%s) wrote %%s reading(s) of device %%s (principal %%s)'
+              ' measured %%s to %%s: %%s',
+              q.hub_id, coalesce(h.tenant_id, 'none: not registered'), q.n, d.stable_id,
+              coalesce(dt.tenant_id, 'unknown'), q.first_at, q.last_at, q.reason)
+FROM unnest(%s::text[], %s::uuid[], %s::text[], %s::int[], %s::timestamptz[],
+            %s::timestamptz[]) AS q (hub_id, device_id, reason, n, first_at, last_at)
+JOIN devices d ON d.id = q.device_id
+LEFT JOIN hubs h ON h.id = q.hub_id
+LEFT JOIN LATERAL (
+    SELECT coalesce((
+        SELECT da.tenant_id FROM device_assignments da
+        WHERE da.device_id = q.device_id AND da.started_at <= q.first_at
+          AND (da.ended_at IS NULL OR q.first_at < da.ended_at)
+        ORDER BY da.started_at DESC LIMIT 1), d.owner_tenant_id) AS tenant_id
+) dt ON true
+RETURNING detail
+"""
+
+#: Which device profile a hub runs for a measurement type (device_last_hub.profile).
+PROFILE_OF = {
+    MeasurementType.BLOOD_PRESSURE: DeviceProfile.BLOOD_PRESSURE,
+    MeasurementType.BODY_WEIGHT: DeviceProfile.WEIGHT_SCALE,
+    MeasurementType.PULSE_OXIMETRY: DeviceProfile.PULSE_OXIMETER,
+    MeasurementType.GLUCOSE: DeviceProfile.GLUCOSE,
+    MeasurementType.MEDICATION_EVENT: DeviceProfile.DISPENSER,
+}
+
+# The newest report of each device wins, and only from a hub entitled to it then (a hub
+# cannot make itself the reason for another's device). Only rows that would change are
+# written (a hub reports its devices every minute): another hub, or newer by
+# DEVICE_SEEN_RESOLUTION. ORDER BY address fixes the lock order between workers.
+_REMEMBER_LAST_HUB = """
+INSERT INTO device_last_hub AS l (address, hub_id, profile, reported_at)
+SELECT x.address, x.hub_id, x.profile, x.at
+FROM (
+    SELECT DISTINCT ON (upper(address)) upper(address) AS address, hub_id, profile, at
+    FROM unnest(%(hubs)s::text[], %(addresses)s::text[], %(profiles)s::text[],
+                %(ats)s::timestamptz[]) AS u (hub_id, address, profile, at)
+    ORDER BY upper(address), at DESC
+) x
+LEFT JOIN device_last_hub cur ON cur.address = x.address
+WHERE (cur.address IS NULL
+       OR (x.at > cur.reported_at
+           AND (x.hub_id <> cur.hub_id OR x.at >= cur.reported_at + %(resolution)s)))
+  AND EXISTS (
+      SELECT 1 FROM hub_devices hd JOIN devices d ON d.id = hd.device_id
+      WHERE hd.hub_id = x.hub_id AND upper(d.address) = x.address
+        AND hd.started_at <= x.at AND (hd.ended_at IS NULL OR x.at < hd.ended_at))
+ORDER BY x.address
+ON CONFLICT (address) DO UPDATE SET
+    hub_id = EXCLUDED.hub_id, profile = EXCLUDED.profile, reported_at = EXCLUDED.reported_at
+WHERE EXCLUDED.reported_at > l.reported_at
 """
 
 # One row per message (topic and payload): a redelivery or a resend counts a delivery.
@@ -249,7 +351,12 @@ class StoreResult:
     received: int = 0
     stored: int = 0
     duplicates: int = 0
+    #: Stored with no resident: no assignment covered the measurement time (the hub was
+    #: entitled). Quarantined readings are counted apart.
     unattributed: int = 0
+    #: Stored, but not attributed: the hub was not entitled to the device (see
+    #: `QUARANTINE_REASONS`). Stored for the hub too: it must not send them again.
+    quarantined: int = 0
     late: int = 0
     alerts_opened: int = 0
     alerts_updated: int = 0
@@ -260,6 +367,8 @@ class StoreResult:
     #: The keys this commit inserted (the rest of the batches' keys were duplicates):
     #: what the hub's receipt says of each (ingest/receipts.py).
     stored_keys: set[str] = field(default_factory=set)
+    #: The reason of each quarantined reading, by idempotency key.
+    quarantine_reasons: dict[str, str] = field(default_factory=dict)
 
     def add(self, other: StoreResult) -> None:
         for name in (
@@ -267,6 +376,7 @@ class StoreResult:
             "stored",
             "duplicates",
             "unattributed",
+            "quarantined",
             "late",
             "alerts_opened",
             "alerts_updated",
@@ -276,6 +386,7 @@ class StoreResult:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.alerts.extend(other.alerts)
         self.stored_keys |= other.stored_keys
+        self.quarantine_reasons.update(other.quarantine_reasons)
 
 
 def _nul_free(text: str) -> str:
@@ -336,17 +447,48 @@ def stage(batches: Sequence[ReadingBatch]) -> Staged:
     return Staged(rows, by_key, sum(len(b.readings) for b in batches))
 
 
+@dataclass(frozen=True)
+class _DeviceReport:
+    """A hub reported a device (a reading of it, or its status' device list)."""
+
+    hub_id: str
+    address: str
+    profile: DeviceProfile
+    at: datetime
+
+
+def _remember_last_hubs(conn: Conn, all_reports: Sequence[_DeviceReport]) -> None:
+    newest: dict[str, _DeviceReport] = {}
+    for r in all_reports:
+        key = r.address.upper()
+        if key not in newest or r.at > newest[key].at:
+            newest[key] = r
+    if not newest:
+        return
+    reports = list(newest.values())
+    conn.execute(
+        _REMEMBER_LAST_HUB,
+        {
+            "hubs": [r.hub_id for r in reports],
+            "addresses": [r.address for r in reports],
+            "profiles": [str(r.profile) for r in reports],
+            "ats": [r.at for r in reports],
+            "resolution": DEVICE_SEEN_RESOLUTION,
+        },
+    )
+
+
 def _store_readings(
     conn: Conn,
     staged: Staged,
     rules: Sequence[alerts.Rule],
     arrived_at: datetime | None,
-) -> StoreResult:
+) -> tuple[StoreResult, list[_DeviceReport]]:
     result = StoreResult()
     rows, by_key = staged.rows, staged.by_key
     result.received = staged.received
     if not rows:
-        return result
+        return result, []
     # The stage has no statistics, so a batch's plans can look costly enough for JIT,
     # whose compiling cost more than the statements (PostgreSQL 15: ~19 ms a batch).
     # One round trip for both (no parameters: the simple protocol takes two statements).
@@ -370,17 +512,58 @@ def _store_readings(
     result.stored_keys = {row[0] for row in new}
     result.duplicates = result.received - result.stored
     candidates: list[alerts.Candidate] = []
-    for key, patient_id, tenant_id, late in new:
+    #: (hub, device, reason) -> (readings, first and last measured_at)
+    suspicious: dict[tuple[str, UUID, str], tuple[int, datetime, datetime]] = {}
+    for key, patient_id, tenant_id, late, reason, hub_id, device_id, measured_at in new:
         result.late += bool(late)
+        if reason is not None:
+            result.quarantined += 1
+            result.quarantine_reasons[key] = reason
+            group = (hub_id, device_id, reason)
+            n, first, last = suspicious.get(group, (0, measured_at, measured_at))
+            suspicious[group] = (n + 1, min(first, measured_at), max(last, measured_at))
+            continue
         if patient_id is None:
             result.unattributed += 1
             continue
         candidates.append(alerts.Candidate(by_key[key], patient_id, tenant_id, bool(late)))
+    if suspicious:
+        _raise_security_events(conn, suspicious)
     outcome = engine.evaluate_stored(conn, candidates, rules)
     result.alerts_opened = outcome.opened
     result.alerts_updated = outcome.updated
     result.alerts.extend(outcome.alerts)
-    return result
+    reports = []
+    for key, _, _, _, reason, hub_id, _, _ in new:
+        if reason is None:
+            r = by_key[key]
+            reports.append(
+                _DeviceReport(
+                    hub_id, r.device.address, PROFILE_OF[r.measurement_type], r.hub_received_at
+                )
+            )
+    return result, reports
+
+
+def _raise_security_events(
+    conn: Conn, suspicious: dict[tuple[str, UUID, str], tuple[int, datetime, datetime]]
+) -> None:
+    """One security event per hub, device and reason, and a warning line for operators."""
+    items = sorted(suspicious.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2]))
+    with conn.cursor() as cur:
+        cur.execute(
+            _INSERT_SECURITY_EVENTS,
+            (
+                [k[0] for k, _ in items],
+                [k[1] for k, _ in items],
+                [k[2] for k, _ in items],
+                [v[0] for _, v in items],
+                [v[1] for _, v in items],
+                [v[2] for _, v in items],
+            ),
+        )
+        for (detail,) in cur.fetchall():
+            log.warning("ingest.quarantined %s", detail)
 
 
 def store(
@@ -407,7 +590,7 @@ def store(
     staged = batches if isinstance(batches, Staged) else stage(batches)
     nested = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
-        result = _store_readings(conn, staged, rules, arrived_at)
+        result, reports = _store_readings(conn, staged, rules, arrived_at)
         if dead_letters:
             conn.execute(
                 _INSERT_DEAD_LETTERS,
@@ -432,6 +615,12 @@ def store(
                 ),
             )
             result.statuses = len(statuses)
+            reports.extend(
+                _DeviceReport(s.status.hub_id, d.address, d.profile, s.received_at)
+                for s in latest.values()
+                for d in s.status.devices
+            )
+        _remember_last_hubs(conn, reports)
         if nested and result.received:
             # Inside a caller's transaction the commit that empties the stage is not ours.
             conn.execute(f"TRUNCATE {_STAGE}")

@@ -1,4 +1,5 @@
-"""Registry operations: tenants (principals), care units, patients, devices, assignment periods.
+"""Registry operations: tenants (principals), care units, patients, devices, assignment
+periods, hubs and their allow-lists.
 
 Synchronous, on a caller's psycopg connection. Each function is atomic on its own
 (`conn.transaction()` becomes a savepoint when the caller already holds a
@@ -7,6 +8,10 @@ transaction), and commits nothing beyond what the caller's transaction allows.
 Assignment periods are what readings are attributed by (see `ingest.pipeline`), so
 they must never overlap for one device: two periods covering the same instant
 would make the owner of a reading measured then ambiguous.
+
+A hub belongs to one principal, and writes only for the devices on its allow-list:
+periods (hub, device, from, until), checked against each reading's measurement time
+(see `ingest.pipeline`); a reading of any other hub is stored quarantined.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ class RegistryError(ValueError):
 
 class AssignmentError(RegistryError):
     """A device assignment that would overlap another, or end nothing."""
+
+
+class AllowListError(RegistryError):
+    """An allow-list period that would overlap another, or end nothing."""
 
 
 def _aware(at: datetime, what: str) -> datetime:
@@ -268,3 +277,111 @@ def set_device_owner(conn: Conn, device_id: UUID, tenant_id: str | None) -> None
         raise RegistryError(f"unknown tenant {tenant_id}") from exc
     if row is None:
         raise RegistryError(f"unknown device {device_id}")
+
+
+# --- hubs and their allow-lists ------------------------------------------------------------
+
+
+def register_hub(conn: Conn, hub_id: str, tenant_id: str) -> None:
+    """Register a hub under a principal (a hub already seen, unregistered, joins it).
+
+    A hub of another principal is not moved: that would hand it the other principal's
+    devices' history; raises RegistryError.
+    """
+    with conn.transaction():
+        if conn.execute("SELECT 1 FROM tenants WHERE id = %s", (tenant_id,)).fetchone() is None:
+            raise RegistryError(f"unknown tenant {tenant_id}")
+        row = conn.execute(
+            "INSERT INTO hubs AS h (id, tenant_id) VALUES (%s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id"
+            " WHERE h.tenant_id IS NULL OR h.tenant_id = EXCLUDED.tenant_id"
+            " RETURNING id",
+            (hub_id, tenant_id),
+        ).fetchone()
+        if row is None:
+            raise RegistryError(f"hub {hub_id} is registered under another principal")
+
+
+def allow_device(conn: Conn, hub_id: str, device_id: UUID, started_at: datetime) -> UUID:
+    """Put a device on a hub's allow-list from `started_at`; return the period's id.
+
+    The hub must be registered, and the device of the hub's principal at `started_at`
+    (its resident's then, else its fleet owner): a device with no fleet owner yet joins
+    the hub principal's fleet. Readings are checked each against its own time. Raises
+    AllowListError when the device is still on the hub's list or a period would start
+    inside an earlier one.
+    """
+    _aware(started_at, "started_at")
+    with conn.transaction():
+        hub = conn.execute(
+            "SELECT tenant_id FROM hubs WHERE id = %s FOR UPDATE", (hub_id,)
+        ).fetchone()
+        if hub is None or hub[0] is None:
+            raise RegistryError(f"hub {hub_id} is not registered under a principal")
+        # The device's principal then: its resident's (a device lent to another
+        # principal's resident), else its fleet owner's.
+        device = conn.execute(
+            "SELECT coalesce((SELECT da.tenant_id FROM device_assignments da"
+            "   WHERE da.device_id = d.id AND da.started_at <= %s"
+            "     AND (da.ended_at IS NULL OR %s < da.ended_at)"
+            "   ORDER BY da.started_at DESC LIMIT 1), d.owner_tenant_id)"
+            " FROM devices d WHERE d.id = %s FOR UPDATE",
+            (started_at, started_at, device_id),
+        ).fetchone()
+        if device is None:
+            raise RegistryError(f"unknown device {device_id}")
+        if device[0] is not None and device[0] != hub[0]:
+            raise RegistryError(
+                f"device {device_id} is of principal {device[0]} at {started_at.isoformat()},"
+                f" hub {hub_id} of {hub[0]}"
+            )
+        clash = conn.execute(
+            "SELECT id, started_at, ended_at FROM hub_devices"
+            " WHERE hub_id = %s AND device_id = %s AND (ended_at IS NULL OR ended_at > %s)"
+            " ORDER BY started_at LIMIT 1",
+            (hub_id, device_id, started_at),
+        ).fetchone()
+        if clash is not None:
+            if clash[2] is None:
+                raise AllowListError(
+                    f"device {device_id} is on hub {hub_id}'s allow-list since"
+                    f" {clash[1].isoformat()}; take it off first"
+                )
+            raise AllowListError(
+                f"device {device_id} was on hub {hub_id}'s allow-list until"
+                f" {clash[2].isoformat()}; a new period cannot start before that"
+            )
+        row = conn.execute(
+            "INSERT INTO hub_devices (hub_id, device_id, started_at) VALUES (%s, %s, %s)"
+            " RETURNING id",
+            (hub_id, device_id, started_at),
+        ).fetchone()
+        conn.execute(
+            "UPDATE devices SET owner_tenant_id = %s WHERE id = %s AND owner_tenant_id IS NULL",
+            (hub[0], device_id),
+        )
+    assert row is not None
+    return UUID(str(row[0]))
+
+
+def disallow_device(conn: Conn, hub_id: str, device_id: UUID, ended_at: datetime) -> UUID:
+    """Take a device off a hub's allow-list at `ended_at`; return the period's id.
+
+    Readings the hub sends of it measured from `ended_at` on are quarantined.
+    """
+    _aware(ended_at, "ended_at")
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT id, started_at FROM hub_devices"
+            " WHERE hub_id = %s AND device_id = %s AND ended_at IS NULL FOR UPDATE",
+            (hub_id, device_id),
+        ).fetchone()
+        if row is None:
+            raise AllowListError(f"device {device_id} is not on hub {hub_id}'s allow-list")
+        if ended_at <= row[1]:
+            raise AllowListError(
+                f"ended_at {ended_at.isoformat()} is not after the start"
+                f" {row[1].isoformat()} of allow-list period {row[0]}"
+            )
+        conn.execute("UPDATE hub_devices SET ended_at = %s WHERE id = %s", (ended_at, row[0]))
+    return UUID(str(row[0]))

@@ -51,11 +51,19 @@ FROM device_assignments da JOIN devices d ON d.id = da.device_id
 WHERE da.started_at <= %(now)s AND (da.ended_at IS NULL OR da.ended_at > %(now)s)
 """
 
+#: The hubs that report the addresses now (their last status lists them), and those that
+#: reported them last (device_last_hub: a last will lists no devices).
 HUBS_SQL = """
-SELECT h.id, h.online, h.last_status, h.last_status_at FROM hubs h
-WHERE h.last_status IS NOT NULL AND EXISTS (
+SELECT h.id, h.online, h.last_status::text, h.last_status_at FROM hubs h
+WHERE h.last_status IS NOT NULL AND (EXISTS (
     SELECT 1 FROM jsonb_array_elements(coalesce(h.last_status->'devices', '[]'::jsonb)) dev
     WHERE upper(dev->>'address') = ANY(%(addresses)s))
+  OR h.id IN (SELECT hub_id FROM device_last_hub WHERE address = ANY(%(addresses)s)))
+"""
+
+#: Which hub last reported each address, in a reading or its status (ingest.pipeline).
+LAST_HUB_SQL = """
+SELECT address, hub_id, profile FROM device_last_hub WHERE address = ANY(%(addresses)s)
 """
 
 #: The technical rules: about a resident's devices and the hubs reporting them, so they
@@ -231,7 +239,8 @@ def _load_context(conn: Conn, now: datetime) -> _Context:
         HUBS_SQL, {"addresses": addresses}
     ).fetchall():
         try:
-            hubs.append(Hub(hub_id, HubStatus.model_validate(status), status_at))
+            # from JSON: the wire models are strict, and times and enums are strings there
+            hubs.append(Hub(hub_id, HubStatus.model_validate_json(status), status_at))
         except ValidationError:
             continue  # a status of another schema version: nothing to judge by
     best: dict[str, Seen] = {}
@@ -241,6 +250,13 @@ def _load_context(conn: Conn, now: datetime) -> _Context:
             old = best.get(key)
             if old is None or _freshness((hub, health)) > _freshness(old):
                 best[key] = (hub, health)
+    # A hub gone silent (its last will lists no devices) still reports its devices: the
+    # hub that reported a device last, while it is offline, is why its data is missing.
+    by_id = {hub.id: hub for hub in hubs}
+    for address, hub_id, profile in conn.execute(LAST_HUB_SQL, {"addresses": addresses}).fetchall():
+        last = by_id.get(hub_id)
+        if address not in best and last is not None and last.offline_since(now) is not None:
+            best[address] = (last, DeviceHealth(address=address, profile=DeviceProfile(profile)))
     seen: dict[UUID, list[Seen]] = {}
     tenant_of: dict[UUID, str] = {}
     for patient_id, tenant_id, address in assigned:

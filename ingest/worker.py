@@ -177,6 +177,7 @@ class IngestWorker:
                 "readings_stored",
                 "duplicates",
                 "unattributed",
+                "quarantined",
                 "late",
                 "alerts_opened",
                 "alerts_updated",
@@ -622,6 +623,7 @@ class IngestWorker:
             s["readings_stored"] += result.stored
             s["duplicates"] += result.duplicates
             s["unattributed"] += result.unattributed
+            s["quarantined"] += result.quarantined
             s["late"] += result.late
             s["alerts_opened"] += result.alerts_opened
             s["alerts_updated"] += result.alerts_updated
@@ -639,6 +641,7 @@ class IngestWorker:
                 stored=result.stored,
                 duplicates=result.duplicates,
                 unattributed=result.unattributed,
+                quarantined=result.quarantined,
                 late=result.late,
                 alerts_opened=result.alerts_opened,
                 alerts_updated=result.alerts_updated,

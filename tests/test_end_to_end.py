@@ -68,6 +68,9 @@ def home(database_url: str, ingesting_hub: str) -> Home:
             ),
         )
         registry.assign_device(conn, device, patient, datetime.now(UTC) - timedelta(days=1))
+        # the resident's hub, of the same principal, may write for the cuff
+        registry.register_hub(conn, ingesting_hub, TENANT)
+        registry.allow_device(conn, ingesting_hub, device, datetime.now(UTC) - timedelta(days=1))
         conn.commit()
     return Home(hub_id=ingesting_hub, serial=serial, patient_id=str(patient), produced=[])
 

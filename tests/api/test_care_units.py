@@ -18,6 +18,7 @@ from ingest import registry
 from ingest.pipeline import store
 from tests.api.helpers import NOW, Seed, audit_rows, bearer
 from tests.factories import batch, bp_reading, device, unique_hub_id
+from tests.ingest.factories import entitle
 
 
 @pytest.fixture
@@ -242,6 +243,7 @@ async def test_unattributed_readings_for_the_owning_fleet_only(
     cuff_id = registry.ensure_device(db, cuff)
     registry.assign_device(db, cuff_id, seed.bert, NOW - timedelta(days=1))
     hub = unique_hub_id()
+    entitle(db, hub, cuff_id, "b")  # b's hub: the readings are unattributed, not quarantined
     before = [NOW - timedelta(days=10), NOW - timedelta(days=3)]
     result = store(
         db, [batch(hub, *(bp_reading(200.0, 120.0, dev=cuff, measured_at=t) for t in before))]

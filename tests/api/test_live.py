@@ -34,7 +34,8 @@ from tests.api.helpers import (
     refuse_audit_writes,
     sse_events,
 )
-from tests.factories import batch, bp_reading, device, unique_hub_id
+from tests.factories import batch, bp_reading, device
+from tests.ingest.factories import entitle
 
 PAYLOAD_KEYS = {"alert_id", "tenant_id", "patient_id", "status", "rule", "event"}
 
@@ -72,7 +73,15 @@ def hypertensive_device(conn: psycopg.Connection[Any], patient: uuid.UUID, seria
     identity = device(serial=serial, address="C0:FF:EE:00:00:42")
     device_id = registry.ensure_device(conn, identity)
     registry.assign_device(conn, device_id, patient, datetime.now(UTC) - timedelta(days=1))
+    tenant = conn.execute("SELECT tenant_id FROM patients WHERE id = %s", (patient,)).fetchone()
+    assert tenant is not None
+    entitle(conn, _hub_of(identity), device_id, tenant[0])
     return identity
+
+
+def _hub_of(identity: Any) -> str:
+    """The resident's hub: entitled to the cuff (the database is the test's own)."""
+    return f"live-{identity.serial}"
 
 
 async def store_hypertensive(conn: psycopg.Connection[Any], identity: Any) -> None:
@@ -80,7 +89,7 @@ async def store_hypertensive(conn: psycopg.Connection[Any], identity: Any) -> No
         195.0, 118.0, dev=identity, measured_at=datetime.now(UTC).replace(microsecond=0)
     )
     # The real ingest path, off the event loop that serves the API.
-    await asyncio.to_thread(store, conn, [batch(unique_hub_id(), reading)])
+    await asyncio.to_thread(store, conn, [batch(_hub_of(identity), reading)])
 
 
 def nurse(settings: Settings, tenant: str, **kw: Any) -> dict[str, str]:

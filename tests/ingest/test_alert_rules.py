@@ -34,11 +34,13 @@ from ingest.rules import counts_within, rise_at
 from ingest.schedule import run_scheduled_evaluation, set_schedule
 from tests.factories import batch, bp_reading, device, unique_hub_id
 from tests.ingest.conftest import on_both_partitionings
-from tests.ingest.factories import alerts_of
+from tests.ingest.factories import LONG_AGO, alerts_of, entitle
 
 T0 = datetime(2026, 11, 24, 7, 2, tzinfo=UTC)
 MT = MeasurementType
 ADDRESS = "C0:FF:EE:00:00:01"  # tests.factories.device()
+#: The resident's hub, entitled to the resident's devices (the database is the test's own).
+HUB = "resident-hub"
 
 
 def resident(
@@ -49,6 +51,7 @@ def resident(
     registry.ensure_tenant(conn, "kommun-a", "Kommun A")
     patient_id = registry.create_patient(conn, "kommun-a", "Resident", programme)
     registry.assign_device(conn, device_id, patient_id, T0 - timedelta(days=60))
+    entitle(conn, HUB, device_id)
     return identity, patient_id
 
 
@@ -105,7 +108,7 @@ def med(kind: str, at: datetime, dev: DeviceIdentity, dose: int | None = 2) -> R
 
 
 def put(conn: psycopg.Connection[Any], *readings: Reading, hub: str | None = None) -> None:
-    store(conn, [batch(hub or unique_hub_id(), *readings)])
+    store(conn, [batch(hub or HUB, *readings)])
 
 
 def by_rule(conn: psycopg.Connection[Any], patient_id: UUID) -> dict[str, dict[str, Any]]:
@@ -257,7 +260,7 @@ def test_threshold_change_is_a_new_version_recorded_on_later_alerts(
 def test_replayed_reading_never_raises_a_second_alert(conn: psycopg.Connection[Any]) -> None:
     dev, patient = resident(conn)
     r = bp_reading(200, 120, measured_at=T0, dev=dev)
-    hub = unique_hub_id()
+    hub = HUB
     put(conn, r, hub=hub)
     conn.execute("UPDATE alerts SET status = 'resolved', resolved_at = now()")
     put(conn, r, hub=hub)  # the hub replays its outbox after a reconnect
@@ -433,7 +436,7 @@ def post_status(conn: psycopg.Connection[Any], status: HubStatus, at: datetime) 
 @on_both_partitionings
 def test_missing_data_says_why(conn: psycopg.Connection[Any], cause: str, expected: str) -> None:
     dev, patient = resident(conn)
-    hub = unique_hub_id()
+    hub = HUB
     set_schedule(
         conn,
         patient,
@@ -571,6 +574,7 @@ def second_device(
     identity = device(serial=serial, address=address)
     device_id = registry.ensure_device(conn, identity)
     registry.assign_device(conn, device_id, patient_id, T0 - timedelta(days=30))
+    registry.allow_device(conn, HUB, device_id, LONG_AGO)
     return identity
 
 

@@ -481,7 +481,7 @@ def test_hypertable_reads_a_residents_compressed_readings_by_segment(
         residents = []
         for serial in ("SEG-1", "SEG-2"):
             identity, _, patient = seeded_device(
-                conn, serial=serial, assigned_from=NOW - timedelta(days=200)
+                conn, serial=serial, assigned_from=NOW - timedelta(days=200), hub_id=hub
             )
             residents.append(patient)
             old = (NOW - timedelta(days=d) for d in range(40, 100, 3))

@@ -290,7 +290,9 @@ def test_ten_thousand_hostile_payloads_are_dead_lettered_and_the_worker_stays_up
     start_worker: Callable[..., Running],
 ) -> None:
     hub, other = unique_hub_id("hostile"), unique_hub_id("hostile-other")
-    identity, _, patient_id = seeded_device(db, serial=hub, assigned_from=NOW - timedelta(1))
+    identity, _, patient_id = seeded_device(
+        db, serial=hub, assigned_from=NOW - timedelta(1), hub_id=hub
+    )
 
     def make_reading(salt: str) -> Reading:
         return bp_reading(190, 115, measured_at=NOW, dev=identity, salt=salt)
@@ -375,7 +377,7 @@ def test_an_unexpected_exception_while_storing_dead_letters_that_message_only(
 ) -> None:
     """Not only database errors: anything that fails a batch isolates the culprit."""
     hub = unique_hub_id("explode")
-    identity, _, _ = seeded_device(db, serial=hub, assigned_from=NOW - timedelta(1))
+    identity, _, _ = seeded_device(db, serial=hub, assigned_from=NOW - timedelta(1), hub_id=hub)
     rule = alerts.Rule(
         "explodes", 1, alerts.Severity.LOW, MeasurementType.BLOOD_PRESSURE, _explodes_on_666
     )

@@ -15,7 +15,7 @@ from ingest.pipeline import DEVICE_SEEN_RESOLUTION, DeadLetter, StatusUpdate, st
 from ingest.programmes import PROFILE_VERSION
 from tests.factories import batch, bp_reading, device, unique_hub_id
 from tests.ingest.conftest import on_both_partitionings
-from tests.ingest.factories import alerts_of, readings_of_hub, seeded_device
+from tests.ingest.factories import alerts_of, entitle, readings_of_hub, seeded_device
 
 T0 = datetime(2026, 11, 24, 7, 2, tzinfo=UTC)
 
@@ -24,7 +24,7 @@ T0 = datetime(2026, 11, 24, 7, 2, tzinfo=UTC)
 def test_valid_batch_is_stored_with_all_provenance(conn: psycopg.Connection[Any]) -> None:
     hub = unique_hub_id()
     identity, device_id, patient_id = seeded_device(
-        conn, serial="P-1", assigned_from=T0 - timedelta(days=30)
+        conn, serial="P-1", assigned_from=T0 - timedelta(days=30), hub_id=hub
     )
     r = bp_reading(128, 84, measured_at=T0, dev=identity)
     r = r.model_copy(
@@ -116,7 +116,9 @@ def test_same_reading_five_times_is_stored_once_and_alerts_once(
     conn: psycopg.Connection[Any],
 ) -> None:
     hub = unique_hub_id()
-    identity, _, patient_id = seeded_device(conn, serial="P-5", assigned_from=T0 - timedelta(1))
+    identity, _, patient_id = seeded_device(
+        conn, serial="P-5", assigned_from=T0 - timedelta(1), hub_id=hub
+    )
     r = bp_reading(190, 100, measured_at=T0, dev=identity)
     # twice inside one store call (two messages of one worker batch) ...
     first = store(conn, [batch(hub, r), batch(hub, r)])
@@ -149,7 +151,9 @@ def test_hypertensive_reading_opens_one_alert_and_a_repeat_updates_it(
     conn: psycopg.Connection[Any], database_url: str
 ) -> None:
     hub = unique_hub_id()
-    identity, _, patient_id = seeded_device(conn, serial="P-H", assigned_from=T0 - timedelta(1))
+    identity, _, patient_id = seeded_device(
+        conn, serial="P-H", assigned_from=T0 - timedelta(1), hub_id=hub
+    )
     first = bp_reading(186, 112, measured_at=T0, dev=identity)
     second = bp_reading(181, 90, measured_at=T0 + timedelta(hours=2), dev=identity)
 
@@ -181,7 +185,9 @@ def test_two_hypertensive_readings_in_one_batch_make_one_alert(
     conn: psycopg.Connection[Any],
 ) -> None:
     hub = unique_hub_id()
-    identity, _, patient_id = seeded_device(conn, serial="P-2", assigned_from=T0 - timedelta(1))
+    identity, _, patient_id = seeded_device(
+        conn, serial="P-2", assigned_from=T0 - timedelta(1), hub_id=hub
+    )
     a = bp_reading(200, 120, measured_at=T0, dev=identity)
     b = bp_reading(185, 95, measured_at=T0 + timedelta(minutes=3), dev=identity)
     result = store(conn, [batch(hub, b, a)])
@@ -195,7 +201,9 @@ def test_two_hypertensive_readings_in_one_batch_make_one_alert(
 
 def test_resolved_alert_lets_a_new_one_open(conn: psycopg.Connection[Any]) -> None:
     hub = unique_hub_id()
-    identity, _, patient_id = seeded_device(conn, serial="P-R", assigned_from=T0 - timedelta(1))
+    identity, _, patient_id = seeded_device(
+        conn, serial="P-R", assigned_from=T0 - timedelta(1), hub_id=hub
+    )
     store(conn, [batch(hub, bp_reading(190, 100, measured_at=T0, dev=identity))])
     conn.execute("UPDATE alerts SET status = 'resolved', resolved_at = now()")
     result = store(
@@ -214,7 +222,9 @@ def test_no_alert_below_threshold_or_for_missing_values(
     conn: psycopg.Connection[Any], systolic: float | None, diastolic: float | None
 ) -> None:
     hub = unique_hub_id()
-    identity, _, patient_id = seeded_device(conn, serial="P-N", assigned_from=T0 - timedelta(1))
+    identity, _, patient_id = seeded_device(
+        conn, serial="P-N", assigned_from=T0 - timedelta(1), hub_id=hub
+    )
     r = bp_reading(systolic, diastolic, measured_at=T0, dev=identity, pulse=None)
     result = store(conn, [batch(hub, r)])
     assert result.stored == 1
@@ -233,10 +243,14 @@ def test_reassigned_device_attributes_by_measurement_time(conn: psycopg.Connecti
     patient_b = registry.create_patient(conn, "region-b", "B", programme="heart_failure")
     registry.end_assignment(conn, device_id, switch)
     registry.assign_device(conn, device_id, patient_b, switch)
+    entitle(conn, hub_a, device_id, "kommun-a", since=switch - timedelta(days=60))
+    registry.disallow_device(conn, hub_a, device_id, switch)
+    entitle(conn, hub_b, device_id, "region-b", since=switch)
 
     before = bp_reading(190, 100, measured_at=switch - timedelta(days=2), dev=identity, salt="1")
     after = bp_reading(125, 80, measured_at=switch + timedelta(hours=1), dev=identity, salt="2")
-    # measured at A's home before the switch, uploaded only now by B's hub: still A's
+    # measured at A's home before the switch, uploaded only now by B's hub (of another
+    # principal): not B's to write; kept quarantined, never A's value either
     late = bp_reading(
         195,
         100,
@@ -249,15 +263,15 @@ def test_reassigned_device_attributes_by_measurement_time(conn: psycopg.Connecti
     store(conn, [batch(hub_b, after, late)])
 
     owner = {
-        row["idempotency_key"]: (row["patient_id"], row["tenant_id"], row["late"])
+        row["idempotency_key"]: (row["patient_id"], row["tenant_id"], row["quarantine"])
         for row in readings_of_hub(conn, hub_a) + readings_of_hub(conn, hub_b)
     }
-    assert owner[before.idempotency_key] == (patient_a, "kommun-a", False)
-    assert owner[after.idempotency_key] == (patient_b, "region-b", False)
-    assert owner[late.idempotency_key] == (patient_a, "kommun-a", True)
-    # the late hypertensive reading repeats A's alert and marks it late; B has none
+    assert owner[before.idempotency_key] == (patient_a, "kommun-a", None)
+    assert owner[after.idempotency_key] == (patient_b, "region-b", None)
+    assert owner[late.idempotency_key] == (None, None, "other_principal")
+    # the quarantined hypertensive reading touches no alert: A's has one reading, B none
     [alert_a] = alerts_of(conn, patient_a)
-    assert (alert_a["count"], alert_a["late"], alert_a["tenant_id"]) == (2, True, "kommun-a")
+    assert (alert_a["count"], alert_a["late"], alert_a["tenant_id"]) == (1, False, "kommun-a")
     assert alerts_of(conn, patient_b) == []
 
 
@@ -266,7 +280,9 @@ def test_reading_at_the_switch_instant_belongs_to_the_new_owner(
     conn: psycopg.Connection[Any],
 ) -> None:
     hub = unique_hub_id()
-    identity, device_id, _ = seeded_device(conn, serial="EDGE", assigned_from=T0 - timedelta(1))
+    identity, device_id, _ = seeded_device(
+        conn, serial="EDGE", assigned_from=T0 - timedelta(1), hub_id=hub
+    )
     registry.end_assignment(conn, device_id, T0)
     patient_b = registry.create_patient(conn, "kommun-a", "B")
     registry.assign_device(conn, device_id, patient_b, T0)
@@ -279,15 +295,20 @@ def test_reading_without_assignment_is_stored_unattributed(
     conn: psycopg.Connection[Any],
 ) -> None:
     hub = unique_hub_id()
-    # assigned only from T0: a reading from before is nobody's
-    identity, _, patient_id = seeded_device(conn, serial="P-U", assigned_from=T0)
+    # assigned only from T0 (on the hub's allow-list long before): a reading from before
+    # is nobody's; a device not on the hub's allow-list is quarantined, not unattributed
+    identity, _, patient_id = seeded_device(conn, serial="P-U", assigned_from=T0, hub_id=hub)
     early = bp_reading(199, 119, measured_at=T0 - timedelta(hours=3), dev=identity)
     stranger = bp_reading(199, 119, measured_at=T0, dev=device(serial="UNKNOWN"))
     result = store(conn, [batch(hub, early, stranger)])
-    assert (result.stored, result.unattributed) == (2, 2)
+    assert (result.stored, result.unattributed, result.quarantined) == (2, 1, 1)
+    assert result.quarantine_reasons == {stranger.idempotency_key: "hub_not_entitled"}
     assert (result.alerts_opened, result.alerts_updated) == (0, 0)
     rows = readings_of_hub(conn, hub)
-    assert [(r["patient_id"], r["tenant_id"]) for r in rows] == [(None, None), (None, None)]
+    assert [(r["patient_id"], r["tenant_id"], r["quarantine"]) for r in rows] == [
+        (None, None, None),
+        (None, None, "hub_not_entitled"),
+    ]
     assert alerts_of(conn) == []
     assert patient_id is not None
 
@@ -322,7 +343,9 @@ def test_alert_is_announced_on_notify_at_commit(
     conn: psycopg.Connection[Any], database_url: str
 ) -> None:
     hub = unique_hub_id()
-    identity, _, patient_id = seeded_device(conn, serial="P-L", assigned_from=T0 - timedelta(1))
+    identity, _, patient_id = seeded_device(
+        conn, serial="P-L", assigned_from=T0 - timedelta(1), hub_id=hub
+    )
     with psycopg.connect(database_url, autocommit=True) as listener:
         listener.execute(f"LISTEN {alerts.NOTIFY_CHANNEL}")
         store(conn, [batch(hub, bp_reading(190, 100, measured_at=T0, dev=identity))])
@@ -343,7 +366,7 @@ def test_no_notify_when_the_transaction_rolls_back(
     conn: psycopg.Connection[Any], database_url: str
 ) -> None:
     hub = unique_hub_id()
-    identity, _, _ = seeded_device(conn, serial="P-RB", assigned_from=T0 - timedelta(1))
+    identity, _, _ = seeded_device(conn, serial="P-RB", assigned_from=T0 - timedelta(1), hub_id=hub)
     with psycopg.connect(database_url, autocommit=True) as listener:
         listener.execute(f"LISTEN {alerts.NOTIFY_CHANNEL}")
         with pytest.raises(RuntimeError), conn.transaction():

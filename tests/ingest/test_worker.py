@@ -144,7 +144,9 @@ def test_same_message_five_times_is_stored_once_and_alerts_once(
     start_worker: Callable[..., Running],
 ) -> None:
     hub = unique_hub_id()
-    identity, _, patient_id = seeded_device(db, serial=hub, assigned_from=NOW - timedelta(1))
+    identity, _, patient_id = seeded_device(
+        db, serial=hub, assigned_from=NOW - timedelta(1), hub_id=hub
+    )
     running = start_worker(database_url, topics=[topic_readings(hub)])
     payload = batch(hub, bp_reading(190, 115, measured_at=NOW, dev=identity)).model_dump_json()
     for _ in range(5):
@@ -164,7 +166,9 @@ def test_alert_notify_reaches_a_listener(
     start_worker: Callable[..., Running],
 ) -> None:
     hub = unique_hub_id()
-    identity, _, patient_id = seeded_device(db, serial=hub, assigned_from=NOW - timedelta(1))
+    identity, _, patient_id = seeded_device(
+        db, serial=hub, assigned_from=NOW - timedelta(1), hub_id=hub
+    )
     start_worker(database_url, topics=[topic_readings(hub)])
     with psycopg.connect(database_url, autocommit=True) as listener:
         listener.execute(f"LISTEN {alerts.NOTIFY_CHANNEL}")
@@ -361,7 +365,8 @@ def test_large_batches_are_split_over_connections_and_each_hub_stays_in_order(
     leave it open."""
     hubs = [unique_hub_id() for _ in range(6)]
     residents = {
-        hub: seeded_device(db, serial=hub, assigned_from=NOW - timedelta(days=1)) for hub in hubs
+        hub: seeded_device(db, serial=hub, assigned_from=NOW - timedelta(days=1), hub_id=hub)
+        for hub in hubs
     }
     # Per hub: flagged, flagged, clean, flagged, ...; the hubs end differently.
     steps = 24
