@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from hemhub.contract import HubConfig, HubStatus, ReadingBatch
+from hemhub.contract import HubConfig, HubStatus, ReadingBatch, Receipt
 
 KEY = "ab" * 32
 AT = "2026-11-24T07:02:11Z"
@@ -83,6 +83,8 @@ FULL: dict[str, tuple[type[BaseModel], dict[str, Any]]] = {
             "software_version": "1.2.3",
             "uptime_s": 12.5,
             "outbox_depth": 3,
+            "outbox_awaiting_receipt": 2,
+            "outbox_rejected": 1,
             "outbox_oldest_age_s": 1.5,
             "outbox_bytes": 4096,
             "last_publish_at": AT,
@@ -110,6 +112,17 @@ FULL: dict[str, tuple[type[BaseModel], dict[str, Any]]] = {
             ],
             "publish_errors": 0,
             "last_publish_error": "disk full",
+        },
+    ),
+    "Receipt": (
+        Receipt,
+        {
+            "schema_version": 2,
+            "hub_id": "hub-1",
+            "at": AT,
+            "stored": [KEY],
+            "duplicate": [KEY],
+            "rejected": [{"idempotency_key": KEY, "reason": "invalid"}],
         },
     ),
     "HubConfig": (
@@ -206,6 +219,7 @@ def test_every_field_is_covered() -> None:
         DeviceIdentity,
         Quantity,
         Reading,
+        RejectedKey,
     )
 
     batch = FULL["ReadingBatch"][1]
@@ -221,6 +235,8 @@ def test_every_field_is_covered() -> None:
         | fields(DeviceHealth, FULL["HubStatus"][1]["devices"][0])
         | fields(HubConfig, FULL["HubConfig"][1])
         | fields(AllowedDevice, FULL["HubConfig"][1]["devices"][0])
+        | fields(Receipt, FULL["Receipt"][1])
+        | fields(RejectedKey, FULL["Receipt"][1]["rejected"][0])
     )
     assert missing == set()
 
