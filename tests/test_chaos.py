@@ -23,12 +23,12 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from hemhub.contract import DeviceProfile
 from hemhub.embedded import free_port, reachable
 from ingest.migrations import migrate
+from tests import simulated_records
 from tests.factories import unique_hub_id
 from tests.test_simulated_home import HOME
 
@@ -121,28 +121,6 @@ def _workers(supervisor: int) -> list[int]:
     return pids
 
 
-def _produced(data_dir: Path) -> dict[str, Counter[str]]:
-    """address -> raw bytes (hex) of what each simulated device produced (and holds)."""
-    out: dict[str, Counter[str]] = {}
-    path = data_dir / "simulated-readings.jsonl"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            out.setdefault(record["address"], Counter())[record["raw_hex"]] += 1
-    return out
-
-
-def _stored(database_url: str) -> dict[str, Counter[str]]:
-    out: dict[str, Counter[str]] = {}
-    with psycopg.connect(database_url) as conn:
-        for address, raw in conn.execute(
-            "SELECT d.address, encode(r.raw, 'hex') FROM readings r"
-            " JOIN devices d ON d.id = r.device_id"
-        ):
-            out.setdefault(address, Counter())[raw] += 1
-    return out
-
-
 def _problems(produced: dict[str, Counter[str]], stored: dict[str, Counter[str]]) -> list[str]:
     """What differs from "every reading the devices produced is stored exactly once"."""
     problems = []
@@ -230,7 +208,7 @@ def test_kills_and_broker_restarts_lose_and_duplicate_nothing(
                     json.loads(p.read_text())["uses"] for p in data_dir.glob("device-*.json")
                 )
                 if uses >= USES * len(HOME) and not _problems(
-                    _produced(data_dir), _stored(database_url)
+                    simulated_records.produced(data_dir), simulated_records.stored(database_url)
                 ):
                     break
                 time.sleep(0.5)
@@ -242,6 +220,6 @@ def test_kills_and_broker_restarts_lose_and_duplicate_nothing(
         ingest.send_signal(signal.SIGTERM)
         ingest.wait(timeout=30)
 
-    produced, stored = _produced(data_dir), _stored(database_url)
+    produced, stored = simulated_records.produced(data_dir), simulated_records.stored(database_url)
     assert _problems(produced, stored) == [], logs()
     assert sum(stored.values(), Counter()).total() >= USES * len(KEEPS_ITS_LOG)

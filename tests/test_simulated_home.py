@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from hemhub.contract import DeviceProfile
+from tests import simulated_records
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,29 +34,6 @@ HOME = [
     ("C0:FF:EE:00:0A:04", DeviceProfile.GLUCOSE, "diabetic"),
     ("C0:FF:EE:00:0A:05", DeviceProfile.DISPENSER, "skips_doses"),
 ]
-
-
-def _produced(data_dir: Path) -> dict[str, Counter[str]]:
-    """address -> raw bytes (hex) of what that simulated device produced."""
-    out: dict[str, Counter[str]] = {}
-    path = data_dir / "simulated-readings.jsonl"
-    if path.exists():
-        for line in path.read_text().splitlines():
-            record = json.loads(line)
-            out.setdefault(record["address"], Counter())[record["raw_hex"]] += 1
-    return out
-
-
-def _stored(database_url: str) -> dict[str, Counter[str]]:
-    """address -> raw bytes (hex) of the readings stored in the database."""
-    out: dict[str, Counter[str]] = {}
-    with psycopg.connect(database_url) as conn:
-        for address, raw in conn.execute(
-            "SELECT d.address, encode(r.raw, 'hex') FROM readings r"
-            " JOIN devices d ON d.id = r.device_id"
-        ):
-            out.setdefault(address, Counter())[raw] += 1
-    return out
 
 
 def test_every_kind_of_device_completes_sessions_and_is_stored_once(
@@ -85,7 +63,10 @@ def test_every_kind_of_device_completes_sessions_and_is_stored_once(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()[-3000:]
-            produced, stored = _produced(data_dir), _stored(database_url)
+            produced, stored = (
+                simulated_records.produced(data_dir),
+                simulated_records.stored(database_url),
+            )
             uses = sum(json.loads(p.read_text())["uses"] for p in data_dir.glob("device-*.json"))
             if uses >= USES * len(HOME) and set(produced) == addresses and stored == produced:
                 break
@@ -95,7 +76,7 @@ def test_every_kind_of_device_completes_sessions_and_is_stored_once(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
 
-    produced, stored = _produced(data_dir), _stored(database_url)
+    produced, stored = simulated_records.produced(data_dir), simulated_records.stored(database_url)
     assert set(produced) == addresses, "every device produced readings or events"
     for address in addresses:
         assert stored.get(address) == produced[address], f"{address}: stored once each"
