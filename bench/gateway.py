@@ -80,10 +80,10 @@ def raw_publish_rate(mqtt_url: str, payloads: list[str]) -> float:
         client.disconnect()
 
 
-def outbox_replay_rate(mqtt_url: str, payloads: list[str], workdir: Path) -> float:
-    """The hub's outbox drained by its publisher, no rate limit, until empty."""
-    hub = unique_hub_id("bench-replay")
-    box = Outbox(workdir / "outbox.sqlite3")
+def _drain_rate(mqtt_url: str, hub: str, payloads: list[str], path: Path, confirmed: bool) -> float:
+    """Readings/s of a backlog drained by the hub's publisher, no rate limit: until the
+    outbox holds nothing unsent (PUBACK), or, `confirmed`, nothing awaiting a receipt."""
+    box = Outbox(path)
     for payload in payloads:
         box.add(Reading.model_validate_json(payload))
     publisher = OutboxPublisher(
@@ -96,12 +96,22 @@ def outbox_replay_rate(mqtt_url: str, payloads: list[str], workdir: Path) -> flo
     started = time.perf_counter()
     publisher.start()
     try:
-        while box.depth() and time.perf_counter() - started < 300:
+        while (box.depth() or (confirmed and box.awaiting_receipt())) and (
+            time.perf_counter() - started < 300
+        ):
             time.sleep(0.01)
         return BACKLOG / (time.perf_counter() - started)
     finally:
         publisher.stop()
         box.close()
+
+
+def outbox_replay_rate(mqtt_url: str, payloads: list[str], workdir: Path) -> float:
+    """The hub's outbox drained by its publisher, no rate limit, until empty."""
+    hub = unique_hub_id("bench-replay")
+    try:
+        return _drain_rate(mqtt_url, hub, payloads, workdir / "outbox.sqlite3", False)
+    finally:
         _clear_status(mqtt_url, hub)
 
 
@@ -118,25 +128,9 @@ def confirmed_replay_rate(
     thread.start()
     if not worker.ready.wait(30):
         raise RuntimeError("bench ingest worker did not subscribe")
-    box = Outbox(workdir / "confirmed.sqlite3")
-    for payload in payloads:
-        box.add(Reading.model_validate_json(payload))
-    publisher = OutboxPublisher(
-        box,
-        hub_id=hub,
-        mqtt_url=mqtt_url,
-        readings_per_message=PER_MESSAGE,
-        max_readings_per_s=1e9,
-    )
-    started = time.perf_counter()
-    publisher.start()
     try:
-        while (box.depth() or box.awaiting_receipt()) and time.perf_counter() - started < 300:
-            time.sleep(0.01)
-        return BACKLOG / (time.perf_counter() - started)
+        return _drain_rate(mqtt_url, hub, payloads, workdir / "confirmed.sqlite3", True)
     finally:
-        publisher.stop()
-        box.close()
         worker.stop()
         thread.join(timeout=30)
         _clear_status(mqtt_url, hub)
