@@ -1,0 +1,120 @@
+"""The SQL of fleet health: every query is confined to the caller's principal (hubs of
+its tenant; with a `care_units` claim, hubs serving residents of those units).
+
+Filters are fixed SQL fragments chosen in code; values are always bound parameters.
+One statement per answer: the device aggregates of a page are joined, never fetched
+per hub.
+"""
+
+from __future__ import annotations
+
+from ingest.health import ERROR_READING_SQL
+
+#: Hubs whose open allow-list holds a device now assigned to a resident of the units.
+HUB_IN_UNITS = """AND EXISTS (
+    SELECT 1 FROM hub_devices hd
+    JOIN device_assignments da ON da.device_id = hd.device_id AND da.ended_at IS NULL
+    JOIN patients p ON p.id = da.patient_id AND p.tenant_id = h.tenant_id
+    WHERE hd.hub_id = h.id AND hd.ended_at IS NULL
+      AND p.care_unit_id = ANY(%(units)s::uuid[]))"""
+
+FILTERS = {
+    "online": "AND h.online",
+    "offline": "AND NOT h.online",
+    "unknown": "AND h.online IS NULL",
+    "offline_for": "AND NOT h.online AND h.state_since < now() - %(offline_for)s",
+    "battery": """AND EXISTS (
+        SELECT 1 FROM hub_device_health b
+        WHERE b.hub_id = h.id AND b.battery_level <= %(battery)s)""",
+    "after": "AND h.id > %(after)s",
+}
+
+_STATE = "CASE WHEN h.online THEN 'online' WHEN NOT h.online THEN 'offline' ELSE 'unknown' END"
+
+_HUB_COLUMNS = f"""
+    h.id AS hub_id, {_STATE} AS state, h.state_since, h.last_seen_at, h.last_status_at,
+    h.software_version, h.config_version, h.outbox_depth, h.outbox_oldest_age_s,
+    h.disk_free_bytes, h.alarms,
+    coalesce(d.devices, 0) AS devices, d.lowest_battery, coalesce(d.failing, 0) AS failing_devices
+"""
+
+_DEVICE_AGGREGATES = """
+LEFT JOIN LATERAL (
+    SELECT count(*)::int AS devices, min(x.battery_level) AS lowest_battery,
+           (count(*) FILTER (WHERE x.consecutive_failures > 0))::int AS failing
+    FROM hub_device_health x WHERE x.hub_id = h.id
+) d ON true
+"""
+
+#: `{filters}` (from FILTERS) narrow the page; `{scope}` (the same, without `after`)
+#: the total.
+HUB_LIST_SQL = f"""
+SELECT {_HUB_COLUMNS},
+       (SELECT count(*) FROM hubs h WHERE h.tenant_id = %(tenant)s {{scope}}) AS total
+FROM (
+    SELECT * FROM hubs h WHERE h.tenant_id = %(tenant)s {{filters}}
+    ORDER BY h.id LIMIT %(limit)s
+) h
+{_DEVICE_AGGREGATES}
+ORDER BY h.id
+"""
+
+HUB_SQL = f"""
+SELECT {_HUB_COLUMNS}
+FROM hubs h
+{_DEVICE_AGGREGATES}
+WHERE h.id = %(hub)s AND h.tenant_id = %(tenant)s {{scope}}
+"""
+
+#: The hub's devices as its status reported them, with the registry's device on its
+#: open allow-list of that address, and that device's error readings of 30 days.
+HUB_DEVICES_SQL = f"""
+SELECT x.address, x.profile, dev.id AS device_id, dev.manufacturer, dev.model, dev.serial,
+       coalesce(x.firmware, dev.firmware) AS firmware, x.last_seen_at, x.last_reading_at,
+       x.rssi, x.battery_level, x.sessions_failed, x.consecutive_failures, x.last_error,
+       coalesce(e.n, 0) AS error_readings_30d, x.reported_at
+FROM hub_device_health x
+LEFT JOIN LATERAL (
+    SELECT d.* FROM hub_devices hd JOIN devices d ON d.id = hd.device_id
+    WHERE hd.hub_id = x.hub_id AND hd.ended_at IS NULL AND upper(d.address) = x.address
+    ORDER BY hd.started_at DESC LIMIT 1
+) dev ON true
+LEFT JOIN LATERAL (
+    SELECT count(*)::int AS n FROM readings r
+    WHERE r.device_id = dev.id AND r.measured_at > now() - interval '30 days'
+      AND {ERROR_READING_SQL}
+) e ON true
+WHERE x.hub_id = %(hub)s
+ORDER BY x.address
+"""
+
+HUB_HISTORY_SQL = """
+SELECT f.at, f.hub_id, f.address, f.reasons, f.snapshot
+FROM fleet_health_history f
+WHERE f.hub_id = %(hub)s AND f.address IS NULL AND f.at >= %(since)s
+ORDER BY f.at DESC, f.id DESC
+LIMIT %(limit)s
+"""
+
+#: The device of the principal's fleet (its owner), or one on an allow-list of its hubs.
+DEVICE_OF_TENANT_SQL = """
+SELECT upper(d.address) AS address FROM devices d
+WHERE d.id = %(device)s AND (d.owner_tenant_id = %(tenant)s OR EXISTS (
+    SELECT 1 FROM hub_devices hd JOIN hubs h ON h.id = hd.hub_id
+    WHERE hd.device_id = d.id AND h.tenant_id = %(tenant)s))
+"""
+
+#: A device's history on the principal's hubs only, while it was on their allow-list
+#: (and the row saying a hub no longer lists it).
+DEVICE_HISTORY_SQL = """
+SELECT f.at, f.hub_id, f.address, f.reasons, f.snapshot
+FROM fleet_health_history f
+JOIN hubs h ON h.id = f.hub_id AND h.tenant_id = %(tenant)s
+WHERE f.address = %(address)s AND f.at >= %(since)s
+  AND EXISTS (SELECT 1 FROM hub_devices hd
+              WHERE hd.hub_id = f.hub_id AND hd.device_id = %(device)s
+                AND hd.started_at <= f.at
+                AND (hd.ended_at IS NULL OR f.at < hd.ended_at OR f.reasons = '{removed}'))
+ORDER BY f.at DESC, f.id DESC
+LIMIT %(limit)s
+"""
