@@ -91,3 +91,14 @@ class HistoryEntry(_Out):
 
 class History(_Out):
     entries: list[HistoryEntry]
+
+
+class FigureTable(_Out):
+    """One follow-up figure (api/figures.py): its rows, each with `columns`."""
+
+    figure: str
+    title: str
+    start: datetime
+    end: datetime
+    columns: list[str]
+    rows: list[dict[str, Any]]

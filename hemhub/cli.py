@@ -132,6 +132,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     if not settings.database_url or not settings.mqtt_url:
         print("hemhub ingest: set HEMHUB_DATABASE_URL and HEMHUB_MQTT_URL", file=sys.stderr)
         return EXIT_USAGE
+    if args.metrics_port is not None:
+        settings = settings.model_copy(update={"ingest_metrics_port": args.metrics_port})
     run_ingest(settings, workers=args.workers)
     return 0
 
@@ -223,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="run the ingest worker(s)", parents=[logs])
     p.add_argument("--workers", type=int, default=1, help="processes on a shared subscription")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this port (HEMHUB_INGEST_METRICS_PORT)",
+    )
     p.set_defaults(func=_cmd_ingest)
 
     p = sub.add_parser("alerts", help="alert engine tools")

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     #: Database connections per ingest worker: a large batch is split by hub over them,
     #: so the database stores one part while Python evaluates another.
     ingest_connections: int = Field(default=3, ge=1, le=16)
+    #: Prometheus metrics of `hemhub ingest` on this port (None: not served); with several
+    #: workers the supervisor serves their sum (ingest/metrics.py, docs/operations.md).
+    ingest_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: The address the ingest metrics listen on (put a scraper on the same host or network).
+    ingest_metrics_host: str = "127.0.0.1"
     #: How `hemhub migrate` partitions a new readings table: "auto" (a TimescaleDB
     #: hypertable where the extension is installed, else native), "timescaledb" or "native".
     readings_partitioning: PartitioningChoice = "auto"

@@ -47,7 +47,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from hemhub.contract import SUBSCRIBE_READINGS, SUBSCRIBE_STATUS, ReadingBatch
 from hemhub.settings import MqttTarget
-from ingest import alerts
+from ingest import alerts, metrics
 from ingest.jobs import JOBS_TICK_S, default_jobs, run_due
 from ingest.logfmt import kv
 from ingest.messages import MAX_PAYLOAD_BYTES, Inbound, Parsed, failure, parse_message
@@ -560,6 +560,7 @@ class IngestWorker:
         return items
 
     def _commit(self, items: list[tuple[Inbound, Parsed]], staged: Staged | None = None) -> None:
+        started = time.perf_counter()
         try:
             result = self._store_with_retry(items, staged)
         except _Stopped:
@@ -577,9 +578,12 @@ class IngestWorker:
             # store one by one and dead-letter the message that fails.
             self._isolate(items, exc)
             return
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         self._send_receipts([p for _, p in items], result.stored_keys)
         self._ack(items)
         self._account(result, items)
+        first = min(m.received_at for m, _ in items)
+        metrics.BATCH_DELAY_SECONDS.observe((datetime.now(UTC) - first).total_seconds())
 
     def _isolate(self, items: list[tuple[Inbound, Parsed]], exc: Exception) -> None:
         """Store the messages of a failed batch one by one; dead-letter each that fails."""
@@ -630,6 +634,8 @@ class IngestWorker:
             s["dead_letters"] += result.dead_letters
             s["statuses"] += result.statuses
             s["ignored"] += sum(1 for _, p in items if p is None)
+        metrics.MESSAGES.inc(len(items))
+        metrics.account(result, [p for _, p in items if isinstance(p, DeadLetter)])
         for _, p in items:
             if isinstance(p, DeadLetter):
                 log.warning(kv("ingest.dead_letter", topic=p.topic, reason=p.reason))
@@ -674,6 +680,7 @@ class IngestWorker:
             except psycopg.OperationalError as exc:
                 # Connection lost, server restarting, deadlock, serialization: transient.
                 self._count("db_errors")
+                metrics.DB_ERRORS.inc()
                 if self._conn is not None and (self._conn.closed or self._conn.broken):
                     self._conn = None
                 log.warning(
@@ -733,6 +740,7 @@ class IngestWorker:
         for topic, payload in receipts:
             client.publish(topic, payload, qos=1)
         self._count("receipts", len(receipts))
+        metrics.RECEIPTS.inc(len(receipts))
 
     def _ack(self, items: list[tuple[Inbound, Parsed]]) -> None:
         client = self._client

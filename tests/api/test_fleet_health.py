@@ -223,3 +223,22 @@ async def test_device_history(client: httpx.AsyncClient, settings: Settings, see
     b = bearer(settings, Role.HMC, "b", "hmc-b")
     r = await client.get(f"/api/v1/fleet/devices/{device_id}/health-history", headers=b)
     assert r.status_code == 404
+
+
+async def test_metrics_endpoint(client: httpx.AsyncClient, settings: Settings, seed: Seed) -> None:
+    _fleet(settings.database_url or "")
+    h = bearer(settings, Role.HMC, "a", "hmc-1")
+    assert (await client.get("/api/v1/fleet/hubs", headers=h)).status_code == 200
+    assert (await client.get("/api/v1/fleet/hubs?state=asleep", headers=h)).status_code == 422
+    r = await client.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    lines = r.text.splitlines()
+    # Hubs by their last status: up, low and b online; down and gone offline; never unknown.
+    assert 'hemhub_hubs{state="online"} 3.0' in lines
+    assert 'hemhub_hubs{state="offline"} 2.0' in lines
+    assert 'hemhub_hubs{state="unknown"} 1.0' in lines
+    route = 'method="GET",route="/api/v1/fleet/hubs"'
+    assert any(x.startswith(f'hemhub_api_requests_total{{{route},status="422"}}') for x in lines)
+    assert any(x.startswith(f"hemhub_api_request_seconds_count{{{route}}}") for x in lines)
+    assert "/api/v1/fleet/hubs/" not in r.text.replace("/api/v1/fleet/hubs/{hub_id}", "")
