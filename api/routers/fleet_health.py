@@ -84,6 +84,7 @@ async def list_hubs(
         if v is not None
     }
     async with patient_data(conn, principal, "fleet.hubs", "fleet/hubs") as access:
+        await conn.execute(q.NO_JIT)
         rows = await (await conn.execute(sql, params)).fetchall()
         hubs = [s.HubHealth.model_validate(r) for r in rows]
         total = int(rows[0]["total"]) if rows else await _total(conn, principal, scope, params)
@@ -113,6 +114,7 @@ async def get_hub(hub_id: HubId, principal: Fleet, conn: DbConn) -> s.HubDetail:
     """One hub's health and each device its status lists: last session, battery, RSSI,
     firmware, failures, and the error readings of 30 days (counted, no values)."""
     async with patient_data(conn, principal, "fleet.hub", f"fleet/hubs/{hub_id}") as access:
+        await conn.execute(q.NO_JIT)
         hub = await _require_hub(access, conn, hub_id)
         cur = await conn.execute(q.HUB_DEVICES_SQL, {"hub": hub_id})
         devices = [s.DeviceHealth.model_validate(r) for r in await cur.fetchall()]

@@ -22,6 +22,9 @@ ALTER TABLE hubs
     -- when a row of fleet_health_history was last written for this hub
     ADD COLUMN last_sample_at       timestamptz;
 
+-- Rewritten with every status: leave room on each page for HOT updates (new pages).
+ALTER TABLE hubs SET (fillfactor = 70);
+
 UPDATE hubs SET
     last_seen_at = CASE WHEN online THEN last_status_at END,
     state_since = last_status_at,
@@ -35,6 +38,11 @@ WHERE last_status IS NOT NULL;
 -- The fleet list: by principal, then state and how long (offline more than 24 h).
 CREATE INDEX hubs_tenant_state ON hubs (tenant_id, online, state_since)
     WHERE tenant_id IS NOT NULL;
+
+-- The care-unit filter: a unit's residents -> their open assignments -> allow-lists.
+CREATE INDEX device_assignments_patient_open ON device_assignments (patient_id)
+    WHERE ended_at IS NULL;
+CREATE INDEX hub_devices_device_open ON hub_devices (device_id) WHERE ended_at IS NULL;
 
 -- Each device a hub's last status listed (its allow-list as the hub sees it), with what
 -- the hub knows of it. A device no longer listed is deleted here (its history stays).
@@ -55,7 +63,7 @@ CREATE TABLE hub_device_health (
     -- received time of the status that said this
     reported_at          timestamptz NOT NULL,
     PRIMARY KEY (hub_id, address)
-);
+) WITH (fillfactor = 70);  -- rewritten every status: room for HOT updates
 CREATE INDEX hub_device_health_address ON hub_device_health (address);
 -- "battery low": the hubs with a device at or below a level.
 CREATE INDEX hub_device_health_battery ON hub_device_health (battery_level, hub_id)
