@@ -28,9 +28,8 @@ FILTERS = {
     "offline": "AND NOT h.online",
     "unknown": "AND h.online IS NULL",
     "offline_for": "AND NOT h.online AND h.state_since < now() - %(offline_for)s",
-    "battery": """AND EXISTS (
-        SELECT 1 FROM hub_device_health b
-        WHERE b.hub_id = h.id AND b.battery_level <= %(battery)s)""",
+    "battery": """AND h.id IN (
+        SELECT b.hub_id FROM hub_device_health b WHERE b.battery_level <= %(battery)s)""",
     "after": "AND h.id > %(after)s",
 }
 

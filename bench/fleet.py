@@ -170,8 +170,8 @@ class HubSpec:
     seconds: float
 
 
-def status_payload(hub: str, n: int, outbox: int) -> bytes:
-    now = datetime.now(UTC)
+def status_payload(hub: str, n: int, outbox: int, at: datetime | None = None) -> bytes:
+    now = at or datetime.now(UTC)
     devices = [
         DeviceHealth(
             address=address(n, k),
@@ -206,6 +206,25 @@ def status_payload(hub: str, n: int, outbox: int) -> bytes:
         .model_dump_json()
         .encode()
     )
+
+
+_STAMP = "2001-02-03T04:05:06Z"
+
+
+class StatusTemplate:
+    """A hub's status as JSON with its instant and outbox depth substituted (a hub
+    process makes 800 a second: no model building per status)."""
+
+    def __init__(self, hub: str, n: int) -> None:
+        doc = status_payload(hub, n, 7).decode()
+        stamp = datetime.fromisoformat(_STAMP.replace("Z", "+00:00"))
+        probe = status_payload(hub, n, 7, at=stamp).decode()
+        assert probe.count(_STAMP) == 1 + DEVICES_PER_HUB and '"outbox_depth":7,' in doc
+        self._parts = probe.replace('"outbox_depth":7,', '"outbox_depth":%d,').split(_STAMP)
+
+    def render(self, outbox: int) -> bytes:
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        return (now.join(self._parts) % outbox).encode()
 
 
 def reading_payload(run: str, hub: str, n: int, seq: int) -> bytes:
@@ -267,6 +286,7 @@ async def _hub(
                 writer.write(b"\x40\x02" + body[2 + tlen : 4 + tlen])
 
     receiving = asyncio.create_task(receive())
+    template = StatusTemplate(hub, n)
     start_at = await asyncio.shield(go)
     status_every = STATUS_EVERY_S / spec.compression
     reading_every = READING_EVERY_S / spec.compression
@@ -284,9 +304,7 @@ async def _hub(
             if now >= next_status:
                 pid = pid % 65535 + 1
                 writer.write(
-                    publish_packet(
-                        topic_status(hub), status_payload(hub, n, seq % 3), pid, retain=True
-                    )
+                    publish_packet(topic_status(hub), template.render(seq % 3), pid, retain=True)
                 )
                 next_status += status_every
                 with counts.get_lock():
@@ -444,6 +462,16 @@ def usage(pids: list[int]) -> tuple[float, int]:
         except (OSError, IndexError):
             continue
     return cpu, rss
+
+
+def backends(database_url: str) -> list[int]:
+    """The PostgreSQL server processes serving the bench database (same machine)."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [r[0] for r in rows]
 
 
 def ingest_totals(port: int) -> dict[str, float]:
@@ -629,26 +657,30 @@ def _measure(
             # Baseline: the fleet connected and silent, IDLE_S before the traffic starts.
             traffic_at = time.time() + IDLE_S + 0.5
             start.value = traffic_at
-            b0, i0 = usage(broker_pids), usage(ingest_pids)
+            db_pids = backends(database_url)
+            b0, i0, d0 = usage(broker_pids), usage(ingest_pids), usage(db_pids)
             time.sleep(IDLE_S)
-            b1, i1 = usage(broker_pids), usage(ingest_pids)
+            b1, i1, d1 = usage(broker_pids), usage(ingest_pids), usage(db_pids)
             idle = {
                 "broker_cores": (b1[0] - b0[0]) / IDLE_S,
                 "broker_rss_mib": b1[1] / 2**20,
                 "ingest_cores": (i1[0] - i0[0]) / IDLE_S,
                 "ingest_rss_mib": i1[1] / 2**20,
+                "postgres_cores": (d1[0] - d0[0]) / IDLE_S,
             }
             while time.time() < traffic_at + 2 * STATUS_EVERY_S / compression:
                 time.sleep(0.1)  # every hub has sent a status or two: steady state
             t0 = time.monotonic()
             m0 = ingest_totals(metrics_port)
             c0 = list(counts)
-            b0, i0 = usage(broker_pids), usage(ingest_pids)
+            db_pids = backends(database_url)
+            b0, i0, d0 = usage(broker_pids), usage(ingest_pids), usage(db_pids)
+            load_before = os.getloadavg()[0]
             latencies, baseline = _list_latencies(
                 api_port, token, units, until=traffic_at + seconds - 1.0, run_id=run_id
             )
             t1 = time.monotonic()
-            b1, i1 = usage(broker_pids), usage(ingest_pids)
+            b1, i1, d1 = usage(broker_pids), usage(ingest_pids), usage(db_pids)
             m1 = ingest_totals(metrics_port)
             c1 = list(counts)
             steady_s = t1 - t0
@@ -707,6 +739,7 @@ def _measure(
         "broker_rss_mib": b1[1] / 2**20,
         "ingest_cores": (i1[0] - i0[0]) / steady_s,
         "ingest_rss_mib": i1[1] / 2**20,
+        "postgres_cores": (d1[0] - d0[0]) / steady_s,
     }
     k = hubs / 1000
     filtered = [v for q, vs in latencies.items() if q for v in vs]
@@ -749,6 +782,7 @@ def _measure(
             "ingest_cpu_cores_busy": round(busy["ingest_cores"] / k, 4),
             "ingest_cpu_cores_idle_baseline": round(idle["ingest_cores"] / k, 4),
             "ingest_rss_mib": round(busy["ingest_rss_mib"] / k, 2),
+            "postgres_backends_cpu_cores_busy": round(busy["postgres_cores"] / k, 4),
         },
         "totals": {
             "busy": {k2: round(v, 3) for k2, v in busy.items()},
@@ -765,7 +799,9 @@ def _measure(
                 statuses_sent and statuses_stored / statuses_sent >= 0.95 and drain_s is not None
             ),
         },
+        "load_average_1m_at_steady_start": round(load_before, 2),
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "machine_cores": os.cpu_count(),
     }
 
 
@@ -819,7 +855,11 @@ def table(results: dict[str, Any]) -> str:
         f"  broker per 1,000 hubs          {per['broker_cpu_cores_busy']:.4f} cores busy,"
         f" {per['broker_cpu_cores_idle_baseline']:.4f} idle, {per['broker_rss_mib']} MiB",
         f"  ingest per 1,000 hubs          {per['ingest_cpu_cores_busy']:.4f} cores busy,"
-        f" {per['ingest_cpu_cores_idle_baseline']:.4f} idle, {per['ingest_rss_mib']} MiB",
+        f" {per['ingest_cpu_cores_idle_baseline']:.4f} idle, {per['ingest_rss_mib']} MiB"
+        f" (+ PostgreSQL backends of ingest and API {per['postgres_backends_cpu_cores_busy']:.4f}"
+        " cores)",
+        f"  load average (1 min)           {results['load_average_1m_at_steady_start']} at the"
+        f" start of the steady phase, on {results['machine_cores']} cores",
     ]
     return "\n".join(lines)
 
@@ -832,6 +872,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     server = os.environ.get(
         "HEMHUB_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
     )
