@@ -70,7 +70,7 @@ failing_now AS (
     JOIN hubs h ON h.id = x.hub_id AND h.tenant_id = %(tenant)s
     JOIN hub_devices hd ON hd.hub_id = x.hub_id AND hd.ended_at IS NULL
     JOIN mine m ON m.id = hd.device_id AND m.address = x.address
-    WHERE x.consecutive_failures > 0
+    WHERE x.listed AND x.consecutive_failures > 0
 )
 SELECT m.manufacturer, m.model, count(*)::int AS devices,
        coalesce(sum(e.n), 0)::int AS error_readings,

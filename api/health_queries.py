@@ -29,7 +29,8 @@ FILTERS = {
     "unknown": "AND h.online IS NULL",
     "offline_for": "AND NOT h.online AND h.state_since < now() - %(offline_for)s",
     "battery": """AND h.id IN (
-        SELECT b.hub_id FROM hub_device_health b WHERE b.battery_level <= %(battery)s)""",
+        SELECT b.hub_id FROM hub_device_health b
+        WHERE b.listed AND b.battery_level <= %(battery)s)""",
     "after": "AND h.id > %(after)s",
 }
 
@@ -46,7 +47,7 @@ _DEVICE_AGGREGATES = """
 LEFT JOIN LATERAL (
     SELECT count(*)::int AS devices, min(x.battery_level) AS lowest_battery,
            (count(*) FILTER (WHERE x.consecutive_failures > 0))::int AS failing
-    FROM hub_device_health x WHERE x.hub_id = h.id
+    FROM hub_device_health x WHERE x.hub_id = h.id AND x.listed
 ) d ON true
 """
 
@@ -88,7 +89,7 @@ LEFT JOIN LATERAL (
     WHERE r.device_id = dev.id AND r.measured_at > now() - interval '30 days'
       AND {ERROR_READING_SQL}
 ) e ON true
-WHERE x.hub_id = %(hub)s
+WHERE x.hub_id = %(hub)s AND x.listed
 ORDER BY x.address
 """
 

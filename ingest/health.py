@@ -148,8 +148,9 @@ _DEVICE_CHANGES = """array_remove(ARRAY[
 ]::text[], NULL)"""
 
 # Statement 2: the devices of the applied online statuses (a last will lists none and
-# leaves them as they were). Devices a hub no longer lists are deleted, with a history
-# row 'removed'; the others are upserted, with a row when they changed or were sampled.
+# leaves them as they were). Devices a hub no longer lists are marked unlisted, with a
+# history row 'removed'; the others are upserted (listed again), with a row when they
+# changed or were sampled.
 _RECORD_DEVICES = f"""
 WITH batch AS (
     SELECT e->>'hub_id' AS hub_id, (e->>'at')::timestamptz AS at,
@@ -173,12 +174,12 @@ incoming AS (
     CROSS JOIN LATERAL jsonb_array_elements(s.devices) AS d (dev)
 ),
 prev AS (
-    SELECT h.* FROM hub_device_health h JOIN hubs_in s ON s.hub_id = h.hub_id
+    SELECT h.* FROM hub_device_health h JOIN hubs_in s ON s.hub_id = h.hub_id WHERE h.listed
 ),
 gone AS (
-    DELETE FROM hub_device_health h
-    USING hubs_in s
-    WHERE h.hub_id = s.hub_id
+    UPDATE hub_device_health h SET listed = false
+    FROM hubs_in s
+    WHERE h.hub_id = s.hub_id AND h.listed
       AND NOT EXISTS (SELECT 1 FROM incoming i
                       WHERE i.hub_id = h.hub_id AND i.address = h.address)
     RETURNING h.hub_id, h.address, s.at, h.profile
@@ -202,7 +203,8 @@ up AS (
         sessions_failed = EXCLUDED.sessions_failed,
         consecutive_failures = EXCLUDED.consecutive_failures,
         last_error = EXCLUDED.last_error,
-        reported_at = EXCLUDED.reported_at
+        reported_at = EXCLUDED.reported_at,
+        listed = true
 ),
 removed AS (
     INSERT INTO fleet_health_history (hub_id, address, at, reasons, snapshot)
@@ -251,13 +253,7 @@ def record_statuses(conn: Conn, latest: Sequence[StatusUpdate]) -> None:
     conn.execute(_RECORD_DEVICES, {"batch": f"[{devices}]", "battery_low": BATTERY_LOW})
 
 
-_PRUNE = """
-DELETE FROM fleet_health_history
-WHERE at < now() - %(keep_changes)s
-   OR (reasons = ARRAY['sample'] AND at < now() - %(keep_samples)s)
-"""
-
-
 def prune_history(conn: Conn) -> None:
-    """Drop history rows past their retention (a job of the ingest worker)."""
-    conn.execute(_PRUNE, {"keep_changes": KEEP_CHANGES, "keep_samples": KEEP_SAMPLES})
+    """Drop history rows past their retention (a job of the ingest worker; through the
+    owner's function: the runtime roles may not delete, see ingest.roles)."""
+    conn.execute("SELECT hemhub_prune_health_history(%s, %s)", (KEEP_SAMPLES, KEEP_CHANGES))

@@ -44,9 +44,10 @@ CREATE INDEX device_assignments_patient_open ON device_assignments (patient_id)
     WHERE ended_at IS NULL;
 CREATE INDEX hub_devices_device_open ON hub_devices (device_id) WHERE ended_at IS NULL;
 
--- Each device a hub's last status listed (its allow-list as the hub sees it), with what
--- the hub knows of it. A device no longer listed is deleted here (its history stays).
--- Keyed by radio address, as statuses report devices.
+-- Each device a hub's status listed (its allow-list as the hub sees it), with what the
+-- hub knows of it. A device the last status no longer lists is kept with `listed` false
+-- (the runtime roles may not delete): every reader filters on `listed`. Keyed by radio
+-- address, as statuses report devices.
 CREATE TABLE hub_device_health (
     hub_id               text NOT NULL REFERENCES hubs(id),
     address              text NOT NULL CHECK (address = upper(address)),
@@ -62,18 +63,20 @@ CREATE TABLE hub_device_health (
     last_error           text,
     -- received time of the status that said this
     reported_at          timestamptz NOT NULL,
+    listed               boolean NOT NULL DEFAULT true,
     PRIMARY KEY (hub_id, address)
 ) WITH (fillfactor = 70);  -- rewritten every status: room for HOT updates
 CREATE INDEX hub_device_health_address ON hub_device_health (address);
 -- "battery low": the hubs with a device at or below a level.
 CREATE INDEX hub_device_health_battery ON hub_device_health (battery_level, hub_id)
-    WHERE battery_level IS NOT NULL;
+    WHERE listed AND battery_level IS NOT NULL;
 
 -- History per hub (address NULL) and per device (address set). Not every status: a row
 -- when something changed (`reasons`: online, offline, software, config for a hub; new,
 -- removed, firmware, battery_low, battery_ok, failing, recovered, error for a device)
 -- and one sample per hub and device every ingest.health.SAMPLE_EVERY (6 h) otherwise.
--- Retention (ingest.health.prune_history, a job of the ingest worker): samples 30 days,
+-- Retention (ingest.health.prune_history, a job of the ingest worker, through
+-- hemhub_prune_health_history below): samples 30 days,
 -- changes 400 days. 10,000 hubs with 3 devices each: some 160,000 sample rows a day
 -- (about 5 million in 30 days), instead of 14.4 million statuses a day.
 CREATE TABLE fleet_health_history (
@@ -90,6 +93,26 @@ CREATE INDEX fleet_health_history_hub ON fleet_health_history (hub_id, at DESC)
 CREATE INDEX fleet_health_history_device ON fleet_health_history (address, at DESC)
     WHERE address IS NOT NULL;
 CREATE INDEX fleet_health_history_at ON fleet_health_history (at);
+
+-- The retention job: ingest's role may not delete (ingest.roles), so it runs this, with
+-- the owner's rights and nothing else (ingest.roles grants EXECUTE to ingest only).
+DO $do$
+BEGIN
+    EXECUTE format($f$
+        CREATE FUNCTION hemhub_prune_health_history(keep_samples interval,
+                                                    keep_changes interval)
+        RETURNS bigint LANGUAGE sql SECURITY DEFINER SET search_path = %I, pg_temp AS $b$
+            WITH gone AS (
+                DELETE FROM fleet_health_history
+                WHERE at < now() - keep_changes
+                   OR (reasons = ARRAY['sample'] AND at < now() - keep_samples)
+                RETURNING 1
+            )
+            SELECT count(*) FROM gone
+        $b$ $f$, current_schema());
+END
+$do$;
+REVOKE ALL ON FUNCTION hemhub_prune_health_history(interval, interval) FROM PUBLIC;
 
 -- Readings a device flagged as its own fault (not a clinical finding): counted per
 -- device and model for fleet health and the follow-up figures. The flags are

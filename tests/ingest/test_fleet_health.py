@@ -6,12 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from hemhub.contract import DeviceHealth, DeviceProfile, HubStatus
 from ingest import health
 from ingest.pipeline import StatusUpdate, store
 from tests.factories import unique_hub_id
+from tests.test_database_roles import Installation, installation  # noqa: F401 (fixture)
 
 Conn = psycopg.Connection[Any]
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -132,7 +134,7 @@ def test_history_samples_every_six_hours_and_keeps_device_changes(conn: Conn) ->
         ["removed"],
     ]
     assert conn.execute(
-        "SELECT count(*) FROM hub_device_health WHERE hub_id = %s", (hub,)
+        "SELECT count(*) FROM hub_device_health WHERE hub_id = %s AND listed", (hub,)
     ).fetchone() == (0,)
 
 
@@ -165,3 +167,20 @@ def test_error_flags_match_the_partial_index(conn: Conn) -> None:
     ).fetchone() or ("",)
     for name in (*health.DEVICE_ERROR_FLAGS, *health.DEVICE_ERROR_EVENTS):
         assert f"'{name}'" in definition
+
+
+def test_ingest_role_records_and_prunes_without_delete(
+    installation: Installation,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """Under ingest's least-privilege role (no DELETE): a device dropped from a status and
+    the retention job both work."""
+    hub = unique_hub_id()
+    with psycopg.connect(installation.ingest_url, autocommit=True) as conn:
+        send(conn, status(hub), T0)
+        send(conn, status(hub, devices=[]), T0 + timedelta(minutes=1))
+        assert history(conn, hub, CUFF) == [["new"], ["removed"]]
+        with conn.transaction():
+            health.prune_history(conn)  # the owner's function: allowed; nothing is old yet
+        assert history(conn, hub, CUFF) == [["new"], ["removed"]]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM fleet_health_history")
