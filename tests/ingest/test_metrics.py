@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -13,10 +17,13 @@ import psycopg
 from prometheus_client import REGISTRY
 
 from hemhub.contract import HubStatus, topic_readings, topic_status
+from hemhub.embedded import reachable
 from ingest import metrics
-from tests.factories import batch, bp_reading
+from ingest.migrations import migrate
+from tests.factories import batch, bp_reading, unique_hub_id
 from tests.ingest.factories import seeded_device
 from tests.ingest.test_worker import Publisher
+from tests.mqtt_helpers import clear_retained_status
 
 
 def free_port() -> int:
@@ -89,3 +96,52 @@ def test_served_over_http(ingesting_hub: str, publisher: Publisher) -> None:
         text = r.read().decode()
     assert "hemhub_ingest_statuses_total" in text
     assert "hemhub_ingest_batch_seconds_bucket" in text
+
+
+def test_several_workers_export_their_sum_through_the_supervisor(
+    database_url: str, mqtt_url: str, publisher: Publisher
+) -> None:
+    """`hemhub ingest --workers 2 --metrics-port P`: the supervisor serves the workers'
+    counters summed (prometheus-client's multiprocess mode), from real processes."""
+    migrate(database_url)
+    port, tag = free_port(), uuid.uuid4().hex[:8]
+    code = (
+        "from hemhub.settings import Settings; from ingest.supervisor import run_ingest;"
+        f"run_ingest(Settings(database_url={database_url!r}, mqtt_url={mqtt_url!r},"
+        f" ingest_metrics_port={port}), workers=2, group='test-{tag}',"
+        f" client_prefix='test-ingest-{tag}')"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEMHUB_", "PROMETHEUS"))}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    hubs = [unique_hub_id() for _ in range(6)]
+    try:
+        wait_for(lambda: reachable("127.0.0.1", port), "metrics endpoint", timeout=30)
+        time.sleep(2.0)  # the workers subscribe
+        for hub in hubs:  # a shared subscription spreads them over both workers
+            publisher.publish(
+                topic_status(hub), HubStatus(hub_id=hub, online=True).model_dump_json()
+            )
+
+        def stored() -> bool:
+            with psycopg.connect(database_url) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM hubs WHERE id = ANY(%s) AND online", (hubs,)
+                ).fetchone()
+            return row == (len(hubs),)
+
+        wait_for(stored, "statuses stored", timeout=30)
+
+        def exported() -> float:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("hemhub_ingest_statuses_total "):
+                        return float(line.split()[1])
+            return 0.0
+
+        # Other tests' hubs on the shared broker may be counted too: at least ours.
+        wait_for(lambda: exported() >= len(hubs), "summed counter")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        for hub in hubs:
+            clear_retained_status(mqtt_url, hub)
