@@ -10,14 +10,25 @@ from __future__ import annotations
 
 from ingest.health import ERROR_READING_SQL
 
-#: Hubs whose open allow-list holds a device now assigned to a resident of the units:
-#: found from the units' residents (an index path from patients_care_unit), never by
-#: probing every hub of the principal.
-HUB_IN_UNITS = """AND h.id IN (
-    SELECT hd.hub_id FROM patients p
+#: Sets of hubs the filters use, each computed once per statement (MATERIALIZED) from
+#: the side that is small: a care unit's residents (patients_care_unit, their open
+#: assignments, the allow-lists holding those devices), devices at low battery (the
+#: partial battery index). Unreferenced, they cost nothing.
+CTES = """
+WITH unit_hubs AS MATERIALIZED (
+    SELECT DISTINCT hd.hub_id FROM patients p
     JOIN device_assignments da ON da.patient_id = p.id AND da.ended_at IS NULL
     JOIN hub_devices hd ON hd.device_id = da.device_id AND hd.ended_at IS NULL
-    WHERE p.tenant_id = %(tenant)s AND p.care_unit_id = ANY(%(units)s::uuid[]))"""
+    WHERE p.tenant_id = %(tenant)s AND p.care_unit_id = ANY(%(units)s::uuid[])
+),
+low_battery AS MATERIALIZED (
+    SELECT DISTINCT b.hub_id FROM hub_device_health b
+    WHERE b.listed AND b.battery_level <= %(battery)s
+)
+"""
+
+#: Hubs whose open allow-list holds a device now assigned to a resident of the units.
+HUB_IN_UNITS = "AND h.id IN (SELECT hub_id FROM unit_hubs)"
 
 #: Plans over thousands of hubs look costly enough for JIT, whose compiling costs more
 #: than the query (40 ms of a 50 ms list): off for the answer's transaction.
@@ -28,9 +39,7 @@ FILTERS = {
     "offline": "AND NOT h.online",
     "unknown": "AND h.online IS NULL",
     "offline_for": "AND NOT h.online AND h.state_since < now() - %(offline_for)s",
-    "battery": """AND h.id IN (
-        SELECT b.hub_id FROM hub_device_health b
-        WHERE b.listed AND b.battery_level <= %(battery)s)""",
+    "battery": "AND h.id IN (SELECT hub_id FROM low_battery)",
     "after": "AND h.id > %(after)s",
 }
 
@@ -52,8 +61,8 @@ LEFT JOIN LATERAL (
 """
 
 #: `{filters}` (from FILTERS) narrow the page; `{scope}` (the same, without `after`)
-#: the total.
-HUB_LIST_SQL = f"""
+#: the total. Parameters: tenant, limit, units and battery (None when not filtered on).
+HUB_LIST_SQL = f"""{CTES}
 SELECT {_HUB_COLUMNS},
        (SELECT count(*) FROM hubs h WHERE h.tenant_id = %(tenant)s {{scope}}) AS total
 FROM (
@@ -64,7 +73,7 @@ FROM (
 ORDER BY h.id
 """
 
-HUB_SQL = f"""
+HUB_SQL = f"""{CTES}
 SELECT {_HUB_COLUMNS}
 FROM hubs h
 {_DEVICE_AGGREGATES}
@@ -122,4 +131,9 @@ WHERE f.address = %(address)s AND f.at >= %(since)s
                 AND (hd.ended_at IS NULL OR f.at < hd.ended_at OR f.reasons = '{removed}'))
 ORDER BY f.at DESC, f.id DESC
 LIMIT %(limit)s
+"""
+
+#: How many hubs match `{scope}` (the total of a page past the end).
+HUB_COUNT_SQL = f"""{CTES}
+SELECT count(*) AS n FROM hubs h WHERE h.tenant_id = %(tenant)s {{scope}}
 """

@@ -25,7 +25,10 @@ DEFAULT_HISTORY = timedelta(days=30)
 
 
 def _scope(principal: Principal, params: dict[str, Any]) -> list[str]:
-    """The care-unit confinement of a token that names units (fail closed: none, nothing)."""
+    """The care-unit confinement of a token that names units (fail closed: none, nothing).
+    Sets every parameter the statements' CTEs name (None: that filter is not used)."""
+    params.setdefault("units", None)
+    params.setdefault("battery", None)
     if principal.care_units is None:
         return []
     params["units"] = principal.care_unit_list
@@ -95,7 +98,7 @@ async def list_hubs(
 
 async def _total(conn: Conn, principal: Principal, scope: list[str], params: dict[str, Any]) -> int:
     """The total of an empty page (a page past the end still says how many matched)."""
-    sql = f"SELECT count(*) AS n FROM hubs h WHERE h.tenant_id = %(tenant)s {' '.join(scope)}"
+    sql = q.HUB_COUNT_SQL.format(scope=" ".join(scope))
     row = await (await conn.execute(sql, params)).fetchone()
     return int(row["n"]) if row else 0
 
