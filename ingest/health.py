@@ -24,6 +24,10 @@ Conn = psycopg.Connection[Any]
 
 #: One history row per hub and device at least this often while nothing changes.
 SAMPLE_EVERY = timedelta(hours=6)
+#: A device whose health did not change but for its last session and RSSI is rewritten
+#: at most this often (at a status a minute, most statuses change nothing else): its
+#: `last_seen_at`, `rssi` and `reported_at` may be this much behind the hub's status.
+DEVICE_REFRESH = timedelta(minutes=5)
 #: A device at or below this battery level (percent) is "battery low".
 BATTERY_LOW = 20
 #: How long history rows are kept (`prune_history`).
@@ -205,6 +209,15 @@ up AS (
         last_error = EXCLUDED.last_error,
         reported_at = EXCLUDED.reported_at,
         listed = true
+    -- Unchanged but for its last session and RSSI: rewritten every DEVICE_REFRESH only.
+    WHERE NOT h.listed
+       OR (h.profile, h.battery_level, h.firmware, h.consecutive_failures, h.last_error,
+           h.last_reading_at, h.sessions_failed)
+          IS DISTINCT FROM
+          (EXCLUDED.profile, EXCLUDED.battery_level, EXCLUDED.firmware,
+           EXCLUDED.consecutive_failures, EXCLUDED.last_error, EXCLUDED.last_reading_at,
+           EXCLUDED.sessions_failed)
+       OR EXCLUDED.reported_at >= h.reported_at + %(refresh)s
 ),
 removed AS (
     INSERT INTO fleet_health_history (hub_id, address, at, reasons, snapshot)
@@ -250,7 +263,10 @@ def record_statuses(conn: Conn, latest: Sequence[StatusUpdate]) -> None:
         f'"devices":[{",".join(d.model_dump_json() for d in s.status.devices)}]}}'
         for s in online
     )
-    conn.execute(_RECORD_DEVICES, {"batch": f"[{devices}]", "battery_low": BATTERY_LOW})
+    conn.execute(
+        _RECORD_DEVICES,
+        {"batch": f"[{devices}]", "battery_low": BATTERY_LOW, "refresh": DEVICE_REFRESH},
+    )
 
 
 def prune_history(conn: Conn) -> None:

@@ -74,6 +74,9 @@ log = logging.getLogger(__name__)
 FANOUT_READINGS = 500
 #: ... once that many batches in a row asked for another split than the current one.
 FANOUT_PATIENCE = 8
+#: What a hub status weighs in the split, in readings (ingest.health: two statements
+#: over the hub and its devices, some ten times a reading's share of a batch).
+STATUS_WEIGHT = 10
 _CONNACK_TIMEOUT_S = 5.0
 #: The longest wait between two attempts to reach the broker (paho takes whole seconds).
 RECONNECT_MAX_S = 1
@@ -492,6 +495,9 @@ class IngestWorker:
         handed over are committed first, so a hub's messages are still stored in order.
         That wait costs throughput, so the split follows the load with some patience."""
         readings = sum(len(p.readings) for _, p in items if isinstance(p, ReadingBatch))
+        # A hub status (its devices, their health and history) costs the database about
+        # as much as STATUS_WEIGHT readings: a fleet's status stream is split too.
+        readings += STATUS_WEIGHT * sum(1 for _, p in items if isinstance(p, StatusUpdate))
         wanted = max(1, min(len(committers), readings // self.fanout_readings))
         # Changing the split waits for the threads to finish what they hold: follow the
         # load only once it has asked for another split `fanout_patience` batches running.

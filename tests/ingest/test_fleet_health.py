@@ -184,3 +184,24 @@ def test_ingest_role_records_and_prunes_without_delete(
         assert history(conn, hub, CUFF) == [["new"], ["removed"]]
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM fleet_health_history")
+
+
+def test_unchanged_devices_are_refreshed_every_few_minutes(conn: Conn) -> None:
+    hub = unique_hub_id()
+    send(conn, status(hub), T0)
+    send(conn, status(hub, devices=[cuff(rssi=-70)]), T0 + timedelta(minutes=1))
+
+    def reported() -> tuple[Any, ...]:
+        row = conn.execute(
+            "SELECT reported_at, rssi, battery_level FROM hub_device_health WHERE hub_id = %s",
+            (hub,),
+        ).fetchone()
+        assert row is not None
+        return tuple(row)
+
+    assert reported() == (T0, -60, 80)  # only the RSSI moved: not rewritten yet
+    send(conn, status(hub, devices=[cuff(battery_level=79)]), T0 + timedelta(minutes=2))
+    assert reported() == (T0 + timedelta(minutes=2), -60, 79)  # a change: at once
+    later = T0 + timedelta(minutes=2) + health.DEVICE_REFRESH
+    send(conn, status(hub, devices=[cuff(battery_level=79, rssi=-75)]), later)
+    assert reported() == (later, -75, 79)
