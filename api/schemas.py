@@ -86,8 +86,12 @@ class Patient(_Out):
     programme: str
     #: Alerts in status "open" (not yet acknowledged by anyone).
     open_alerts: int
-    #: The care unit the resident is placed in (None: in none).
+    #: The care unit the resident is placed in (None: in none, or shared by another).
     care_unit_id: uuid.UUID | None = None
+    #: The resident's principal: the caller's own, or the one that shares the resident.
+    principal: str
+    #: When the resident was deactivated (None: active); listed only when asked for.
+    deactivated_at: datetime | None = None
 
 
 class Quantity(_Out):
@@ -146,6 +150,8 @@ class AlertStatus(enum.StrEnum):
 class Alert(_Out):
     id: uuid.UUID
     patient_id: uuid.UUID
+    #: The resident's principal: the caller's own, or the one that shares the resident.
+    principal: str
     patient_display_name: str
     rule: str
     rule_version: int
