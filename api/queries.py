@@ -72,6 +72,16 @@ ORDER BY p.display_name, p.id
 LIMIT %(limit)s OFFSET %(offset)s
 """
 
+#: The residents' administrative records (`{scope}`: `own(...)`), by name.
+RESIDENTS_SQL = """
+SELECT p.id, p.tenant_id, p.display_name, p.programme, p.care_unit_id, p.created_at,
+       p.deactivated_at, p.deactivated_by, p.deactivation_reason
+FROM patients p
+WHERE {scope} {active}
+ORDER BY p.display_name, p.id
+LIMIT %(limit)s OFFSET %(offset)s
+"""
+
 #: One patient the caller may reach (`{scope}`: `own(...)`, or `visible(at=None, ...)`).
 PATIENT_IN_SCOPE_SQL = "SELECT p.tenant_id FROM patients p WHERE p.id = %(id)s AND {scope}"
 
@@ -174,6 +184,50 @@ SHARED_PATIENTS_SQL = (
     "SELECT DISTINCT s.patient_id FROM patient_shares s"
     " WHERE s.grantee_tenant_id = %(tenant)s AND s.revoked_at IS NULL AND now() < s.ends_at"
 )
+
+# --- principals and shares -----------------------------------------------------------------
+
+PRINCIPALS_SQL = "SELECT id, name, created_at FROM tenants {where} ORDER BY id"
+CREATE_PRINCIPAL_SQL = (
+    "INSERT INTO tenants (id, name) VALUES (%(id)s, %(name)s) ON CONFLICT (id) DO NOTHING"
+    " RETURNING id, name, created_at"
+)
+RENAME_PRINCIPAL_SQL = (
+    "UPDATE tenants SET name = %(name)s WHERE id = %(id)s RETURNING id, name, created_at"
+)
+RENAME_CARE_UNIT_SQL = (
+    "UPDATE care_units SET name = %(name)s WHERE id = %(id)s AND tenant_id = %(tenant)s"
+    " RETURNING id"
+)
+
+#: Shares with their resident's name (`{where}`: a fixed fragment on `s`).
+SHARES_SQL = """
+SELECT s.id, s.patient_id, p.display_name AS patient_display_name,
+       s.owner_tenant_id AS owner, s.grantee_tenant_id AS grantee, s.purpose, s.reason,
+       s.starts_at, s.ends_at, s.granted_by, s.granted_at, s.revoked_at, s.revoked_by,
+       s.revoke_reason,
+       (s.revoked_at IS NULL AND s.starts_at <= now() AND now() < s.ends_at) AS in_force
+FROM patient_shares s JOIN patients p ON p.id = s.patient_id
+WHERE {where}
+ORDER BY s.granted_at DESC, s.id
+LIMIT %(limit)s
+"""
+
+GRANT_SHARE_SQL = """
+INSERT INTO patient_shares
+    (patient_id, owner_tenant_id, grantee_tenant_id, purpose, reason, starts_at, ends_at,
+     granted_by)
+VALUES (%(patient)s, %(tenant)s, %(grantee)s, %(purpose)s, %(reason)s,
+        coalesce(%(starts_at)s, now()), %(ends_at)s, %(sub)s)
+RETURNING id
+"""
+
+#: Revoke a share of the caller's principal; NULL row: none such, or revoked already.
+REVOKE_SHARE_SQL = """
+UPDATE patient_shares SET revoked_at = now(), revoked_by = %(sub)s, revoke_reason = %(reason)s
+WHERE id = %(id)s AND owner_tenant_id = %(tenant)s AND revoked_at IS NULL
+RETURNING id
+"""
 
 # --- readiness ----------------------------------------------------------------------------
 
