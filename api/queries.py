@@ -27,9 +27,15 @@ def own(*, care_units: bool) -> str:
     return f"(p.tenant_id = %(tenant)s{units})"
 
 
-def visible(*, at: str | None, care_units: bool, data_tenant: str = "p.tenant_id") -> str:
+def visible(
+    *,
+    at: str | None,
+    care_units: bool,
+    data_tenant: str = "p.tenant_id",
+    data_patient: str = "p.id",
+) -> str:
     """THE rule of which patient data a caller sees, as a SQL condition on the resident's
-    patients row `p` (and on the data row's tenant column and instant column `at`).
+    patients row `p` and the data row's tenant, patient and instant (`at`) columns.
 
     - Its own principal's residents (`own`), all their data (a token with a `care_units`
       claim: only the residents placed in those units).
@@ -40,15 +46,16 @@ def visible(*, at: str | None, care_units: bool, data_tenant: str = "p.tenant_id
     - A token with a `care_units` claim sees no shared resident: a share is granted to a
       principal, not to its care units (fail closed; docs/api.md).
 
-    Binds %(tenant)s (and %(units)s when `care_units`). The first conjunct is a coarse,
-    indexable filter (the principals whose rows may be visible at all).
+    Binds %(tenant)s (and %(units)s when `care_units`). The first conjunct is a coarse
+    filter the planner can answer from indexes (the caller's tenant, or the residents
+    shared with it: an array computed once); the second is the exact rule.
     """
     if care_units:
         return f"({data_tenant} = %(tenant)s AND {own(care_units=True)})"
     window = f" AND {at} >= s.starts_at AND {at} < s.ends_at" if at is not None else ""
     return (
-        f"({data_tenant} IN (SELECT %(tenant)s UNION ALL SELECT s.owner_tenant_id"
-        f" FROM patient_shares s WHERE {SHARE_IN_FORCE})"
+        f"(({data_tenant} = %(tenant)s OR {data_patient} = ANY(ARRAY("
+        f"SELECT s.patient_id FROM patient_shares s WHERE {SHARE_IN_FORCE})))"
         f" AND ({own(care_units=False)} OR EXISTS (SELECT 1 FROM patient_shares s"
         f" WHERE s.patient_id = p.id AND s.owner_tenant_id = p.tenant_id"
         f" AND {SHARE_IN_FORCE}{window})))"

@@ -56,7 +56,10 @@ async def list_patients(
             queries.PATIENTS_SQL.format(
                 scope=queries.visible(at=None, care_units=care_units),
                 alert_scope=queries.visible(
-                    at="a.measured_at", care_units=care_units, data_tenant="a.tenant_id"
+                    at="a.measured_at",
+                    care_units=care_units,
+                    data_tenant="a.tenant_id",
+                    data_patient="a.patient_id",
                 ),
                 active="" if deactivated else "AND p.deactivated_at IS NULL",
             ),
@@ -120,6 +123,7 @@ async def list_observations(
             at="r.measured_at",
             care_units=principal.care_units is not None,
             data_tenant="r.tenant_id",
+            data_patient="r.patient_id",
         )
         cur = await conn.execute(
             queries.OBSERVATIONS_SQL.format(scope=scope, filters=" ".join(filters)), params

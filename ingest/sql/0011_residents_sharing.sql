@@ -38,3 +38,7 @@ CREATE INDEX patient_shares_grantee ON patient_shares (grantee_tenant_id, patien
     WHERE revoked_at IS NULL;
 CREATE INDEX patient_shares_patient ON patient_shares (patient_id);
 CREATE INDEX patient_shares_owner ON patient_shares (owner_tenant_id, granted_at);
+
+-- The alerts of given residents (a shared resident's in the grantee's lists, a patient's
+-- alert list), without scanning the principal's.
+CREATE INDEX alerts_patient ON alerts (patient_id, measured_at);
