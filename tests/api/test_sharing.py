@@ -17,7 +17,10 @@ import httpx
 import psycopg
 import pytest
 
-from api.auth import Role
+from api.auth import Principal, Role
+from api.db import create_pool, open_pool
+from api.live import AlertEvent
+from api.routers.stream import SharedResidents
 from hemhub.settings import Settings
 from ingest import registry
 from ingest.pipeline import store
@@ -307,3 +310,29 @@ async def test_share_endpoints_roles_confinement_and_bad_input(
     assert [s["id"] for s in (await api.get(path, headers=a)).json()] == [share["id"]]
     assert (await api.get(path, headers=admin(settings, "b"))).status_code == 404
     assert (await api.get("/api/v1/shares", headers=admin(settings, "c"))).json() == []
+
+
+async def test_stream_prefilter_of_shared_residents(
+    api: httpx.AsyncClient, settings: Settings, seed: Seed, database_url: str
+) -> None:
+    """The live stream asks the database only about other principals' events of residents
+    shared with the caller's; a care-unit token never (it sees no shared resident)."""
+
+    def event(tenant: str, patient: uuid.UUID) -> AlertEvent:
+        return AlertEvent(uuid.uuid4(), tenant, patient, "open", "bp_high", "opened")
+
+    await api.post(
+        f"/api/v1/residents/{seed.alice}/shares", headers=admin(settings, "a"), json=share_body()
+    )
+    pool = create_pool(database_url)
+    await open_pool(pool)
+    try:
+        whole = SharedResidents(pool, Principal("n", Role.NURSE, "b"))
+        assert await whole.may_show(event("b", seed.bert))
+        assert await whole.may_show(event("a", seed.alice))
+        assert not await whole.may_show(event("a", seed.arne))
+        unit = SharedResidents(pool, Principal("n", Role.NURSE, "b", frozenset({uuid.uuid4()})))
+        assert not await unit.may_show(event("a", seed.alice))
+        assert unit.loaded_at is None  # no database round trip
+    finally:
+        await pool.close()
