@@ -23,7 +23,19 @@ from api import live
 from api.auth import ensure_demo_key
 from api.db import create_pool, open_pool
 from api.limits import BodySizeLimit, validation_error
-from api.routers import alerts, care_units, fleet, me, ops, patients, stream, thresholds
+from api.routers import (
+    alerts,
+    care_units,
+    devices,
+    fleet,
+    hubs,
+    me,
+    ops,
+    patients,
+    products,
+    stream,
+    thresholds,
+)
 from hemhub.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +51,9 @@ ROUTERS = (
     stream.router,
     care_units.router,
     fleet.router,
+    products.router,
+    devices.router,
+    hubs.router,
     thresholds.router,
 )
 
