@@ -20,7 +20,7 @@ from psycopg import errors
 from psycopg.types.json import Jsonb
 
 from hemhub.contract import HUB_ID_PATTERN, AllowedDevice, DeviceProfile, HubConfig
-from ingest import device_life, hub_credentials, registry
+from ingest import device_life, hub_credentials, hub_link, registry
 from ingest.device_life import RetiredAs, State, Transition, TransitionRefused, WipeStatus
 from ingest.fleet_common import AConn, Actor, Conflict, FleetError, NotFound
 from ingest.fleet_common import all_rows as _all
@@ -393,6 +393,7 @@ async def issue_config(conn: AConn, actor: Actor, hub_id: str) -> HubConfig:
         " VALUES (%s, %s, %s, %s, %s)",
         (hub_id, version, config.issued_at, actor.subject, Jsonb(config.model_dump(mode="json"))),
     )
+    await hub_link.enqueue(conn, hub_id, "config", config, retain=True)
     return config
 
 

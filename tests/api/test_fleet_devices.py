@@ -181,6 +181,12 @@ async def test_a_whole_life_through_the_api(
     assert [p[0] for p in periods] == [NOW - timedelta(days=1)]
     configs = await ok(await client.get("/api/v1/hubs/hub-a1/configs", headers=h))
     assert [c["version"] for c in configs] == [2, 1] and configs[0]["payload"]["devices"] == []
+    # each queued for the hub link: retained, on the hub's config topic, in order
+    queued = db.execute(
+        "SELECT topic_kind, retain, payload->'version' FROM hub_outbound"
+        " WHERE hub_id = 'hub-a1' ORDER BY id"
+    ).fetchall()
+    assert queued == [("config", True, 1), ("config", True, 2)]
 
     # quarantine; back to stock needs a confirmed wipe, or an override with a reason
     await ok(
