@@ -20,7 +20,7 @@ from psycopg import errors
 from psycopg.types.json import Jsonb
 
 from hemhub.contract import HUB_ID_PATTERN, AllowedDevice, DeviceProfile, HubConfig
-from ingest import device_life, hub_credentials, hub_link, registry
+from ingest import commands, device_life, hub_credentials, hub_link, registry
 from ingest.device_life import RetiredAs, State, Transition, TransitionRefused, WipeStatus
 from ingest.fleet_common import AConn, Actor, Conflict, FleetError, NotFound
 from ingest.fleet_common import all_rows as _all
@@ -302,13 +302,19 @@ async def return_hub(
                 "UPDATE hub_placements SET ended_at = %s WHERE id = %s", (ended_at, placed["id"])
             )
         revoked = await _revoke(conn, actor, hub_id, "hub returned")
+        # Its outbox, bonds, cached configuration and credentials erased on the hub too.
+        wipe = await commands.request_hub_wipe(conn, hub_id=hub_id, requested_by=actor.subject)
         await _record(
             conn,
             actor,
             hub_id,
             t,
             State.RETURNED,
-            {"until": ended_at.isoformat(), "credentials_revoked": revoked is not None},
+            {
+                "until": ended_at.isoformat(),
+                "credentials_revoked": revoked is not None,
+                "wipe_command_id": str(wipe),
+            },
         )
     return await get_hub(conn, actor.tenant, hub_id)
 

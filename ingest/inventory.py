@@ -21,7 +21,7 @@ from psycopg import errors
 from psycopg.types.json import Jsonb
 
 from hemhub.contract import DeviceIdentity, DeviceProfile
-from ingest import device_life, hub_fleet, registry
+from ingest import commands, device_life, hub_fleet, registry
 from ingest.device_life import RetiredAs, State, Transition, TransitionRefused, WipeStatus
 from ingest.fleet_common import AConn, Actor, Conflict, FleetError, NotFound
 from ingest.fleet_common import all_rows as _all
@@ -369,15 +369,27 @@ async def return_device(
             raise Conflict(str(exc)) from exc
         ended = await _end_assignment(conn, device_id, ended_at)
         hubs = await _disallow_everywhere(conn, device_id, ended_at)
-        await _record_transition(
-            conn,
-            actor,
-            device_id,
-            transition,
-            {"until": ended_at.isoformat(), "patient_id": str(ended), "hubs": hubs},
-        )
+        detail: dict[str, Any] = {
+            "until": ended_at.isoformat(),
+            "patient_id": str(ended),
+            "hubs": hubs,
+        }
         for hub_id in hubs:
             await hub_fleet.issue_config(conn, actor, hub_id)
+        # The hub that had it last erases its memory and removes the bond (after the
+        # configuration that takes it off the list: the hub waits for it in range).
+        if hubs:
+            try:
+                detail["wipe_command_id"] = str(
+                    await commands.request_device_wipe(
+                        conn, hub_id=hubs[0], device_id=device_id, requested_by=actor.subject
+                    )
+                )
+            except commands.CommandError as exc:
+                detail["wipe_not_asked"] = str(exc)  # back to stock by override only
+        else:
+            detail["wipe_not_asked"] = "the device was on no hub's allow-list"
+        await _record_transition(conn, actor, device_id, transition, detail)
     return await get_device(conn, actor.tenant, device_id)
 
 
@@ -427,9 +439,21 @@ async def change_state(
 
 
 async def latest_wipe_status(conn: AConn, device_id: uuid.UUID) -> WipeStatus:
-    """The device's latest data reset as the hub reported it (NONE: never asked)."""
-    del conn, device_id  # the reset part's ingest.commands answers this once merged
-    return WipeStatus.NONE
+    """Where the data reset asked at the device's latest return stands, as its hub
+    reported it. NONE when that return asked none: an older wipe proves nothing of the
+    period since."""
+    returned = await _one(
+        conn,
+        "SELECT detail->>'wipe_command_id' AS command_id FROM device_state_changes"
+        " WHERE device_id = %s AND to_state = 'returned' ORDER BY at DESC, id DESC LIMIT 1",
+        (device_id,),
+    )
+    if returned is None or returned["command_id"] is None:
+        return WipeStatus.NONE
+    outcome = await commands.latest_wipe(conn, device_id)
+    if outcome is None or str(outcome.command_id) != returned["command_id"]:
+        return WipeStatus.NONE
+    return WipeStatus(outcome.status)
 
 
 async def _now(conn: AConn) -> datetime:
@@ -479,11 +503,12 @@ async def _allow(conn: AConn, hub_id: str, device_id: uuid.UUID, started_at: dat
 
 
 async def _disallow_everywhere(conn: AConn, device_id: uuid.UUID, ended_at: datetime) -> list[str]:
-    """Take the device off every hub's allow-list at `ended_at`; the hubs, sorted."""
+    """Take the device off every hub's allow-list at `ended_at`; the hubs, the one it
+    joined last first."""
     rows = await _all(
         conn,
         "SELECT id, hub_id, started_at FROM hub_devices WHERE device_id = %s AND ended_at IS NULL"
-        " ORDER BY hub_id FOR UPDATE",
+        " ORDER BY started_at DESC, hub_id FOR UPDATE",
         (device_id,),
     )
     for row in rows:

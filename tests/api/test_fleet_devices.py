@@ -15,9 +15,15 @@ import psycopg
 import pytest
 
 from api.auth import Role
-from hemhub.contract import DeviceIdentity, HubConfig
+from hemhub.contract import (
+    CommandKind,
+    CommandOutcome,
+    CommandResult,
+    DeviceIdentity,
+    HubConfig,
+)
 from hemhub.settings import Settings
-from ingest import hub_credentials, registry
+from ingest import commands, hub_credentials, registry
 from tests.api.helpers import NOW, Seed, audit_rows, bearer
 
 
@@ -186,14 +192,35 @@ async def test_a_whole_life_through_the_api(
         "SELECT topic_kind, retain, payload->'version' FROM hub_outbound"
         " WHERE hub_id = 'hub-a1' ORDER BY id"
     ).fetchall()
-    assert queued == [("config", True, 1), ("config", True, 2)]
+    assert queued == [("config", True, 1), ("config", True, 2), ("commands", False, None)]
+    # and the hub is asked to wipe the cuff, after the configuration without it
+    wipe = db.execute(
+        "SELECT id, kind, address, profile, requested_by, status FROM hub_commands"
+    ).fetchall()
+    assert [w[1:] for w in wipe] == [
+        ("wipe_device", "C0:11:22:33:44:99", "blood_pressure", "hmc@a", "pending")
+    ]
 
     # quarantine; back to stock needs a confirmed wipe, or an override with a reason
     await ok(
         await client.post(f"/api/v1/devices/{device}/state", headers=h, json={"to": "quarantine"})
     )
     r = await client.post(f"/api/v1/devices/{device}/state", headers=h, json={"to": "in_stock"})
-    assert r.status_code == 409 and "data reset is not confirmed" in r.json()["detail"]
+    assert r.status_code == 409
+    assert "data reset is not confirmed (latest: pending)" in r.json()["detail"]
+    # the hub says the cuff cannot be wiped (its profile defines no way): still refused
+    unsupported = CommandResult(
+        hub_id="hub-a1",
+        command_id=str(wipe[0][0]),
+        kind=CommandKind.WIPE_DEVICE,
+        outcome=CommandOutcome.UNSUPPORTED,
+        reason="the Blood Pressure Service defines no way to delete stored measurements",
+        bond_removed=True,
+        finished_at=NOW,
+    )
+    assert commands.record_result(db, unsupported) == "recorded"
+    r = await client.post(f"/api/v1/devices/{device}/state", headers=h, json={"to": "in_stock"})
+    assert r.status_code == 409 and "(latest: unsupported)" in r.json()["detail"]
     r = await client.post(
         f"/api/v1/devices/{device}/state", headers=h, json={"to": "in_stock", "override": True}
     )
@@ -250,7 +277,8 @@ async def test_a_whole_life_through_the_api(
         ("assigned", "retired"),
     ]
     assert {c["by_subject"] for c in history} == {"hmc@a"}
-    assert history[4]["detail"] == {"override": True, "wipe": "none"}
+    assert history[4]["detail"] == {"override": True, "wipe": "unsupported"}
+    assert history[2]["detail"]["wipe_command_id"] == str(wipe[0][0])
     assert history[4]["reason"] == "memory cleared by hand, checked"
     assert history[6]["detail"]["retired_as"] == "lost"
     assert history[1]["detail"]["patient_id"] == str(seed.alice)
@@ -408,3 +436,59 @@ async def test_config_version_starts_above_what_the_hub_runs(
     hub = await ok(await client.get("/api/v1/hubs/hub-old", headers=h))
     assert (hub["config_version_wanted"], hub["config_version_confirmed"]) == (8, 7)
     assert hub["config_in_force"] is False
+
+
+async def test_back_to_stock_after_the_wipe_of_this_return_only(
+    client: httpx.AsyncClient, settings: Settings, seed: Seed, db: psycopg.Connection[Any]
+) -> None:
+    h = hmc(settings)
+    body = {"kind": "glucose", "manufacturer": "Roche", "model": "Guide"}
+    product = (await ok(await client.post("/api/v1/products", headers=h, json=body), 201))["id"]
+    body = {"product_id": product, "serial": "G-1", "address": "C4:70:00:00:00:01"}
+    meter = (await ok(await client.post("/api/v1/devices", headers=h, json=body), 201))["id"]
+    await a_hub(client, h)
+
+    async def cycle(patient: uuid.UUID, start: timedelta, end: timedelta) -> None:
+        assign = {"patient_id": str(patient), "hub_id": "hub-a1", "from": iso(start)}
+        await ok(await client.post(f"/api/v1/devices/{meter}/assign", headers=h, json=assign))
+        until = {"until": iso(end)}
+        await ok(await client.post(f"/api/v1/devices/{meter}/return", headers=h, json=until))
+        await ok(
+            await client.post(
+                f"/api/v1/devices/{meter}/state", headers=h, json={"to": "quarantine"}
+            )
+        )
+
+    def hub_says_wiped() -> None:
+        (command_id,) = db.execute(
+            "SELECT id FROM hub_commands WHERE status = 'pending'"
+        ).fetchone()  # type: ignore[misc]
+        result = CommandResult(
+            hub_id="hub-a1",
+            command_id=str(command_id),
+            kind=CommandKind.WIPE_DEVICE,
+            outcome=CommandOutcome.WIPED,
+            address="C4:70:00:00:00:01",
+            records_before=3,
+            bond_removed=True,
+            finished_at=NOW,
+        )
+        assert commands.record_result(db, result) == "recorded"
+
+    await cycle(seed.alice, -timedelta(days=9), -timedelta(days=8))
+    hub_says_wiped()
+    got = await ok(
+        await client.post(f"/api/v1/devices/{meter}/state", headers=h, json={"to": "in_stock"})
+    )
+    assert got["state"] == "in_stock"
+    history = await ok(await client.get(f"/api/v1/devices/{meter}/history", headers=h))
+    assert history[-1]["detail"] == {"wipe": "wiped"} and history[-1]["reason"] is None
+
+    # the next return asks a new wipe: the old one proves nothing of Arne's period
+    await cycle(seed.arne, -timedelta(days=7), -timedelta(days=6))
+    r = await client.post(f"/api/v1/devices/{meter}/state", headers=h, json={"to": "in_stock"})
+    assert r.status_code == 409 and "(latest: pending)" in r.json()["detail"]
+    hub_says_wiped()
+    await ok(
+        await client.post(f"/api/v1/devices/{meter}/state", headers=h, json={"to": "in_stock"})
+    )
