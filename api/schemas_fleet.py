@@ -73,6 +73,9 @@ class Device(_Out):
     patient_id: uuid.UUID | None
     assigned_from: datetime | None
     hub_id: str | None
+    #: Returned or in quarantine: the data reset asked at the return, as the hub reported
+    #: it (none, pending, wiped, unsupported, failed). Shown for one device only.
+    data_reset: str | None = None
 
 
 class DeviceAssign(_In):

@@ -338,18 +338,36 @@ async def change_hub_state(
         from_state = State(hub["state"])
         if from_state == State.ASSIGNED:
             raise Conflict("a placed hub is returned first (its devices with it)")
+        wipe = WipeStatus.NONE
+        if from_state == State.QUARANTINE and to_state == State.IN_STOCK:
+            wipe = await hub_wipe_status(conn, hub_id)
         t = Transition(
             from_state,
             to_state,
             reason=reason,
             retired_as=retired_as,
             override=override,
-            wipe=WipeStatus.NONE,
+            wipe=wipe,
         )
-        await _record(conn, actor, hub_id, t, to_state, {})
+        detail = {"wipe": wipe.value} if wipe != WipeStatus.NONE or override else {}
+        await _record(conn, actor, hub_id, t, to_state, detail)
         if to_state == State.RETIRED:
             await _revoke(conn, actor, hub_id, "hub retired")
     return await get_hub(conn, actor.tenant, hub_id)
+
+
+async def hub_wipe_status(conn: AConn, hub_id: str) -> WipeStatus:
+    """Where the wipe asked at the hub's latest return stands, as the hub reported it."""
+    returned = await _one(
+        conn,
+        "SELECT detail->>'wipe_command_id' AS command_id FROM hub_state_changes"
+        " WHERE hub_id = %s AND to_state = 'returned' ORDER BY at DESC, id DESC LIMIT 1",
+        (hub_id,),
+    )
+    if returned is None or returned["command_id"] is None:
+        return WipeStatus.NONE
+    outcome = await commands.get_command(conn, uuid.UUID(returned["command_id"]))
+    return WipeStatus.NONE if outcome is None else WipeStatus(outcome.status)
 
 
 # --- the retained configuration ------------------------------------------------------------

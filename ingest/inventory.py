@@ -195,6 +195,12 @@ async def get_device(conn: AConn, tenant: str, device_id: uuid.UUID) -> dict[str
     row = await _one(conn, DEVICE_SQL + " AND d.id = %(id)s", {"tenant": tenant, "id": device_id})
     if row is None:
         raise NotFound("device not found")
+    # Since its latest return: the data reset that decides whether it may go back to stock.
+    row["data_reset"] = (
+        (await latest_wipe_status(conn, device_id)).value
+        if row["state"] in (State.RETURNED, State.QUARANTINE)
+        else None
+    )
     return row
 
 

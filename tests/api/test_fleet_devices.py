@@ -221,6 +221,8 @@ async def test_a_whole_life_through_the_api(
     assert commands.record_result(db, unsupported) == "recorded"
     r = await client.post(f"/api/v1/devices/{device}/state", headers=h, json={"to": "in_stock"})
     assert r.status_code == 409 and "(latest: unsupported)" in r.json()["detail"]
+    shown = await ok(await client.get(f"/api/v1/devices/{device}", headers=h))
+    assert shown["data_reset"] == "unsupported"
     r = await client.post(
         f"/api/v1/devices/{device}/state", headers=h, json={"to": "in_stock", "override": True}
     )
@@ -492,3 +494,72 @@ async def test_back_to_stock_after_the_wipe_of_this_return_only(
     await ok(
         await client.post(f"/api/v1/devices/{meter}/state", headers=h, json={"to": "in_stock"})
     )
+
+
+async def test_every_fleet_endpoint_is_confined_to_its_principal(
+    client: httpx.AsyncClient, settings: Settings, seed: Seed
+) -> None:
+    h = hmc(settings)
+    product = await cuff_product(client, h)
+    device = await a_device(client, h, product)
+    await a_hub(client, h)
+    await ok(
+        await client.post(
+            "/api/v1/hubs/hub-a1/place", headers=h, json={"patient_id": str(seed.alice)}
+        )
+    )
+    before = audit_rows(settings.database_url)
+    other = hmc(settings, "b")
+    register = {"product_id": product, "serial": "X", "address": "C0:00:00:00:00:01"}
+    assign = {"patient_id": str(seed.bert), "hub_id": "hub-a1"}
+    calls = [
+        ("GET", f"/api/v1/products/{product}", None),
+        ("POST", "/api/v1/devices", register),
+        ("GET", f"/api/v1/devices/{device}", None),
+        ("GET", f"/api/v1/devices/{device}/history", None),
+        ("POST", f"/api/v1/devices/{device}/assign", assign),
+        ("POST", f"/api/v1/devices/{device}/return", {}),
+        ("POST", f"/api/v1/devices/{device}/state", {"to": "repair"}),
+        ("GET", "/api/v1/hubs/hub-a1", None),
+        ("GET", "/api/v1/hubs/hub-a1/history", None),
+        ("GET", "/api/v1/hubs/hub-a1/configs", None),
+        ("POST", "/api/v1/hubs/hub-a1/credentials", None),
+        ("DELETE", "/api/v1/hubs/hub-a1/credentials", None),
+        ("POST", "/api/v1/hubs/hub-a1/place", {"patient_id": str(seed.bert)}),
+        ("POST", "/api/v1/hubs/hub-a1/return", {}),
+        ("POST", "/api/v1/hubs/hub-a1/state", {"to": "repair"}),
+    ]  # fmt: skip
+    for method, path, body in calls:
+        r = await client.request(method, path, headers=other, json=body)
+        assert r.status_code == 404, (method, path, r.text)
+    for listing in ("/api/v1/products", "/api/v1/devices", "/api/v1/hubs"):
+        assert await ok(await client.get(listing, headers=other)) == []
+    # nothing changed, and every probe is on record as refused
+    assert (await ok(await client.get(f"/api/v1/devices/{device}", headers=h)))[
+        "state"
+    ] == "in_stock"
+    hub = await ok(await client.get("/api/v1/hubs/hub-a1", headers=h))
+    assert hub["state"] == "assigned" and hub["credentials_issued_at"] is None
+    refused = [r for r in audit_rows(settings.database_url)[len(before) :] if r[2] == "b"]
+    assert sum((r[6] or {}).get("outcome") == "not_found" for r in refused) == len(calls)
+
+
+async def test_hmc_sees_no_clinical_values(
+    client: httpx.AsyncClient, settings: Settings, seed: Seed
+) -> None:
+    h = hmc(settings)
+    for path in (
+        "/api/v1/patients",
+        f"/api/v1/patients/{seed.alice}/observations",
+        "/api/v1/alerts",
+    ):
+        assert (await client.get(path, headers=h)).status_code == 403, path
+    # the fleet's answers name a resident by id only
+    product = await cuff_product(client, h)
+    device = await a_device(client, h, product)
+    await a_hub(client, h)
+    assign = {"patient_id": str(seed.alice), "hub_id": "hub-a1"}
+    got = await ok(await client.post(f"/api/v1/devices/{device}/assign", headers=h, json=assign))
+    text = json.dumps(got) + json.dumps(await ok(await client.get("/api/v1/hubs", headers=h)))
+    for clinical in ("Alice", "systolic", "mm[Hg]", "programme", "hypertension"):
+        assert clinical not in text
