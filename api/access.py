@@ -20,6 +20,7 @@ from fastapi import HTTPException
 from api import audit, queries
 from api.auth import Principal
 from api.db import Conn
+from ingest.fleet_common import Actor, Conflict, FleetError, NotFound
 
 
 def not_found(what: str) -> HTTPException:
@@ -119,3 +120,37 @@ async def patient_data(
             async with conn.transaction():
                 await audit.record_access(conn, principal, action, resource, patient_id, detail)
         raise
+
+
+# --- fleet changes -----------------------------------------------------------------------
+
+
+def fleet_actor(principal: Principal) -> Actor:
+    """Who changes the fleet, as the fleet operations (ingest.inventory, ingest.hub_fleet)
+    record it."""
+    return Actor(subject=principal.sub, tenant=principal.tenant)
+
+
+def _fleet_http_error(exc: FleetError) -> HTTPException:
+    if isinstance(exc, NotFound):
+        return HTTPException(404, detail=str(exc))
+    if isinstance(exc, Conflict):
+        return HTTPException(409, detail=str(exc))
+    return HTTPException(422, detail=str(exc))
+
+
+@asynccontextmanager
+async def fleet_change(
+    conn: Conn, principal: Principal, action: str, resource: str
+) -> AsyncIterator[Access]:
+    """`patient_data` for a change of the fleet: the change and its audit row commit
+    together; a refused change (unknown: 404, impossible now: 409 with the reason,
+    invalid: 422) is answered and audited with its reason after the rollback."""
+    async with patient_data(conn, principal, action, resource) as access:
+        try:
+            yield access
+        except FleetError as exc:
+            outcome = {404: "not_found", 409: "conflict"}.get(_fleet_http_error(exc).status_code)
+            raise access.refuse(
+                _fleet_http_error(exc), None, {"outcome": outcome or "invalid", "reason": str(exc)}
+            ) from exc

@@ -27,11 +27,14 @@ from api.limits import BodySizeLimit, validation_error
 from api.routers import (
     alerts,
     care_units,
+    devices,
     fleet,
+    hubs,
     me,
     ops,
     patients,
     principals,
+    products,
     residents,
     shares,
     stream,
@@ -56,6 +59,9 @@ ROUTERS = (
     residents.router,
     shares.router,
     fleet.router,
+    products.router,
+    devices.router,
+    hubs.router,
     thresholds.router,
 )
 
