@@ -11,12 +11,16 @@ from __future__ import annotations
 from ingest.health import ERROR_READING_SQL
 
 #: Sets of hubs the filters use, each computed once per statement (MATERIALIZED) from
-#: the side that is small: a care unit's residents (patients_care_unit, their open
-#: assignments, the allow-lists holding those devices), devices at low battery (the
-#: partial battery index). Unreferenced, they cost nothing.
+#: the side that is small: a care unit's residents (patients_care_unit), the hubs placed
+#: at their homes and the hubs whose allow-lists hold their assigned devices; devices at
+#: low battery (the partial battery index). Unreferenced, they cost nothing.
 CTES = """
 WITH unit_hubs AS MATERIALIZED (
-    SELECT DISTINCT hd.hub_id FROM patients p
+    SELECT hp.hub_id FROM patients p
+    JOIN hub_placements hp ON hp.patient_id = p.id AND hp.ended_at IS NULL
+    WHERE p.tenant_id = %(tenant)s AND p.care_unit_id = ANY(%(units)s::uuid[])
+    UNION
+    SELECT hd.hub_id FROM patients p
     JOIN device_assignments da ON da.patient_id = p.id AND da.ended_at IS NULL
     JOIN hub_devices hd ON hd.device_id = da.device_id AND hd.ended_at IS NULL
     WHERE p.tenant_id = %(tenant)s AND p.care_unit_id = ANY(%(units)s::uuid[])
@@ -27,7 +31,8 @@ low_battery AS MATERIALIZED (
 )
 """
 
-#: Hubs whose open allow-list holds a device now assigned to a resident of the units.
+#: Hubs placed at the home of a resident of the units, or whose open allow-list holds a
+#: device now assigned to one.
 HUB_IN_UNITS = "AND h.id IN (SELECT hub_id FROM unit_hubs)"
 
 #: Plans over thousands of hubs look costly enough for JIT, whose compiling costs more
@@ -47,7 +52,8 @@ _STATE = "CASE WHEN h.online THEN 'online' WHEN NOT h.online THEN 'offline' ELSE
 
 _HUB_COLUMNS = f"""
     h.id AS hub_id, {_STATE} AS state, h.state_since, h.last_seen_at, h.last_status_at,
-    h.software_version, h.config_version, h.outbox_depth, h.outbox_oldest_age_s,
+    h.software_version, h.config_version_applied AS config_version,
+    nullif(h.config_version, 0) AS config_version_issued, h.outbox_depth, h.outbox_oldest_age_s,
     h.disk_free_bytes, h.alarms,
     coalesce(d.devices, 0) AS devices, d.lowest_battery, coalesce(d.failing, 0) AS failing_devices
 """

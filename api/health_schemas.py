@@ -32,7 +32,10 @@ class HubHealth(_Out):
     #: When the last status or last will was received.
     last_status_at: datetime | None
     software_version: str | None
+    #: The configuration version the hub says it applied, and the newest one issued to
+    #: it (None: none yet); they differ until the hub has taken the new one.
     config_version: int | None
+    config_version_issued: int | None
     outbox_depth: int | None
     outbox_oldest_age_s: float | None
     disk_free_bytes: int | None

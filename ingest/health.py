@@ -59,7 +59,7 @@ ERROR_READING_SQL = (
 _HUB_CHANGED = """(
     p.online IS DISTINCT FROM i.online
     OR p.software_version <> i.status->>'software_version'
-    OR p.config_version <> (i.status->>'config_version')::integer
+    OR p.config_version_applied <> (i.status->>'config_version')::integer
 )"""
 
 # Statement 1: the hubs. `prev` reads the rows as they were before this statement (one
@@ -73,13 +73,13 @@ WITH incoming AS (
     FROM jsonb_array_elements(%(batch)s::jsonb) AS e
 ),
 prev AS (
-    SELECT h.id, h.online, h.software_version, h.config_version, h.last_sample_at
+    SELECT h.id, h.online, h.software_version, h.config_version_applied, h.last_sample_at
     FROM hubs h JOIN incoming i ON i.id = h.id
 ),
 up AS (
     INSERT INTO hubs AS h (
         id, online, last_status, last_status_at, last_seen_at, state_since,
-        software_version, config_version, outbox_depth, outbox_oldest_age_s,
+        software_version, config_version_applied, outbox_depth, outbox_oldest_age_s,
         disk_free_bytes, alarms, last_sample_at)
     SELECT i.id, i.online, i.status, i.at, CASE WHEN i.online THEN i.at END, i.at,
            i.status->>'software_version', (i.status->>'config_version')::integer,
@@ -100,7 +100,8 @@ up AS (
                              OR h.state_since IS NULL
                            THEN EXCLUDED.last_status_at ELSE h.state_since END,
         software_version = coalesce(EXCLUDED.software_version, h.software_version),
-        config_version = coalesce(EXCLUDED.config_version, h.config_version),
+        config_version_applied = coalesce(EXCLUDED.config_version_applied,
+                                          h.config_version_applied),
         outbox_depth = coalesce(EXCLUDED.outbox_depth, h.outbox_depth),
         outbox_oldest_age_s = CASE WHEN EXCLUDED.online THEN EXCLUDED.outbox_oldest_age_s
                                    ELSE h.outbox_oldest_age_s END,
@@ -111,7 +112,7 @@ up AS (
               OR EXCLUDED.last_status_at >= h.last_sample_at + %(sample_every)s
               OR h.online IS DISTINCT FROM EXCLUDED.online
               OR h.software_version <> EXCLUDED.software_version
-              OR h.config_version <> EXCLUDED.config_version
+              OR h.config_version_applied <> EXCLUDED.config_version_applied
             THEN EXCLUDED.last_status_at ELSE h.last_sample_at END
     WHERE h.last_status_at IS NULL OR EXCLUDED.last_status_at >= h.last_status_at
     RETURNING h.id, h.last_sample_at = h.last_status_at AS sampled
@@ -124,7 +125,7 @@ history AS (
                          THEN CASE WHEN i.online THEN 'online' ELSE 'offline' END END,
                     CASE WHEN p.software_version <> i.status->>'software_version'
                          THEN 'software' END,
-                    CASE WHEN p.config_version <> (i.status->>'config_version')::integer
+                    CASE WHEN p.config_version_applied <> (i.status->>'config_version')::integer
                          THEN 'config' END], NULL)
                 ELSE ARRAY['sample'] END,
            i.status - 'devices'

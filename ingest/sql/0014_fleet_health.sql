@@ -14,7 +14,9 @@ ALTER TABLE hubs
     -- since when `online` has its present value (the last transition)
     ADD COLUMN state_since          timestamptz,
     ADD COLUMN software_version     text,
-    ADD COLUMN config_version       integer,
+    -- the configuration version the hub says it applied (hubs.config_version, 0012,
+    -- is the newest one issued)
+    ADD COLUMN config_version_applied integer,
     ADD COLUMN outbox_depth         integer,
     ADD COLUMN outbox_oldest_age_s  double precision,
     ADD COLUMN disk_free_bytes      bigint,
@@ -29,7 +31,7 @@ UPDATE hubs SET
     last_seen_at = CASE WHEN online THEN last_status_at END,
     state_since = last_status_at,
     software_version = last_status->>'software_version',
-    config_version = (last_status->>'config_version')::integer,
+    config_version_applied = (last_status->>'config_version')::integer,
     outbox_depth = (last_status->>'outbox_depth')::integer,
     outbox_oldest_age_s = (last_status->>'outbox_oldest_age_s')::double precision,
     disk_free_bytes = (last_status->>'disk_free_bytes')::bigint

@@ -68,7 +68,11 @@ def test_status_sets_the_hub_health_and_its_devices(conn: Conn) -> None:
     row = hub_row(conn, hub)
     assert row["online"] is True
     assert row["last_seen_at"] == row["state_since"] == T0
-    assert (row["software_version"], row["outbox_depth"], row["config_version"]) == ("2.1.0", 7, 1)
+    assert (row["software_version"], row["outbox_depth"], row["config_version_applied"]) == (
+        "2.1.0",
+        7,
+        1,
+    )
     assert row["outbox_oldest_age_s"] == 42.0
     dev = conn.execute(
         "SELECT address, battery_level, rssi, firmware FROM hub_device_health WHERE hub_id = %s",
