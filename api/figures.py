@@ -120,7 +120,95 @@ ORDER BY x.id, w.week
     patient_column="patient_id",
 )
 
-FIGURES: dict[str, Figure] = {f.name: f for f in (FAULTS, READINGS_PER_WEEK)}
+# Per product of the principal's fleet (devices it owns): how many devices are in each
+# state now (device_state_changes keeps why: a retired device is lost, broken or
+# scrapped in its retirement's detail->>'retired_as' or reason).
+DEVICES_BY_STATE = Figure(
+    "devices",
+    "Devices per product and state",
+    (
+        "product_id",
+        "kind",
+        "manufacturer",
+        "model",
+        "devices",
+        "in_use",
+        "in_stock",
+        "returned",
+        "in_quarantine",
+        "in_repair",
+        "lost",
+        "retired_other",
+    ),
+    """
+SELECT pr.id AS product_id, pr.kind, pr.manufacturer, pr.model, count(*)::int AS devices,
+       (count(*) FILTER (WHERE d.state = 'assigned'))::int AS in_use,
+       (count(*) FILTER (WHERE d.state = 'in_stock'))::int AS in_stock,
+       (count(*) FILTER (WHERE d.state = 'returned'))::int AS returned,
+       (count(*) FILTER (WHERE d.state = 'quarantine'))::int AS in_quarantine,
+       (count(*) FILTER (WHERE d.state = 'repair'))::int AS in_repair,
+       (count(*) FILTER (WHERE d.state = 'retired' AND r.retired_as = 'lost'))::int AS lost,
+       (count(*) FILTER (WHERE d.state = 'retired'
+                         AND r.retired_as IS DISTINCT FROM 'lost'))::int AS retired_other
+FROM devices d
+JOIN products pr ON pr.id = d.product_id
+LEFT JOIN LATERAL (
+    SELECT coalesce(c.detail->>'retired_as', c.reason) AS retired_as
+    FROM device_state_changes c
+    WHERE c.device_id = d.id AND c.to_state = 'retired'
+    ORDER BY c.at DESC, c.id DESC LIMIT 1
+) r ON d.state = 'retired'
+WHERE d.owner_tenant_id = %(tenant)s
+GROUP BY pr.id, pr.kind, pr.manufacturer, pr.model
+ORDER BY pr.kind, pr.manufacturer, pr.model, pr.id
+""",
+)
+
+# Per product and state: the device-days the principal's devices spent in the state
+# within the period, the stays that overlapped it, and the mean length of the stays that
+# ended in it (turnaround: returned, quarantine, repair). A stay runs from a transition
+# into the state to the device's next transition (or now).
+DAYS_IN_STATE = Figure(
+    "days-in-state",
+    "Days in each state per product",
+    (
+        "product_id",
+        "kind",
+        "manufacturer",
+        "model",
+        "state",
+        "devices",
+        "stays",
+        "device_days",
+        "mean_days_per_finished_stay",
+    ),
+    """
+WITH stays AS (
+    SELECT c.device_id, c.to_state AS state, c.at AS since,
+           lead(c.at) OVER (PARTITION BY c.device_id ORDER BY c.at, c.id) AS until
+    FROM device_state_changes c
+    JOIN devices d ON d.id = c.device_id AND d.owner_tenant_id = %(tenant)s
+)
+SELECT pr.id AS product_id, pr.kind, pr.manufacturer, pr.model, s.state,
+       count(DISTINCT s.device_id)::int AS devices, count(*)::int AS stays,
+       round((sum(extract(epoch FROM least(coalesce(s.until, now()), %(end)s)
+                                   - greatest(s.since, %(start)s))) / 86400)::numeric, 2)
+           ::float8 AS device_days,
+       round((avg(extract(epoch FROM s.until - s.since) / 86400)
+              FILTER (WHERE s.until IS NOT NULL AND s.until <= %(end)s))::numeric, 2)
+           ::float8 AS mean_days_per_finished_stay
+FROM stays s
+JOIN devices d ON d.id = s.device_id
+JOIN products pr ON pr.id = d.product_id
+WHERE s.since < %(end)s AND coalesce(s.until, now()) > %(start)s
+GROUP BY pr.id, pr.kind, pr.manufacturer, pr.model, s.state
+ORDER BY pr.kind, pr.manufacturer, pr.model, pr.id, s.state
+""",
+)
+
+FIGURES: dict[str, Figure] = {
+    f.name: f for f in (DEVICES_BY_STATE, DAYS_IN_STATE, FAULTS, READINGS_PER_WEEK)
+}
 
 
 def to_csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:

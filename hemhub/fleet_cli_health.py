@@ -72,6 +72,11 @@ COMMANDS = [
             csv=True,
         )
         for name, help in (
+            (
+                "devices",
+                "devices per product and state: in use, in stock, quarantine, repair, lost",
+            ),
+            ("days-in-state", "device-days in each state per product, and mean stays"),
             ("faults", "faults and error readings per model"),
             ("readings-per-week", "readings per resident per week"),
         )
