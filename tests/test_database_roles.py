@@ -25,6 +25,7 @@ from ingest import registry
 from ingest.migrations import MigrationError, ensure_partitions, migrate
 from ingest.pipeline import store
 from ingest.roles import RuntimeRoles
+from ingest.schedule import run_scheduled_evaluation
 from ingest.worker import IngestWorker
 from tests.factories import batch, bp_reading, unique_hub_id
 from tests.ingest.factories import seeded_device
@@ -190,9 +191,10 @@ async def test_api_and_ingest_work_under_their_roles(
     assert len(actions) >= 4, actions
 
 
-def test_ingest_role_keeps_partitions_ahead(installation: Installation) -> None:
-    """The partitions job runs as ingest's role: it adds the months ahead (as the owner,
-    through hemhub_ensure_partitions) and moves their readings out of the default one."""
+def test_ingest_role_runs_the_periodic_jobs(installation: Installation) -> None:
+    """The periodic jobs run as ingest's role: the partitions job adds the months ahead
+    (as the owner, through hemhub_ensure_partitions) and moves their readings out of the
+    default one; the scheduled alert rules run."""
     hub = unique_hub_id()
     far = (datetime.now(UTC).replace(day=1) + timedelta(days=5 * 31)).replace(day=10)
     partition = f"readings_{far:%Y_%m}"
@@ -208,6 +210,8 @@ def test_ingest_role_keeps_partitions_ahead(installation: Installation) -> None:
         assert conn.execute(
             "SELECT tableoid::regclass::text FROM readings WHERE hub_id = %s", (hub,)
         ).fetchone() == (partition,)
+        counts = run_scheduled_evaluation(conn, datetime.now(UTC))
+        assert isinstance(counts, dict)
 
 
 @pytest.mark.parametrize("who", ["api", "ingest"])
