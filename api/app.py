@@ -8,6 +8,7 @@ rows in the same transaction. The routes live in `api.routers`, their SQL in `ap
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from api.db import create_pool, open_pool
 from api.limits import BodySizeLimit, validation_error
 from api.routers import alerts, care_units, fleet, me, ops, patients, stream, thresholds
 from hemhub.settings import Settings, get_settings
+from ingest.hub_link import HubLink
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +111,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = create_pool(resolved.database_url)
         await open_pool(pool)
         app.state.pool = pool
+        link = None
+        if resolved.api_runs_hub_link and resolved.hub_link_mqtt_url:
+            link = HubLink(
+                resolved.database_url, resolved.hub_link_mqtt_url, ca_file=resolved.mqtt_ca_file
+            ).start()
         try:
             yield
         finally:
+            if link is not None:
+                await asyncio.to_thread(link.stop)
             hub: live.AlertHub | None = getattr(app.state, "alert_hub", None)
             if hub is not None:
                 await hub.close()

@@ -50,7 +50,8 @@ TRIAGE_ORDER = """
 # The triggering reading is found through reading_keys (key -> measured_at), so the
 # lookup in the time-partitioned readings table is an index probe on
 # (patient_id, measured_at) in one partition, not a scan of the patient's history.
-ALERTS_SQL = """
+ALERTS_SQL = (
+    """
 SELECT a.id, a.patient_id, p.display_name AS patient_display_name, a.rule, a.rule_version,
        a.severity, a.status, a.reason, a.count, a.measured_at, a.late, a.opened_at, a.last_at,
        a.acknowledged_by, a.acknowledged_at, a.resolved_by, a.resolved_at, a.resolution_note,
@@ -72,9 +73,12 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) rv ON true
 WHERE a.tenant_id = %(tenant)s {filters}
-ORDER BY """ + TRIAGE_ORDER + """
+ORDER BY """
+    + TRIAGE_ORDER
+    + """
 LIMIT %(limit)s
 """
+)
 
 #: The care-unit scope of a token with a `care_units` claim, on patients `p`
 #: (a fixed fragment; the units are a bound parameter).

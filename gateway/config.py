@@ -70,6 +70,11 @@ class GatewayConfig(BaseModel):
     #: are met again.
     min_disk_free_bytes: Annotated[int, Field(ge=0)] = 200 << 20
     min_disk_free_percent: Annotated[float, Field(ge=0, le=100)] = 5.0
+    #: A device wipe waits this long for the device to advertise (bring it near the hub).
+    device_wipe_wait_s: Annotated[float, Field(gt=0)] = 900.0
+    #: A hub wipe first gives the outbox this long to deliver what it holds, and its
+    #: own report this long to reach the broker, before erasing.
+    hub_wipe_drain_s: Annotated[float, Field(ge=0)] = 60.0
     #: Send a password over plain mqtt:// to a host other than this machine. Never in
     #: production: anyone on the path reads it. Without it the gateway refuses to start.
     allow_insecure: bool = False

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
@@ -31,15 +32,27 @@ from device_drivers.drivers.session import (
     SessionReport,
 )
 from device_drivers.drivers.weight_scale import run_weight_scale_session
+from device_drivers.drivers.wipe import WipeOptions, cannot_wipe, needs_device, wipe_device
 from gateway import health
 from gateway.clock import hub_clock_synced, local_zone
+from gateway.commands import CommandBook, Ignore, Repeat, Run
 from gateway.config import GatewayConfig
 from gateway.failpoints import failpoint
 from gateway.outbox import Outbox
 from gateway.provisioning import ConfigRejected, ProvisioningStore
 from gateway.publisher import OutboxPublisher
 from gateway.readings import to_reading
-from hemhub.contract import AllowedDevice, DeviceHealth, DeviceProfile, HubAlarm, HubConfig
+from hemhub.contract import (
+    AllowedDevice,
+    CommandKind,
+    CommandOutcome,
+    CommandResult,
+    DeviceHealth,
+    DeviceProfile,
+    HubAlarm,
+    HubCommand,
+    HubConfig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +85,9 @@ RECORD_PROFILES = frozenset(RECORD_SEQUENCE_MAX)
 #: A bond that could not be deleted is tried again after this long, doubling up to the max.
 UNBOND_RETRY_START_S = 5.0
 UNBOND_RETRY_MAX_S = 600.0
+#: How long the hub waits for the broker's PUBACK of a command's result at once (it
+#: publishes it again on every connect until one comes).
+RESULT_PUBACK_WAIT_S = 10.0
 
 
 def _when(ts: float | None) -> datetime | None:
@@ -139,6 +155,16 @@ class HubGateway:
         #: Set once the scanner runs (the service then tells systemd it is ready).
         self.started = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Commands of the backend, each carried out once (gateway/commands.py).
+        self.commands = CommandBook(config.data_dir / "commands.json", config.hub_id)
+        #: Devices being wiped or forgotten: no session starts with them meanwhile.
+        self._busy: set[str] = set()
+        #: A command waiting for a device to advertise: the first sighting.
+        self._sightings: dict[str, asyncio.Future[BLEDevice]] = {}
+        self._command_tasks: set[asyncio.Task[object]] = set()
+        self._stop: asyncio.Event | None = None
+        #: Set once a wipe_hub command erased the hub (it then stops).
+        self.wiped = False
         self.outbox = Outbox(config.data_dir / "outbox.sqlite3")
         self.publisher = OutboxPublisher(
             self.outbox,
@@ -153,6 +179,7 @@ class HubGateway:
             credentials=config.credentials(),
             status_extra=self._status_extra,
             on_backend_message=self._on_backend_message,
+            on_connected=self._on_connected,
         )
 
     # -- running -------------------------------------------------------------------------
@@ -160,13 +187,19 @@ class HubGateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; then end sessions and flush what the broker acknowledges."""
         self._loop = asyncio.get_running_loop()
+        self._stop = stop
         self.publisher.start()
         unbonding = asyncio.create_task(self._unbond_pending(stop))
+        for command in self.commands.unfinished():  # the hub stopped while running them
+            self._start_command(command)
         try:
             await self._scan_until(stop)
         finally:
             unbonding.cancel()
             await asyncio.gather(unbonding, return_exceptions=True)
+            for command_task in list(self._command_tasks):
+                command_task.cancel()
+            await asyncio.gather(*self._command_tasks, return_exceptions=True)
             for task in list(self._sessions.values()):
                 task.cancel()
             await asyncio.gather(*self._sessions.values(), return_exceptions=True)
@@ -215,7 +248,13 @@ class HubGateway:
         return self.outbox.size_bytes() >= self.config.max_outbox_bytes
 
     def _on_advertisement(self, device: BLEDevice, adv: AdvertisementData) -> None:
-        state = self.devices.get(device.address.upper())
+        address = device.address.upper()
+        waiter = self._sightings.get(address)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(device)  # a command waits for it (a wipe)
+        if self.wiped or address in self._busy:
+            return
+        state = self.devices.get(address)
         if state is None:
             return  # never connect to, bond with or read a device not on the list
         state.last_seen, state.rssi = time.time(), adv.rssi
@@ -295,7 +334,12 @@ class HubGateway:
     # -- provisioning ----------------------------------------------------------------------
 
     def _on_backend_message(self, kind: str, payload: bytes) -> None:
-        """Called on the MQTT network thread: hand configuration to the event loop."""
+        """Called on the MQTT network thread: hand configuration and commands to the
+        event loop. A command is recorded durably before this returns (paho then
+        acknowledges it), so one the hub accepted is carried out even after a crash."""
+        if kind == "commands" and payload and self._loop is not None:
+            self._on_command(payload)
+            return
         if kind != "config" or not payload or self._loop is None:
             return
         try:
@@ -381,6 +425,171 @@ class HubGateway:
         log.info("bond with %s removed (the device left this hub)", address)
         return True
 
+    # -- commands (docs/gateway.md, "Commands") -------------------------------------------
+
+    def _on_command(self, payload: bytes) -> None:
+        decision = self.commands.receive(payload)
+        loop = self._loop
+        assert loop is not None
+        if isinstance(decision, Ignore):
+            log.warning("hub %s ignores a command: %s", self.config.hub_id, decision.reason)
+        elif isinstance(decision, Repeat):
+            result = decision.result
+            loop.call_soon_threadsafe(lambda: self._spawn(self._report(result)))
+        elif isinstance(decision, Run):
+            command = decision.command
+            loop.call_soon_threadsafe(lambda: self._start_command(command))
+
+    def _on_connected(self) -> None:
+        """Called on the MQTT network thread after each connect: results not yet
+        acknowledged by the broker go out again."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: self._spawn(self._report_unreported()))
+
+    def _spawn(self, coroutine: Awaitable[object]) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(coroutine)
+        self._command_tasks.add(task)
+        task.add_done_callback(self._command_tasks.discard)
+
+    def _start_command(self, command: HubCommand) -> None:
+        self._spawn(self.carry_out(command))
+
+    async def carry_out(self, command: HubCommand) -> CommandResult:
+        """Run a command once to its result, record it, and report it to the backend."""
+        log.info("hub %s runs command %s: %s", self.config.hub_id, command.command_id, command.kind)
+        try:
+            if command.kind == CommandKind.WIPE_HUB:
+                return await self._wipe_hub(command)
+            result = await self._wipe_or_forget(command)
+        except asyncio.CancelledError:
+            raise  # stopping: the command stays unfinished and runs after the restart
+        except Exception as exc:  # a command must never take the hub down
+            log.exception("command %s failed", command.command_id)
+            result = self.commands.finish(
+                command, CommandOutcome.FAILED, f"{type(exc).__name__}: {exc}"
+            )
+        await self._report(result)
+        return result
+
+    async def _report(self, result: CommandResult) -> bool:
+        """Publish a result and wait briefly for the PUBACK; True once acknowledged."""
+        info = self.publisher.publish_result(result)
+        try:
+            await asyncio.to_thread(info.wait_for_publish, RESULT_PUBACK_WAIT_S)
+        except (RuntimeError, ValueError):  # not queued: disconnected (sent on reconnect)
+            return False
+        if not info.is_published():
+            return False
+        self.commands.reported(result.command_id)
+        return True
+
+    async def _report_unreported(self) -> None:
+        for result in self.commands.unreported():
+            await self._report(result)
+
+    async def _sighting(self, address: str, wait_s: float) -> BLEDevice | None:
+        """The device's next advertisement, or None after `wait_s` seconds without one."""
+        future = self._sightings.get(address)
+        if future is None or future.done():
+            future = self._sightings[address] = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), wait_s)
+        except TimeoutError:
+            return None
+        finally:
+            if self._sightings.get(address) is future:
+                del self._sightings[address]
+
+    async def _wipe_or_forget(self, command: HubCommand) -> CommandResult:
+        address = command.address
+        assert address is not None
+        self._busy.add(address)
+        try:
+            task = self._sessions.pop(address, None)
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            records_before: int | None = None
+            if command.kind == CommandKind.FORGET_DEVICE:
+                outcome, reason = CommandOutcome.WIPED, None
+            else:
+                profile = command.profile
+                assert profile is not None
+                if not needs_device(profile):
+                    report = cannot_wipe(profile)
+                else:
+                    wait_s = self.config.device_wipe_wait_s
+                    device = await self._sighting(address, wait_s)
+                    if device is None:
+                        return self.commands.finish(
+                            command,
+                            CommandOutcome.FAILED,
+                            f"the device did not advertise within {wait_s:.0f} s: bring it"
+                            " near the hub, wake it, and ask again",
+                            bond_removed=False,
+                        )
+                    options = WipeOptions(connect_timeout=self.config.connect_timeout_s)
+                    async with self._slots:
+                        report = await wipe_device(
+                            device, profile, backends=self.backends, options=options
+                        )
+                outcome, reason = CommandOutcome(report.outcome), report.reason
+                records_before = report.records_before
+            self.outbox.forget_device(address)  # its record numbers: a wiped log restarts
+            bond_removed = await self._unbond(address)
+            if not bond_removed:
+                done = f"{outcome.value}: {reason}" if reason else outcome.value
+                outcome = CommandOutcome.FAILED
+                reason = f"the bond could not be removed ({done}); ask again"
+            return self.commands.finish(
+                command, outcome, reason, records_before=records_before, bond_removed=bond_removed
+            )
+        finally:
+            self._busy.discard(address)
+
+    async def _wipe_hub(self, command: HubCommand) -> CommandResult:
+        """Erase the hub: deliver what the outbox holds (for `hub_wipe_drain_s`), stop
+        every session, remove every bond it knows of, erase the outbox and the cached
+        configuration, report, and only then erase the command memory and credentials
+        and stop. A hub whose report is not acknowledged in time erases all the same
+        (the backend revokes its broker credentials anyway)."""
+        self.wiped = True  # no new session from here on
+        for task in list(self._sessions.values()):
+            task.cancel()
+        await asyncio.gather(*self._sessions.values(), return_exceptions=True)
+        drain_s = self.config.hub_wipe_drain_s
+        for _attempt in range(int(drain_s * 5)):
+            if not self.outbox.depth():
+                break
+            self.publisher.kick()
+            await asyncio.sleep(0.2)
+        addresses = sorted(set(self.devices) | set(self.provisioning.pending_unbonds))
+        kept = [a for a in addresses if not await self._unbond(a)]
+        discarded = await asyncio.to_thread(self.outbox.erase)
+        self.provisioning.erase()
+        self.devices.clear()
+        reason = (
+            f"outbox erased ({discarded} undelivered reading(s) discarded),"
+            f" {len(addresses) - len(kept)} bond(s) removed, cached configuration erased;"
+            " command memory and credentials erased after this report"
+        )
+        if kept:
+            reason = f"bonds with {', '.join(kept)} could not be removed; " + reason
+        outcome = CommandOutcome.FAILED if kept else CommandOutcome.WIPED
+        result = self.commands.finish(command, outcome, reason, bond_removed=not kept)
+        for _attempt in range(max(1, int(drain_s))):
+            if await self._report(result):
+                break
+            await asyncio.sleep(1.0)
+        self.commands.erase()
+        secrets = (self.config.mqtt_password_file, self.config.key_file, self.config.cert_file)
+        await asyncio.to_thread(_erase_files, [Path(s) for s in secrets if s is not None])
+        log.warning("hub %s wiped: %s", self.config.hub_id, reason)
+        if self._stop is not None:
+            self._stop.set()
+        return result
+
     # -- status ------------------------------------------------------------------------------
 
     def disk_low(self, size: int, free: int) -> bool:
@@ -427,6 +636,14 @@ class HubGateway:
             "alarms": alarms,
             "devices": [s.health() for s in self.devices.values()],
         }
+
+
+def _erase_files(paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.error("hub wipe could not erase %s: %s", path, exc)
 
 
 def _looks_like_adapter_fault(exc: BaseException) -> bool:

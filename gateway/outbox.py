@@ -164,6 +164,19 @@ class Outbox:
         with self._lock:
             self._db.execute("DELETE FROM device_sequences WHERE address = ?", (address,))
 
+    def erase(self) -> int:
+        """Erase everything (a hub wipe): queued, delivered, rejected readings and record
+        numbers, and give the space back (VACUUM rewrites the file, so the deleted
+        readings do not linger in free pages). The number of readings never delivered."""
+        with self._lock:
+            row = self._db.execute("SELECT count(*) FROM outbox").fetchone()
+            for table in ("outbox", "delivered", "rejected", "device_sequences"):
+                self._db.execute(f"DELETE FROM {table}")  # fixed table names
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._size_at = float("-inf")
+        return int(row[0]) if row else 0
+
     def pending(self, limit: int, exclude: Iterable[int] = ()) -> list[OutboxEntry]:
         """The oldest entries to publish in commit order (so per-device order is kept):
         pending ones, and sent ones whose receipt is overdue."""

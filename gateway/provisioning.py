@@ -120,16 +120,25 @@ class ProvisioningStore:
             pending = (self._pending | removed) - wanted
             if pending != self._pending:
                 self._save_pending(pending)
-            _write_atomic(self.path, payload)
+            write_atomic(self.path, payload)
             self.current = config
         return config
 
+    def erase(self) -> None:
+        """Forget the cached configuration and the pending unbonds (a hub wipe): the hub
+        falls back to its bootstrap list until the backend configures it again."""
+        with self._lock:
+            self.path.unlink(missing_ok=True)
+            self.pending_path.unlink(missing_ok=True)
+            self.current = None
+            self._pending = frozenset()
+
     def _save_pending(self, pending: frozenset[str]) -> None:
-        _write_atomic(self.pending_path, json.dumps(sorted(pending)).encode())
+        write_atomic(self.pending_path, json.dumps(sorted(pending)).encode())
         self._pending = pending
 
 
-def _write_atomic(path: Path, payload: bytes) -> None:
+def write_atomic(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

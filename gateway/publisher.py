@@ -36,6 +36,7 @@ from gateway.outbox import Outbox
 from hemhub import __version__
 from hemhub.contract import (
     SCHEMA_VERSION,
+    CommandResult,
     HubStatus,
     Receipt,
     parse_topic,
@@ -43,6 +44,7 @@ from hemhub.contract import (
     topic_config,
     topic_readings,
     topic_receipts,
+    topic_results,
     topic_status,
 )
 from hemhub.settings import MqttTarget
@@ -77,6 +79,7 @@ class OutboxPublisher:
         credentials: BrokerCredentials | None = None,
         status_extra: Callable[[], dict[str, object]] | None = None,
         on_backend_message: Callable[[str, bytes], None] | None = None,
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.hub_id = hub_id
@@ -103,6 +106,7 @@ class OutboxPublisher:
         self.receipt_failures = 0
         self._status_extra = status_extra
         self._on_backend_message = on_backend_message
+        self._on_connected = on_connected
         self._started_at = time.monotonic()
         # Never call into paho while holding _wake: paho calls on_publish holding its
         # own message lock, and on_publish takes _wake to wake the publishing thread.
@@ -234,6 +238,11 @@ class OutboxPublisher:
             self.publish_status()
         except Exception:  # e.g. the outbox unreadable: never kill paho's network thread
             log.exception("hub %s could not publish its status on connect", self.hub_id)
+        if self._on_connected is not None:
+            try:
+                self._on_connected()
+            except Exception:
+                log.exception("hub %s: on_connected failed", self.hub_id)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -331,6 +340,14 @@ class OutboxPublisher:
             self._status_info = self._client.publish(
                 topic_status(self.hub_id), self.status().model_dump_json(), qos=1, retain=True
             )
+
+    def publish_result(self, result: CommandResult) -> mqtt.MQTTMessageInfo:
+        """Publish a command's result (QoS 1, not retained). Results are rare (one per
+        command), so they go outside the reading window; the caller waits for the PUBACK
+        and publishes again after a reconnect until it comes."""
+        return self._client.publish(
+            topic_results(self.hub_id), result.model_dump_json(exclude_none=True), qos=1
+        )
 
     def _publish_status_if_due(self) -> None:
         now = time.monotonic()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from hemhub import fleet_cli
 from hemhub.logs import LOG_FORMATS, setup_logging
 from hemhub.settings import Settings
 
@@ -154,6 +155,26 @@ def _cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hub_link(args: argparse.Namespace) -> int:
+    from ingest.hub_link import HubLink
+
+    settings = _settings(args)
+    if not settings.database_url or not settings.hub_link_mqtt_url:
+        print(
+            "hemhub hub-link: set HEMHUB_DATABASE_URL and HEMHUB_BACKEND_MQTT_URL"
+            " (or HEMHUB_MQTT_URL)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    link = HubLink(settings.database_url, settings.hub_link_mqtt_url, ca_file=settings.mqtt_ca_file)
+    signal.signal(signal.SIGTERM, lambda *_: link.stop(timeout=0))
+    try:
+        link.run()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _cmd_gateway(args: argparse.Namespace) -> int:
     # Until the service installs its own handlers (after the imports below), SIGTERM
     # means a clean exit: nothing has been opened that would need flushing.
@@ -237,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("api", help="run the HTTP API", parents=[logs])
     p.set_defaults(func=_cmd_api)
+
+    p = sub.add_parser(
+        "hub-link",
+        help="publish hubs' configuration and commands queued in the database",
+        parents=[logs],
+    )
+    p.set_defaults(func=_cmd_hub_link)
+
+    fleet_cli.add_parser(sub)
 
     p = sub.add_parser("gateway", help="run the hub gateway", parents=[logs])
     p.add_argument("--config", required=True, help="hub configuration file (.toml or .json)")

@@ -54,12 +54,18 @@ def topic_receipts(hub_id: str) -> str:
     return f"{TOPIC_ROOT}/{hub_id}/receipts"
 
 
+def topic_results(hub_id: str) -> str:
+    """Where a hub reports what became of each command it received (`CommandResult`)."""
+    return f"{TOPIC_ROOT}/{hub_id}/results"
+
+
 # Subscriptions of the ingest tier (one level wildcard for the hub id).
 SUBSCRIBE_READINGS = f"{TOPIC_ROOT}/+/readings"
 SUBSCRIBE_STATUS = f"{TOPIC_ROOT}/+/status"
+SUBSCRIBE_RESULTS = f"{TOPIC_ROOT}/+/results"
 
 
-TOPIC_KINDS = ("readings", "status", "config", "commands", "receipts")
+TOPIC_KINDS = ("readings", "status", "config", "commands", "receipts", "results")
 
 
 class TopicError(ValueError):
@@ -372,6 +378,94 @@ class Receipt(_Strict):
     rejected: Annotated[list[RejectedKey], Field(max_length=MAX_KEYS_PER_RECEIPT)] = []
 
 
+#: A command's id: a UUID in its canonical lower-case text form.
+CommandId = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+
+
+class CommandKind(enum.StrEnum):
+    """What the backend asks a hub to do (docs/gateway.md, "Commands")."""
+
+    #: Erase what a device stores where its profile allows, then remove its bond.
+    WIPE_DEVICE = "wipe_device"
+    #: Remove the device's bond and everything the hub keeps of it; the device is untouched.
+    FORGET_DEVICE = "forget_device"
+    #: Erase the hub: outbox, bonds, cached configuration, command memory, credentials.
+    WIPE_HUB = "wipe_hub"
+
+
+class HubCommand(_Strict):
+    """Payload of `hemhub/v1/hubs/{hub_id}/commands` (QoS 1, never retained).
+
+    A hub carries out a command id once: a command delivered again (the broker's QoS 1
+    redelivery, the backend's hub link resending) is answered with the first result.
+    """
+
+    schema_version: Literal[1] = 1
+    hub_id: HubId
+    command_id: CommandId
+    issued_at: AwareDatetime
+    kind: CommandKind
+    #: The device (wipe_device, forget_device); absent for wipe_hub.
+    address: Address | None = None
+    #: How to wipe it (wipe_device): the profile the device was used with.
+    profile: DeviceProfile | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _upper(cls, value: str | None) -> str | None:
+        return None if value is None else value.upper()
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> HubCommand:
+        if self.kind == CommandKind.WIPE_HUB:
+            if self.address is not None or self.profile is not None:
+                raise ValueError("wipe_hub names no device (no address, no profile)")
+        elif self.address is None:
+            raise ValueError(f"{self.kind} needs the device's address")
+        elif self.kind == CommandKind.WIPE_DEVICE and self.profile is None:
+            raise ValueError("wipe_device needs the device's profile")
+        elif self.kind == CommandKind.FORGET_DEVICE and self.profile is not None:
+            raise ValueError("forget_device takes no profile")
+        return self
+
+
+class CommandOutcome(enum.StrEnum):
+    #: Done: the device's stored records are erased (wipe_device), or the hub's knowledge
+    #: of the device (forget_device), or the hub itself (wipe_hub).
+    WIPED = "wiped"
+    #: The device offers no way to erase what it stores; `reason` says why. The bond is
+    #: still removed (`bond_removed`).
+    UNSUPPORTED = "unsupported"
+    #: The hub tried and could not; `reason` says why (device not found, refused, ...).
+    FAILED = "failed"
+
+
+class CommandResult(_Strict):
+    """Payload of `hemhub/v1/hubs/{hub_id}/results` (QoS 1, from the hub, to ingest)."""
+
+    schema_version: Literal[1] = 1
+    hub_id: HubId
+    command_id: CommandId
+    kind: CommandKind
+    outcome: CommandOutcome
+    #: Why, for unsupported and failed (required there); a note for wiped.
+    reason: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    address: Address | None = None
+    #: Stored records the device reported before the wipe (glucose meters), where known.
+    records_before: Annotated[int, Field(ge=0)] | None = None
+    #: Whether the hub removed the device's bond (wipe_device, forget_device).
+    bond_removed: bool | None = None
+    finished_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _reason_when_not_wiped(self) -> CommandResult:
+        if self.outcome != CommandOutcome.WIPED and self.reason is None:
+            raise ValueError(f"a {self.outcome} result must say why (reason)")
+        return self
+
+
 def json_schema() -> dict[str, object]:
     """The JSON Schema of every payload of the contract, for `docs/`."""
     return {
@@ -383,11 +477,14 @@ def json_schema() -> dict[str, object]:
             "config": topic_config("{hub_id}"),
             "commands": topic_commands("{hub_id}"),
             "receipts": topic_receipts("{hub_id}"),
+            "results": topic_results("{hub_id}"),
         },
         "payloads": {
             "ReadingBatch": ReadingBatch.model_json_schema(),
             "HubStatus": HubStatus.model_json_schema(),
             "HubConfig": HubConfig.model_json_schema(),
             "Receipt": Receipt.model_json_schema(),
+            "HubCommand": HubCommand.model_json_schema(),
+            "CommandResult": CommandResult.model_json_schema(),
         },
     }

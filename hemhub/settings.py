@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     mqtt_url: str | None = None
     #: CA bundle that signs the broker's certificate (mqtts://); default: the system's.
     mqtt_ca_file: str | None = None
+    #: How the backend logs in to publish hubs' configuration and commands (user
+    #: hemhub-backend in deploy/mosquitto); default: mqtt_url.
+    backend_mqtt_url: str | None = None
+    #: Whether the API runs the hub link (ingest/hub_link.py) in its process; set false
+    #: when `hemhub hub-link` runs as a service of its own.
+    api_runs_hub_link: bool = True
     #: Where the demo stack, the demo signing key and embedded servers keep their data.
     data_dir: Path = Path(".hemhub")
 
@@ -63,6 +69,10 @@ class Settings(BaseSettings):
     readings_partitioning: PartitioningChoice = "auto"
     #: TimescaleDB only: readings older than this many years are dropped (clinical records).
     readings_retention_years: int = Field(default=10, ge=1)
+
+    @property
+    def hub_link_mqtt_url(self) -> str | None:
+        return self.backend_mqtt_url or self.mqtt_url
 
     @property
     def demo_key_file(self) -> Path:

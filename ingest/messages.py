@@ -1,5 +1,6 @@
 """What an ingest worker receives, and what each message becomes: a batch of readings,
-a hub status, a dead letter with its reason, or nothing (a retained status cleared).
+a hub status, a hub's result of a command, a dead letter with its reason, or nothing (a
+retained status cleared).
 
 Parsing never raises on a payload: anything invalid becomes a `DeadLetter`.
 """
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 
 from hemhub.contract import (
     ACCEPTED_SCHEMA_VERSIONS,
+    CommandResult,
     HubStatus,
     ReadingBatch,
     TopicError,
@@ -40,7 +42,8 @@ class Inbound(NamedTuple):
     received_at: datetime
 
 
-Parsed = ReadingBatch | StatusUpdate | DeadLetter | None  # None: nothing to store (ack only)
+# None: nothing to store (ack only)
+Parsed = ReadingBatch | StatusUpdate | CommandResult | DeadLetter | None
 
 
 def failure(exc: BaseException) -> str:
@@ -72,7 +75,8 @@ def _validation_reason(exc: ValidationError) -> str:
 def parse_message(
     topic: str, payload: bytes, received_at: datetime, *, max_bytes: int = MAX_PAYLOAD_BYTES
 ) -> Parsed:
-    """Turn one MQTT message into what to store: a batch, a status, or a dead letter."""
+    """Turn one MQTT message into what to store: a batch, a status, a command's result,
+    or a dead letter."""
 
     def dead(reason: str) -> DeadLetter:
         return DeadLetter(topic, reason[:MAX_REASON], payload[:max_bytes])
@@ -101,6 +105,14 @@ def parse_message(
         if status.hub_id != hub_id:
             return dead(f"hub_id {status.hub_id!r} in payload does not match topic hub {hub_id!r}")
         return StatusUpdate(status, received_at)
+    if kind == "results":
+        try:
+            result = CommandResult.model_validate_json(payload)
+        except ValidationError as exc:
+            return dead(_validation_reason(exc))
+        if result.hub_id != hub_id:
+            return dead(f"hub_id {result.hub_id!r} in payload does not match topic hub {hub_id!r}")
+        return result
     return dead(f"ingest does not consume {kind!r} topics")
 
 

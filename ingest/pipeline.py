@@ -40,14 +40,16 @@ from psycopg import sql
 from pydantic import TypeAdapter
 
 from hemhub.contract import (
+    CommandResult,
     DeviceProfile,
     HubStatus,
     MeasurementType,
     Quantity,
     Reading,
     ReadingBatch,
+    topic_results,
 )
-from ingest import alerts, engine
+from ingest import alerts, commands, engine
 from ingest.logfmt import kv
 
 Conn = psycopg.Connection[Any]
@@ -363,6 +365,9 @@ class StoreResult:
     alerts_updated: int = 0
     dead_letters: int = 0
     statuses: int = 0
+    #: Hubs' results of commands recorded, and results already recorded before.
+    results: int = 0
+    duplicate_results: int = 0
     #: Alert ids touched, with "opened" / "updated".
     alerts: list[tuple[UUID, str]] = field(default_factory=list)
     #: The keys this commit inserted (the rest of the batches' keys were duplicates):
@@ -386,6 +391,8 @@ class StoreResult:
             "alerts_updated",
             "dead_letters",
             "statuses",
+            "results",
+            "duplicate_results",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.alerts.extend(other.alerts)
@@ -584,16 +591,36 @@ def _raise_security_events(
         return [detail for (detail,) in cur.fetchall()]
 
 
+def _record_results(
+    conn: Conn, results: Sequence[CommandResult], result: StoreResult
+) -> list[DeadLetter]:
+    """Record hubs' results of commands; a result of no command of its hub is a dead letter."""
+    letters: list[DeadLetter] = []
+    for r in results:
+        outcome = commands.record_result(conn, r)
+        if outcome == "recorded":
+            result.results += 1
+        elif outcome == "duplicate":
+            result.duplicate_results += 1
+        else:  # dead-lettered with its reason (the worker logs and counts dead letters)
+            letters.append(
+                DeadLetter(topic_results(r.hub_id), outcome, r.model_dump_json().encode())
+            )
+    return letters
+
+
 def store(
     conn: Conn,
     batches: Sequence[ReadingBatch] | Staged,
     *,
     dead_letters: Sequence[DeadLetter] = (),
     statuses: Sequence[StatusUpdate] = (),
+    results: Sequence[CommandResult] = (),
     rules: Sequence[alerts.Rule] = alerts.DEFAULT_RULES,
     arrived_at: datetime | None = None,
 ) -> StoreResult:
-    """Store validated reading batches, dead letters and hub statuses in one transaction.
+    """Store validated reading batches, dead letters, hub statuses and hubs' results of
+    commands (`ingest.commands.record_result`) in one transaction.
 
     `batches` may be given already staged (`stage(batches)`), as the worker does.
 
@@ -609,6 +636,7 @@ def store(
     nested = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
         result, reports = _store_readings(conn, staged, rules, arrived_at)
+        dead_letters = [*dead_letters, *_record_results(conn, results, result)]
         if dead_letters:
             conn.execute(
                 _INSERT_DEAD_LETTERS,

@@ -45,7 +45,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from hemhub.contract import SUBSCRIBE_READINGS, SUBSCRIBE_STATUS, ReadingBatch
+from hemhub.contract import (
+    SUBSCRIBE_READINGS,
+    SUBSCRIBE_RESULTS,
+    SUBSCRIBE_STATUS,
+    CommandResult,
+    ReadingBatch,
+)
 from hemhub.settings import MqttTarget
 from ingest import alerts
 from ingest.jobs import JOBS_TICK_S, default_jobs, run_due
@@ -144,7 +150,7 @@ class IngestWorker:
         receive_maximum: int = 10_000,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         rules: Sequence[alerts.Rule] = alerts.DEFAULT_RULES,
-        topics: Sequence[str] = (SUBSCRIBE_READINGS, SUBSCRIBE_STATUS),
+        topics: Sequence[str] = (SUBSCRIBE_READINGS, SUBSCRIBE_STATUS, SUBSCRIBE_RESULTS),
         ca_file: str | None = None,
         evaluate_every_s: float | None = 60.0,
         connections: int = 3,
@@ -191,6 +197,8 @@ class IngestWorker:
                 "alerts_updated",
                 "dead_letters",
                 "statuses",
+                "results",
+                "duplicate_results",
                 "ignored",
                 "acked",
                 "stale_acks_skipped",
@@ -637,6 +645,8 @@ class IngestWorker:
             s["alerts_updated"] += result.alerts_updated
             s["dead_letters"] += result.dead_letters
             s["statuses"] += result.statuses
+            s["results"] += result.results
+            s["duplicate_results"] += result.duplicate_results
             s["ignored"] += sum(1 for _, p in items if p is None)
         for _, p in items:
             if isinstance(p, DeadLetter):
@@ -657,6 +667,7 @@ class IngestWorker:
                 alerts_updated=result.alerts_updated,
                 dead_letters=result.dead_letters,
                 statuses=result.statuses,
+                results=result.results,
             )
         )
 
@@ -666,6 +677,7 @@ class IngestWorker:
         batches = [p for _, p in items if isinstance(p, ReadingBatch)]
         letters = [p for _, p in items if isinstance(p, DeadLetter)]
         statuses = [p for _, p in items if isinstance(p, StatusUpdate)]
+        results = [p for _, p in items if isinstance(p, CommandResult)]
         # When the batch reached us: a hub's backlog arriving hours late is late too.
         arrived_at = min((m.received_at for m, p in items if isinstance(p, ReadingBatch)),
                          default=None)  # fmt: skip
@@ -678,6 +690,7 @@ class IngestWorker:
                     batches if staged is None else staged,
                     dead_letters=letters,
                     statuses=statuses,
+                    results=results,
                     rules=self.rules,
                     arrived_at=arrived_at,
                 )

@@ -24,6 +24,7 @@ import pytest
 
 from hemhub.contract import topic_readings, topic_status
 from hemhub.embedded import EmbeddedBroker, EmbeddedPostgres, reachable
+from ingest.hub_link import HubLink
 from ingest.migrations import migrate, timescaledb_available
 from ingest.worker import IngestWorker
 from tests.factories import unique_hub_id
@@ -134,3 +135,12 @@ def ingesting_hub(database_url: str, mqtt_url: str) -> Iterator[str]:
     thread.join(timeout=20)
     assert not thread.is_alive(), "ingest worker did not stop"
     clear_retained_status(mqtt_url, hub)
+
+
+@pytest.fixture
+def hub_link(database_url: str, mqtt_url: str) -> Iterator[HubLink]:
+    """The hub link publishing what the test's (migrated) database queues for hubs."""
+    migrate(database_url)
+    link = HubLink(database_url, mqtt_url, poll_s=1.0).start()
+    yield link
+    link.stop()

@@ -9,12 +9,15 @@ import pytest
 from pydantic import ValidationError
 
 from hemhub.contract import (
+    CommandResult,
+    HubCommand,
     HubStatus,
     ReadingBatch,
     TopicError,
     json_schema,
     parse_topic,
     topic_readings,
+    topic_results,
 )
 from tests.factories import batch, bp_reading
 
@@ -30,6 +33,57 @@ def test_topics_round_trip_and_reject_foreign_ones() -> None:
     for bad in ("hemhub/v1/hubs/+/readings", "hemhub/v2/hubs/a/readings", "hemhub/v1/hubs/a/x"):
         with pytest.raises(TopicError):
             parse_topic(bad)
+
+
+def test_a_hubs_results_have_a_topic_of_their_own() -> None:
+    assert parse_topic(topic_results("hub-1")) == ("hub-1", "results")
+
+
+_COMMAND_ID = "0f8e2a54-7a51-4c1b-9a57-3d1e0c6b2f10"
+_AT = "2026-11-24T07:02:11Z"
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"kind": "wipe_device", "address": "C0:FF:EE:00:00:01"}, "needs the device's profile"),
+        ({"kind": "wipe_device", "profile": "glucose"}, "needs the device's address"),
+        ({"kind": "forget_device"}, "needs the device's address"),
+        (
+            {"kind": "forget_device", "address": "C0:FF:EE:00:00:01", "profile": "glucose"},
+            "takes no profile",
+        ),
+        ({"kind": "wipe_hub", "address": "C0:FF:EE:00:00:01"}, "names no device"),
+        ({"kind": "reboot"}, "kind"),
+        ({"kind": "wipe_hub", "command_id": "not-a-uuid"}, "command_id"),
+    ],
+)
+def test_a_command_names_what_its_kind_needs(fields: dict[str, object], reason: str) -> None:
+    doc = {"hub_id": "hub-1", "command_id": _COMMAND_ID, "issued_at": _AT, **fields}
+    with pytest.raises(ValidationError, match=reason):
+        HubCommand.model_validate_json(json.dumps(doc))
+
+
+def test_a_command_keeps_addresses_upper_case() -> None:
+    doc = {"hub_id": "hub-1", "command_id": _COMMAND_ID, "issued_at": _AT}
+    command = HubCommand.model_validate_json(
+        json.dumps({**doc, "kind": "forget_device", "address": "c0:ff:ee:00:00:01"})
+    )
+    assert command.address == "C0:FF:EE:00:00:01"
+
+
+@pytest.mark.parametrize("outcome", ["unsupported", "failed"])
+def test_a_result_that_is_not_wiped_says_why(outcome: str) -> None:
+    doc = {
+        "hub_id": "hub-1",
+        "command_id": _COMMAND_ID,
+        "kind": "wipe_device",
+        "outcome": outcome,
+        "finished_at": _AT,
+    }
+    with pytest.raises(ValidationError, match="must say why"):
+        CommandResult.model_validate_json(json.dumps(doc))
+    CommandResult.model_validate_json(json.dumps({**doc, "reason": "no delete in UDS"}))
 
 
 def _payload(**changes: object) -> dict[str, object]:

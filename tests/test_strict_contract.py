@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from hemhub.contract import HubConfig, HubStatus, ReadingBatch, Receipt
+from hemhub.contract import CommandResult, HubCommand, HubConfig, HubStatus, ReadingBatch, Receipt
 
 KEY = "ab" * 32
 AT = "2026-11-24T07:02:11Z"
@@ -142,6 +142,33 @@ FULL: dict[str, tuple[type[BaseModel], dict[str, Any]]] = {
             ],
         },
     ),
+    "HubCommand": (
+        HubCommand,
+        {
+            "schema_version": 1,
+            "hub_id": "hub-1",
+            "command_id": "0f8e2a54-7a51-4c1b-9a57-3d1e0c6b2f10",
+            "issued_at": AT,
+            "kind": "wipe_device",
+            "address": "C0:FF:EE:00:00:01",
+            "profile": "glucose",
+        },
+    ),
+    "CommandResult": (
+        CommandResult,
+        {
+            "schema_version": 1,
+            "hub_id": "hub-1",
+            "command_id": "0f8e2a54-7a51-4c1b-9a57-3d1e0c6b2f10",
+            "kind": "wipe_device",
+            "outcome": "wiped",
+            "reason": "records deleted",
+            "address": "C0:FF:EE:00:00:01",
+            "records_before": 12,
+            "bond_removed": True,
+            "finished_at": AT,
+        },
+    ),
 }
 
 Path = tuple[str | int, ...]
@@ -237,6 +264,8 @@ def test_every_field_is_covered() -> None:
         | fields(AllowedDevice, FULL["HubConfig"][1]["devices"][0])
         | fields(Receipt, FULL["Receipt"][1])
         | fields(RejectedKey, FULL["Receipt"][1]["rejected"][0])
+        | fields(HubCommand, FULL["HubCommand"][1])
+        | fields(CommandResult, FULL["CommandResult"][1])
     )
     assert missing == set()
 

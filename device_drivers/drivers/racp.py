@@ -45,6 +45,7 @@ from device_drivers.codecs.racp import (
     RacpResponseCode,
     abort_operation,
     decode_racp_indication,
+    delete_all_records,
     delete_records_in_range,
     delete_records_up_to,
     encode_racp_request,
@@ -316,6 +317,16 @@ class RacpProcedure:
         if not isinstance(answer, RacpResponse) or not answer.ok:
             code = answer.response_code.name if isinstance(answer, RacpResponse) else answer
             raise RacpError(f"RACP delete {low}..{high} refused: {code}", None)
+        return answer
+
+    async def delete_all(self) -> RacpResponse:
+        """Delete every stored record (`02 01`): a data reset, never part of a normal
+        session (which deletes only what is safe in the hub's store). "No records found"
+        is no error."""
+        answer = await self._request(delete_all_records())
+        if not isinstance(answer, RacpResponse) or not answer.ok:
+            code = answer.response_code.name if isinstance(answer, RacpResponse) else answer
+            raise RacpError(f"RACP delete all refused: {code}", None)
         return answer
 
     async def abort(self) -> RacpResponse:

@@ -63,6 +63,13 @@ from device_drivers.codecs.dispenser import (
     encode_dispenser_status,
     encode_dose_schedule,
 )
+from device_drivers.codecs.dispenser_control import (
+    DISPENSER_CONTROL_POINT_UUID,
+    DispenserControlRequestError,
+    DispenserControlResult,
+    decode_control_request,
+    encode_control_response,
+)
 from device_drivers.codecs.errors import DecodeError
 from device_drivers.simulation.glucose_meter import RacpPeripheral, RacpRecord
 from device_drivers.simulation.peripheral import ATT_VALUE_NOT_ALLOWED
@@ -92,6 +99,9 @@ DEFAULT_SCHEDULE = DoseSchedule(
         ScheduledDose(dose_id=4, at=dtime(21, 30)),
     ),
 )
+
+#: The schedule of a dispenser after a data reset: no doses.
+EMPTY_SCHEDULE = DoseSchedule(late_after_minutes=30, missed_after_minutes=90, doses=())
 
 
 class SimulatedDispenser(RacpPeripheral):
@@ -160,6 +170,11 @@ class SimulatedDispenser(RacpPeripheral):
         self._doses_played = 0
         self._slot = 0
         self._status_characteristic: gatt.Characteristic[bytes] | None = None
+        self._control_characteristic: gatt.Characteristic[bytes] | None = None
+        #: Every Dispenser Control Point request written by a central, as written.
+        self.control_requests: list[bytes] = []
+        #: Data resets carried out.
+        self.data_resets = 0
 
     # --- GATT -------------------------------------------------------------------------
 
@@ -188,7 +203,63 @@ class SimulatedDispenser(RacpPeripheral):
         )
         self._status_characteristic = status
         racp = self.racp_characteristic(UUID(DISPENSER_RACP_UUID))
-        return [gatt.Service(UUID(DISPENSER_SERVICE_UUID), [event, schedule, status, racp])]
+        control_access = gatt.Characteristic.WRITEABLE
+        if self.bond_required:
+            control_access |= gatt.Characteristic.WRITE_REQUIRES_ENCRYPTION
+        control: gatt.Characteristic[bytes] = gatt.Characteristic(
+            UUID(DISPENSER_CONTROL_POINT_UUID),
+            props.WRITE | props.INDICATE,
+            control_access,
+            gatt.CharacteristicValue(write=self._write_control),
+        )
+        control.descriptors = [self._cccd(control)]
+        self._control_characteristic = control
+        return [
+            gatt.Service(UUID(DISPENSER_SERVICE_UUID), [event, schedule, status, racp, control])
+        ]
+
+    # --- Dispenser Control Point: the data reset (docs/dispenser-gatt.md) ---------------
+
+    def _write_control(self, connection: Connection, value: bytes) -> None:
+        data = bytes(value)
+        self.control_requests.append(data)
+        control = self._control_characteristic
+        assert control is not None
+        if not self.cccd_bits(connection, control) & 0x02:
+            raise att.ATT_Error(0xFD)  # CCCD improperly configured, as the RACP says
+        self.spawn_for(connection, self._control(connection, data))
+
+    async def _control(self, connection: Connection, data: bytes) -> None:
+        control = self._control_characteristic
+        assert control is not None
+        try:
+            opcode = decode_control_request(data)
+        except DispenserControlRequestError as exc:
+            logger.info("%s: control request %s refused: %s", self.name, data.hex(), exc)
+            response = encode_control_response(exc.request_opcode, exc.result)
+            await self.device.indicate_subscriber(connection, control, response)
+            return
+        response = encode_control_response(opcode, DispenserControlResult.SUCCESS)
+        await self.device.indicate_subscriber(connection, control, response)
+        await self.data_reset()
+        await self._disconnect(connection)  # its bond is gone: the link with it
+
+    async def data_reset(self) -> None:
+        """Erase the event log, the dose schedule and every bond; numbering restarts at 1
+        (docs/dispenser-gatt.md, "Security": reconditioning). Doses still loaded stay:
+        they are in the machine, not in its memory."""
+        self.records_erased(self.records)
+        self.records = []
+        self.next_sequence = 1
+        self.log_restarts += 1
+        self.schedule = EMPTY_SCHEDULE
+        self.status_bits = DispenserStatusBits()
+        self.data_resets += 1
+        keystore = self.device.keystore
+        if keystore is not None:
+            for name, _keys in await keystore.get_all():
+                await keystore.delete(name)
+        self.memory_changed()
 
     def _write_schedule(self, _connection: Connection, value: bytes) -> None:
         try:

@@ -168,6 +168,10 @@ class RacpPeripheral(SimulatedPeripheral):
         self.racp_requests: list[bytes] = []
         #: Records removed by RACP deletes.
         self.deleted_count = 0
+        #: Called with the wire bytes of records erased from the log (RACP delete, a data
+        #: reset, a restarted log), before the memory is saved: the simulated home drops
+        #: them from the device's memory file too, so an erased reading is gone for good.
+        self.on_records_erased: Callable[[list[bytes]], None] | None = None
         #: Records sent in answer to report requests (a record sent twice counts twice).
         self.records_sent = 0
         self._record_characteristic: gatt.Characteristic[bytes] | None = None
@@ -262,10 +266,16 @@ class RacpPeripheral(SimulatedPeripheral):
         a factory reset / reconditioning). The old records are erased unless
         `keep_records` (some meters keep them across a battery change)."""
         if not keep_records:
+            self.records_erased(self.records)
             self.records = []
         self.next_sequence = first_sequence
         self.log_restarts += 1
         self.memory_changed()
+
+    def records_erased(self, records: list[RacpRecord]) -> None:
+        """Tell the simulated home which records left the log (see `on_records_erased`)."""
+        if records and self.on_records_erased is not None:
+            self.on_records_erased([r.raw for r in records])
 
     # --- memory (what survives a power cut, see `memory.DeviceMemory`) ------------------
 
@@ -404,6 +414,7 @@ class RacpPeripheral(SimulatedPeripheral):
                     gone = {id(r) for r in selected}
                     self.records = [r for r in self.records if id(r) not in gone]
                     self.deleted_count += len(selected)
+                    self.records_erased(selected)
                     self.memory_changed()  # gone for good before the success is sent
                 await self._respond(connection, opcode, RacpResponseCode.SUCCESS)
                 return

@@ -144,11 +144,8 @@ class SimulatedHome:
         for spec in self.scenario.devices:
             peripheral = self._make(spec)
             if isinstance(peripheral, RacpPeripheral):
-                memory = self._memory(spec)
-                if memory.device is not None:  # its log as it was when the process died
-                    peripheral.restore_memory(memory.device)
-                memory.state_of = peripheral.memory_state
-                peripheral.on_memory_changed = memory.save
+                # Its log as it was when the process died, and saved on every change.
+                self._memory(spec).attach(peripheral)
             await peripheral.start()
             peripheral.device.on("connection", lambda _c, a=spec.address: self._connected(a))
             if isinstance(peripheral, StoredRecordsPeripheral):

@@ -14,7 +14,10 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from device_drivers.simulation.glucose_meter import RacpPeripheral
 
 #: How many readings a simulated device remembers (real cuffs keep 60 to 100).
 DEVICE_MEMORY = 100
@@ -64,6 +67,21 @@ class DeviceMemory:
         if self.device is not None:
             saved["device"] = self.device
         write_durably(self.path, json.dumps(saved))
+
+    def attach(self, peripheral: RacpPeripheral) -> None:
+        """Make this the flash of a device with a record log: its log as saved (when
+        there is one) is restored, and every change, erasures included, is saved."""
+        if self.device is not None:
+            peripheral.restore_memory(self.device)
+        self.state_of = peripheral.memory_state
+        peripheral.on_memory_changed = self.save
+        peripheral.on_records_erased = self.erased
+
+    def erased(self, raws: list[bytes]) -> None:
+        """The device erased these readings (a RACP delete, a data reset): it no longer
+        holds them. Saved with the device's next `save()` (the caller's, right after)."""
+        gone = {raw.hex() for raw in raws}
+        self.raws = [r for r in self.raws if r not in gone]
 
     def remember(self, raw_hex: str) -> None:
         self.raws = [*self.raws, raw_hex][-DEVICE_MEMORY:]

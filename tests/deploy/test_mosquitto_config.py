@@ -47,11 +47,13 @@ from gateway.outbox import Outbox
 from gateway.publisher import OutboxPublisher
 from hemhub.contract import (
     SUBSCRIBE_READINGS,
+    SUBSCRIBE_RESULTS,
     ReadingBatch,
     Receipt,
     topic_config,
     topic_readings,
     topic_receipts,
+    topic_results,
     topic_status,
 )
 from tests.factories import bp_reading
@@ -773,3 +775,27 @@ def test_hub_reads_only_its_own_receipts_and_only_ingest_writes_them(clients: Cl
     [got] = hub_a.received()
     assert (got.topic, got.payload) == (topic_receipts("hub-a"), b"for hub-a")
     assert hub_a.received(timeout=0.5) == []
+
+
+def test_hub_writes_only_its_own_results_and_only_ingest_reads_them(clients: Clients) -> None:
+    # A hub reporting a wipe for another hub (to close that hub's command unfinished), or
+    # the backend forging one: v5 says "not authorized".
+    forged = [
+        clients(user, protocol=V5, client_id=f"{user}-result-forger-{i}").publish(
+            topic_results(target), b"forged"
+        )
+        for i, (user, target) in enumerate([("hub-b", "hub-a"), (BACKEND, "hub-a")])
+    ]
+    assert [rc.value for rc in forged] == [0x87] * 2
+    ingest = clients(INGEST)
+    assert not ingest.subscribe(SUBSCRIBE_RESULTS).is_failure
+    backend = clients(BACKEND)
+    assert backend.subscribe(SUBSCRIBE_RESULTS).value in (0x00, 0x01, 0x80, 0x87)
+    hub_b = clients("hub-b")
+    assert hub_b.subscribe(SUBSCRIBE_RESULTS).value in (0x00, 0x01, 0x80, 0x87)
+    hub_a = clients("hub-a")
+    assert hub_a.publish(topic_results("hub-a"), b"wiped").value == 0
+    [got] = ingest.received()
+    assert (got.topic, got.payload, got.qos) == (topic_results("hub-a"), b"wiped", 1)
+    assert backend.received(timeout=0.5) == []
+    assert hub_b.received(timeout=0.5) == []

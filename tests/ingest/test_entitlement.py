@@ -130,9 +130,7 @@ def test_quarantined_readings_are_one_warning_per_batch(
     summary: how many, why, how many security events), not one per device."""
     hub_a, hub_b = unique_hub_id("ent-a"), unique_hub_id("ent-b")
     home(db, "kommun-a", hub_a, "CUFF-A", "C0:FF:EE:00:0A:01")
-    cuffs = [
-        home(db, "region-b", hub_b, f"CUFF-B{i}", f"C0:FF:EE:00:0B:0{i}")[0] for i in range(3)
-    ]
+    cuffs = [home(db, "region-b", hub_b, f"CUFF-B{i}", f"C0:FF:EE:00:0B:0{i}")[0] for i in range(3)]
     running = start_worker(database_url, topics=[topic_readings(hub_a)])
     forged = [bp_reading(200, 120, measured_at=NOW - timedelta(minutes=m), dev=cuff, salt="q")
               for cuff in cuffs for m in range(2)]  # fmt: skip
