@@ -4,6 +4,9 @@ under them; nobody, not even the owner, updates, deletes or truncates the audit 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -32,6 +35,7 @@ from tests.ingest.factories import seeded_device
 from tests.mqtt_helpers import clear_retained_status
 from tests.test_end_to_end import CUFF_ADDRESS, TENANT, Home, eventually, running_home
 
+ROOT = Path(__file__).resolve().parents[1]
 REFUSED_BY_TRIGGER = r"audit_log is append-only: (UPDATE|DELETE|TRUNCATE) refused"
 IN_DEFAULT = "SELECT count(*) FROM readings WHERE tableoid = 'readings_default'::regclass"
 AUDIT_CHANGES = (
@@ -363,3 +367,45 @@ def test_roles_on_timescaledb(timescaledb_url: str) -> None:
         for change in AUDIT_CHANGES:
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match=REFUSED_BY_TRIGGER):
                 conn.execute(change)  # type: ignore[arg-type]
+
+
+def test_cli_migrate_takes_the_roles_from_the_environment(database_url: str) -> None:
+    """`hemhub migrate` with HEMHUB_DB_API_ROLE / HEMHUB_DB_INGEST_ROLE creates the roles
+    and grants them; a misconfiguration is one line on stderr, exit code 1."""
+    tag = uuid.uuid4().hex[:8]
+    api, ingest = f"hemhub_api_{tag}", f"hemhub_ingest_{tag}"
+    env = {**os.environ, "HEMHUB_DATABASE_URL": database_url}
+
+    def run(**roles: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hemhub.cli", "migrate"],
+            cwd=ROOT,
+            env=env | roles,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    try:
+        done = run(HEMHUB_DB_API_ROLE=api, HEMHUB_DB_INGEST_ROLE=ingest)
+        assert done.returncode == 0, done.stderr
+        with psycopg.connect(database_url) as conn:
+            granted = conn.execute(
+                "SELECT has_table_privilege(%s, 'audit_log', 'INSERT'),"
+                " has_table_privilege(%s, 'audit_log', 'UPDATE'),"
+                " has_table_privilege(%s, 'readings', 'INSERT'),"
+                " has_table_privilege(%s, 'audit_log', 'INSERT'),"
+                " (SELECT rolcanlogin FROM pg_roles WHERE rolname = %s)",
+                (api, api, ingest, ingest, api),
+            ).fetchone()
+        assert granted == (True, False, True, False, False)
+        bad = run(HEMHUB_DB_API_ROLE=api, HEMHUB_DB_INGEST_ROLE=api)
+        assert bad.returncode == 1
+        assert bad.stderr.startswith("hemhub migrate: HEMHUB_DB_API_ROLE and HEMHUB_DB_INGEST_ROLE")
+        assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            for role in (api, ingest):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    conn.execute(f"DROP OWNED BY {role}")
+                    conn.execute(f"DROP ROLE {role}")
