@@ -42,22 +42,35 @@ class Access:
         #: (patient, detail) of a refusal, recorded once the transaction rolled back.
         self.refusal: tuple[uuid.UUID | None, dict[str, Any]] | None = None
 
-    async def require_patient(self, patient_id: uuid.UUID, *, lock: bool = False) -> None:
-        """404 unless the patient belongs to the caller's principal (and care units, when
-        the token names some); `lock` holds the patient's row until commit."""
-        scope = queries.CARE_UNIT_SCOPE if self.principal.care_units is not None else ""
+    async def require_patient(
+        self, patient_id: uuid.UUID, *, lock: bool = False, shared: bool = False
+    ) -> str:
+        """404 unless the caller may reach the patient; return the patient's principal.
+
+        By default (anything that changes, and whatever a share does not cover) only a
+        resident of the caller's own principal, within the token's care units when it names
+        some (`queries.own`). `shared=True` (reading the resident, its readings and alerts)
+        also admits one another principal shares with the caller's (`queries.visible`).
+        `lock` holds the patient's row until commit.
+        """
+        care_units = self.principal.care_units is not None
+        scope = (
+            queries.visible(at=None, care_units=care_units)
+            if shared
+            else queries.own(care_units=care_units)
+        )
         found = await (
             await self.conn.execute(
-                f"{queries.PATIENT_OF_TENANT_SQL} {scope}" + (" FOR UPDATE" if lock else ""),
+                queries.PATIENT_IN_SCOPE_SQL.format(scope=scope) + (" FOR UPDATE" if lock else ""),
                 {
                     "id": patient_id,
-                    "tenant": self.principal.tenant,
-                    "units": self.principal.care_unit_list,
+                    **queries.scope_params(self.principal.tenant, self.principal.care_unit_list),
                 },
             )
         ).fetchone()
         if found is None:
             raise self.refuse(not_found("patient"), patient_id, {"outcome": "not_found"})
+        return str(found["tenant_id"])
 
     def refuse(
         self, error: HTTPException, patient_id: uuid.UUID | None, detail: Mapping[str, Any]

@@ -24,7 +24,19 @@ from api import live
 from api.auth import ensure_demo_key
 from api.db import create_pool, open_pool
 from api.limits import BodySizeLimit, validation_error
-from api.routers import alerts, care_units, fleet, me, ops, patients, stream, thresholds
+from api.routers import (
+    alerts,
+    care_units,
+    fleet,
+    me,
+    ops,
+    patients,
+    principals,
+    residents,
+    shares,
+    stream,
+    thresholds,
+)
 from hemhub.settings import Settings, get_settings
 from ingest.hub_link import HubLink
 
@@ -40,6 +52,9 @@ ROUTERS = (
     alerts.router,
     stream.router,
     care_units.router,
+    principals.router,
+    residents.router,
+    shares.router,
     fleet.router,
     thresholds.router,
 )

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     #: can read that file can mint any token: it refuses to start unless this says so
     #: (`hemhub demo` and tests do), and then warns.
     jwt_allow_self_made_key: bool = False
+    #: The principal that runs the platform: its admins create principals and list them
+    #: all (`hemhub fleet principals ...`); None: principals are created only by hand
+    #: (`hemhub demo`, ingest.registry.ensure_tenant). Every other admin sees its own.
+    operator_principal: str | None = None
     #: The largest request body the API reads (bytes); larger gets 413.
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 

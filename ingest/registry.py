@@ -118,11 +118,15 @@ def assign_device(conn: Conn, device_id: UUID, patient_id: UUID, started_at: dat
         locked = conn.execute("SELECT 1 FROM devices WHERE id = %s FOR UPDATE", (device_id,))
         if locked.fetchone() is None:
             raise RegistryError(f"unknown device {device_id}")
+        # FOR SHARE: a deactivation of the patient (FOR UPDATE) waits, or is waited for.
         patient = conn.execute(
-            "SELECT tenant_id FROM patients WHERE id = %s", (patient_id,)
+            "SELECT tenant_id, deactivated_at FROM patients WHERE id = %s FOR SHARE",
+            (patient_id,),
         ).fetchone()
         if patient is None:
             raise RegistryError(f"unknown patient {patient_id}")
+        if patient[1] is not None:
+            raise AssignmentError(f"patient {patient_id} is deactivated: nothing is assigned")
         clash = conn.execute(
             """
             SELECT id, patient_id, started_at, ended_at FROM device_assignments
@@ -385,3 +389,87 @@ def disallow_device(conn: Conn, hub_id: str, device_id: UUID, ended_at: datetime
             )
         conn.execute("UPDATE hub_devices SET ended_at = %s WHERE id = %s", (ended_at, row[0]))
     return UUID(str(row[0]))
+
+
+# --- residents: administrative data and deactivation --------------------------------------
+#
+# The SQL is shared with the API (api/routers/residents.py), which runs the same statements.
+
+#: A resident's administrative record (no clinical values).
+RESIDENT_SQL = """
+SELECT p.id, p.tenant_id, p.display_name, p.programme, p.care_unit_id, p.created_at,
+       p.deactivated_at, p.deactivated_by, p.deactivation_reason
+FROM patients p WHERE p.id = %(id)s AND p.tenant_id = %(tenant)s
+"""
+
+#: Their monitoring schedules (ingest.schedule), by measurement type.
+RESIDENT_SCHEDULES_SQL = """
+SELECT patient_id, measurement_type, every, starts_at, active, created_by, created_at
+FROM monitoring_schedules WHERE patient_id = ANY(%(ids)s::uuid[])
+ORDER BY patient_id, measurement_type
+"""
+
+CREATE_RESIDENT_SQL = """
+INSERT INTO patients (tenant_id, display_name, programme, care_unit_id)
+VALUES (%(tenant)s, %(name)s, %(programme)s, %(unit)s)
+RETURNING id
+"""
+
+#: Change the display name and/or programme (NULL: keep).
+UPDATE_RESIDENT_SQL = """
+UPDATE patients SET display_name = coalesce(%(name)s, display_name),
+                    programme = coalesce(%(programme)s, programme)
+WHERE id = %(id)s AND tenant_id = %(tenant)s
+RETURNING id
+"""
+
+#: Assignments that would still attribute readings to the resident after now: open ones
+#: and those ending in the future. A resident is deactivated only without any.
+ASSIGNED_ON_SQL = """
+SELECT d.id AS device_id, d.stable_id, da.started_at, da.ended_at
+FROM device_assignments da JOIN devices d ON d.id = da.device_id
+WHERE da.patient_id = %(id)s AND (da.ended_at IS NULL OR da.ended_at > now())
+ORDER BY d.stable_id
+"""
+
+DEACTIVATE_SQL = """
+UPDATE patients SET deactivated_at = now(), deactivated_by = %(by)s,
+                    deactivation_reason = %(reason)s
+WHERE id = %(id)s AND tenant_id = %(tenant)s AND deactivated_at IS NULL
+RETURNING deactivated_at
+"""
+
+#: A deactivated resident is expected to measure nothing: the missing-data rules stop.
+STOP_SCHEDULES_SQL = "UPDATE monitoring_schedules SET active = false WHERE patient_id = %(id)s"
+
+
+def deactivate_patient(conn: Conn, patient_id: UUID, *, by: str, reason: str) -> datetime:
+    """Deactivate a resident now: its history stays, nothing new is attributed to it (it
+    must have no device assigned), it gets no new alerts (its schedules stop; ingest and
+    the scheduled evaluation skip deactivated residents). Returns when.
+
+    Raises RegistryError for an unknown or already deactivated resident, AssignmentError
+    while a device is (or will stay) assigned to it: return the devices first.
+    """
+    if not reason.strip():
+        raise RegistryError("a deactivation needs a reason")
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT tenant_id, deactivated_at FROM patients WHERE id = %s FOR UPDATE",
+            (patient_id,),
+        ).fetchone()
+        if row is None:
+            raise RegistryError(f"unknown patient {patient_id}")
+        if row[1] is not None:
+            raise RegistryError(f"patient {patient_id} was deactivated at {row[1].isoformat()}")
+        params = {"id": patient_id, "tenant": row[0], "by": by, "reason": reason.strip()}
+        assigned = conn.execute(ASSIGNED_ON_SQL, params).fetchall()
+        if assigned:
+            names = ", ".join(str(a[1]) for a in assigned)
+            raise AssignmentError(
+                f"patient {patient_id} still has devices assigned ({names}): return them first"
+            )
+        done = conn.execute(DEACTIVATE_SQL, params).fetchone()
+        conn.execute(STOP_SCHEDULES_SQL, params)
+    assert done is not None
+    return done[0]
