@@ -292,12 +292,23 @@ def test_tables_of_later_migrations_are_granted_and_stray_grants_revoked(
         conn.execute("INSERT INTO later_table (note) VALUES ('c')")
 
 
-def test_misconfigured_roles_are_a_clear_error(installation: Installation) -> None:
+def test_misconfigured_roles_are_a_clear_error(
+    installation: Installation, database_url: str
+) -> None:
     with pytest.raises(MigrationError, match="need roles of their own"):
         migrate(installation.owner_url, roles=RuntimeRoles(api="same_role", ingest="same_role"))
     owner = psycopg.conninfo.conninfo_to_dict(installation.owner_url)["user"]
     with pytest.raises(MigrationError, match=r"HEMHUB_DB_API_ROLE=.* is the role `hemhub migrate`"):
         migrate(installation.owner_url, roles=RuntimeRoles(api=str(owner), ingest=None))
+    # a runtime role that is a member of the owner would have all the owner's rights
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(str(owner)), sql.Identifier(str(installation.roles.ingest))
+            )
+        )
+    with pytest.raises(MigrationError, match=r"HEMHUB_DB_INGEST_ROLE=.* a member of the owner"):
+        migrate(installation.owner_url, roles=installation.roles)
 
 
 def test_a_missing_role_the_owner_cannot_create(database_url: str) -> None:
