@@ -377,6 +377,7 @@ class SimulatedDispenser(RacpPeripheral):
         record: dict[str, Any] = {
             "address": self.address,
             "serial": self.serial,
+            "characteristic": DISPENSER_EVENT_UUID,
             "sequence": sequence,
             "event": kind.value,
             "dose_id": dose_id,
