@@ -24,7 +24,17 @@ from api import live
 from api.auth import ensure_demo_key
 from api.db import create_pool, open_pool
 from api.limits import BodySizeLimit, validation_error
-from api.routers import alerts, care_units, fleet, me, ops, patients, stream, thresholds
+from api.routers import (
+    alerts,
+    care_units,
+    fleet,
+    hub_commands,
+    me,
+    ops,
+    patients,
+    stream,
+    thresholds,
+)
 from hemhub.settings import Settings, get_settings
 from ingest.hub_link import HubLink
 
@@ -41,6 +51,7 @@ ROUTERS = (
     stream.router,
     care_units.router,
     fleet.router,
+    hub_commands.router,
     thresholds.router,
 )
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 
 from hemhub.contract import CommandKind, CommandResult, DeviceProfile, HubCommand
@@ -83,7 +83,8 @@ async def _one(conn: psycopg.AsyncConnection[Any], sql: str, params: dict[str, A
 
 
 async def _scalar(conn: psycopg.AsyncConnection[Any], sql: str, params: dict[str, Any]) -> Any:
-    async with conn.cursor() as cur:
+    # Whatever the connection's row factory (the API's pool makes dicts).
+    async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(sql, params)
         row = await cur.fetchone()
     return None if row is None else row[0]
