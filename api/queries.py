@@ -86,13 +86,25 @@ CARE_UNIT_SCOPE = "AND p.care_unit_id = ANY(%(units)s::uuid[])"
 
 UNATTRIBUTED_SQL = """
 SELECT d.id AS device_id, d.address, d.manufacturer, d.model, d.serial, r.hub_id,
-       count(*)::int AS readings, min(r.measured_at) AS first_measured_at,
+       r.quarantine, count(*)::int AS readings, min(r.measured_at) AS first_measured_at,
        max(r.measured_at) AS last_measured_at, sum(count(*)) OVER ()::bigint AS total
 FROM devices d
 JOIN readings r ON r.device_id = d.id AND r.patient_id IS NULL {filters}
 WHERE d.owner_tenant_id = %(tenant)s
-GROUP BY d.id, r.hub_id
-ORDER BY last_measured_at DESC, d.id, r.hub_id
+GROUP BY d.id, r.hub_id, r.quarantine
+ORDER BY last_measured_at DESC, d.id, r.hub_id, r.quarantine NULLS FIRST
+LIMIT %(limit)s
+"""
+
+#: Security events of the devices of the caller's principal (the principal of the
+#: device's resident at the time, else its fleet owner), newest first, a page at a time
+#: by id (`before`: the `next_before` of the page before).
+SECURITY_EVENTS_SQL = """
+SELECT id, at, kind, reason, hub_id, hub_tenant_id, device_id, readings,
+       first_measured_at, last_measured_at, detail
+FROM security_events
+WHERE device_tenant_id = %(tenant)s {filters}
+ORDER BY id DESC
 LIMIT %(limit)s
 """
 
@@ -118,8 +130,13 @@ TRANSITION_SCOPE = (
 
 APPLIED_MIGRATIONS_SQL = "SELECT version FROM schema_migrations"
 PARTITIONING_SQL = "SELECT value FROM hemhub_meta WHERE key = 'readings_partitioning'"
-#: An index-only count on the partial index readings_unattributed.
-UNATTRIBUTED_COUNT_SQL = "SELECT count(*) AS n FROM readings WHERE patient_id IS NULL"
+#: Readings stored with no resident: for want of an assignment, and quarantined (the
+#: hub was not entitled to the device), apart; on the partial index readings_unattributed.
+UNATTRIBUTED_COUNT_SQL = (
+    "SELECT count(*) FILTER (WHERE quarantine IS NULL) AS n,"
+    " count(*) FILTER (WHERE quarantine IS NOT NULL) AS quarantined"
+    " FROM readings WHERE patient_id IS NULL"
+)
 DEAD_LETTERS_SQL = (
     "SELECT count(*) AS n, coalesce(sum(deliveries), 0) AS deliveries,"
     " max(last_received_at) AS last FROM dead_letters"

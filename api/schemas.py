@@ -60,9 +60,12 @@ class Health(_Out):
 class Ready(_Out):
     database: Literal["ok", "unreachable", "not migrated"]
     partitioning: Literal["native", "timescaledb"] | None = None
-    #: Readings stored with no resident (no assignment covered their measurement time),
-    #: all principals together; see GET /api/v1/fleet/unattributed for the breakdown.
+    #: Readings stored with no resident because no assignment covered their measurement
+    #: time, all principals together; see GET /api/v1/fleet/unattributed for the breakdown.
     unattributed_readings: int | None = None
+    #: Readings stored quarantined (the sending hub was not entitled to the device), all
+    #: principals together; see GET /api/v1/fleet/security-events.
+    quarantined_readings: int | None = None
     #: Messages ingest could not store (`dead_letters`: one per distinct message), the
     #: deliveries they amount to, and when the latest arrived: to alert on, and to look
     #: into with the reasons kept in the table.
@@ -249,9 +252,40 @@ class UnattributedDevice(_Out):
     model: str | None
     serial: str | None
     hub_id: str
+    #: Why the readings were not attributed: null, no assignment covered them (the hub
+    #: was entitled); else quarantined, the hub was not entitled to the device:
+    #: `unknown_hub`, `other_principal` or `hub_not_entitled` (docs/ingest.md).
+    quarantine: str | None
     readings: int
     first_measured_at: datetime
     last_measured_at: datetime
+
+
+class SecurityEvent(_Out):
+    """A write no principal allowed (a hub writing for a device it was not entitled to)."""
+
+    id: int
+    at: datetime
+    #: reading_quarantined
+    kind: str
+    #: unknown_hub | other_principal | hub_not_entitled
+    reason: str
+    hub_id: str
+    #: The sending hub's principal (null: a hub never registered).
+    hub_tenant_id: str | None
+    device_id: uuid.UUID
+    readings: int
+    first_measured_at: datetime
+    last_measured_at: datetime
+    detail: str
+
+
+class SecurityEvents(_Out):
+    """A page of security events of the caller's principal's devices, newest first."""
+
+    events: list[SecurityEvent]
+    #: Pass as `before` for the next (older) page; null: this was the last page.
+    next_before: int | None
 
 
 class Unattributed(_Out):

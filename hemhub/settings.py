@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     #: The largest request body the API reads (bytes); larger gets 413.
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 
+    #: Database roles `hemhub migrate` grants the runtime privileges to (creating them
+    #: NOLOGIN when missing, for an operator to grant to login users): the API's and
+    #: ingest's. None: migrate grants nothing (every service runs as the owner).
+    db_api_role: str | None = None
+    db_ingest_role: str | None = None
+
     #: Ingest batching: a batch closes at this many readings or after this many seconds.
     ingest_batch_size: int = Field(default=2000, ge=1)
     ingest_batch_seconds: float = Field(default=0.05, gt=0)

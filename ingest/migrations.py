@@ -19,6 +19,7 @@ from typing import Literal
 import psycopg
 
 from hemhub.settings import PartitioningChoice, get_settings
+from ingest.roles import RoleError, RuntimeRoles, grant_runtime_roles
 
 log = logging.getLogger(__name__)
 
@@ -148,34 +149,48 @@ def _create_readings(conn: psycopg.Connection, choice: PartitioningChoice) -> Pa
     return mode
 
 
+#: Creates the monthly native partitions from last month to `months_ahead` ahead. Owned by
+#: the owner and run with its rights (SECURITY DEFINER): only the owner of readings may
+#: add partitions to it, and ingest's role runs this job (ingest.roles grants EXECUTE).
+_PARTITION_FUNCTION = """
+CREATE OR REPLACE FUNCTION hemhub_ensure_partitions(months_ahead integer) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = {schema}, pg_temp AS $$
+DECLARE m date;
+BEGIN
+  FOR i IN -1..months_ahead LOOP
+    m := (date_trunc('month', now()) + make_interval(months => i))::date;
+    IF to_regclass('readings_' || to_char(m, 'YYYY_MM')) IS NULL THEN
+      -- Rows of that month already in the default partition must move first.
+      CREATE TEMP TABLE _moved ON COMMIT DROP AS
+        SELECT * FROM readings_default
+        WHERE measured_at >= m AND measured_at < m + interval '1 month';
+      DELETE FROM readings_default
+        WHERE measured_at >= m AND measured_at < m + interval '1 month';
+      EXECUTE format(
+        'CREATE TABLE %I PARTITION OF readings FOR VALUES FROM (%L) TO (%L)',
+        'readings_' || to_char(m, 'YYYY_MM'), m, m + interval '1 month');
+      INSERT INTO readings SELECT * FROM _moved;
+      DROP TABLE _moved;
+    END IF;
+  END LOOP;
+END $$
+"""
+
+
+def _install_partition_function(conn: psycopg.Connection) -> None:
+    """(Re)create `hemhub_ensure_partitions`, callable only by the owner and the roles
+    ingest.roles grants it to."""
+    row = conn.execute("SELECT quote_ident(current_schema())").fetchone()
+    assert row is not None
+    conn.execute(_PARTITION_FUNCTION.replace("{schema}", row[0]))  # type: ignore[arg-type,unused-ignore]
+    conn.execute("REVOKE ALL ON FUNCTION hemhub_ensure_partitions(integer) FROM PUBLIC")
+
+
 def ensure_partitions(conn: psycopg.Connection, months_ahead: int = 3) -> None:
     """Create the monthly native partitions from last month to `months_ahead` ahead."""
     if partitioning_in_use(conn) != "native":
         return
-    conn.execute(
-        """
-        DO $$
-        DECLARE m date;
-        BEGIN
-          FOR i IN -1..{months_ahead} LOOP
-            m := (date_trunc('month', now()) + make_interval(months => i))::date;
-            IF to_regclass('readings_' || to_char(m, 'YYYY_MM')) IS NULL THEN
-              -- Rows of that month already in the default partition must move first.
-              CREATE TEMP TABLE _moved ON COMMIT DROP AS
-                SELECT * FROM readings_default
-                WHERE measured_at >= m AND measured_at < m + interval '1 month';
-              DELETE FROM readings_default
-                WHERE measured_at >= m AND measured_at < m + interval '1 month';
-              EXECUTE format(
-                'CREATE TABLE %I PARTITION OF readings FOR VALUES FROM (%L) TO (%L)',
-                'readings_' || to_char(m, 'YYYY_MM'), m, m + interval '1 month');
-              INSERT INTO readings SELECT * FROM _moved;
-              DROP TABLE _moved;
-            END IF;
-          END LOOP;
-        END $$
-        """.replace("{months_ahead}", str(int(months_ahead))),  # DO blocks take no binds
-    )
+    conn.execute("SELECT hemhub_ensure_partitions(%s)", (int(months_ahead),))
 
 
 def compression_segments(conn: psycopg.Connection) -> tuple[str, ...]:
@@ -223,13 +238,16 @@ def migrate(
     *,
     retention_years: int | None = None,
     partitioning: PartitioningChoice | None = None,
+    roles: RuntimeRoles | None = None,
 ) -> MigrationReport:
     """Apply every migration not yet applied; return what was applied and the partitioning.
 
     `retention_years` (default: the `HEMHUB_READINGS_RETENTION_YEARS` setting) becomes a
     TimescaleDB retention policy on readings; native partitioning keeps every reading.
     `partitioning` (default: `HEMHUB_READINGS_PARTITIONING`) is used when readings is
-    created; for an existing table, a choice other than "auto" must match it. Raises
+    created; for an existing table, a choice other than "auto" must match it. `roles`
+    (default: `HEMHUB_DB_API_ROLE`, `HEMHUB_DB_INGEST_ROLE`) get their least privileges
+    afresh on every table at the end of each run (ingest.roles). Raises
     MigrationError when the database cannot be migrated as asked.
     """
     settings = get_settings()
@@ -237,6 +255,8 @@ def migrate(
         retention_years = settings.readings_retention_years
     if partitioning is None:
         partitioning = settings.readings_partitioning
+    if roles is None:
+        roles = RuntimeRoles(api=settings.db_api_role, ingest=settings.db_ingest_role)
     applied: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
@@ -269,13 +289,22 @@ def migrate(
                 applied.append(version)
                 log.info("applied migration %s", version)
             with conn.transaction():
+                _install_partition_function(conn)
                 ensure_partitions(conn)
             mode = partitioning_in_use(conn)
             if mode == "timescaledb":
                 with conn.transaction():
                     add_retention_policy(conn, retention_years)
                     ensure_compression_segments(conn)
+            with conn.transaction():
+                grant_runtime_roles(conn, roles)
+        except RoleError as exc:
+            raise MigrationError(str(exc)) from exc
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+            # A connection the server ended (a FATAL error: an extension that must be
+            # preloaded) took its lock with it; unlocking it would only raise "the
+            # connection is closed" over the error that says what happened.
+            if not conn.closed:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     log.info("readings partitioning: %s", mode)
     return MigrationReport(applied=applied, partitioning=mode)

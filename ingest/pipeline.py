@@ -19,7 +19,8 @@ The readings path is:
    device's principal, the device on its allow-list then), attribute each entitled
    reading by its measured_at to the assignment period active then, quarantine the
    others with the reason, and insert into `readings`;
-4. quarantined readings: one security event per hub, device and reason, and a log line;
+4. quarantined readings: one security event per hub, device and reason (the worker logs
+   one line per batch);
 5. evaluate the alert rules on the new attributed readings (ingest.engine);
 6. remember which hub last reported each device (readings and status device lists of
    entitled hubs), for the reason of missing data when a hub goes silent.
@@ -27,7 +28,7 @@ The readings path is:
 
 from __future__ import annotations
 
-import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -49,10 +50,10 @@ from hemhub.contract import (
     topic_results,
 )
 from ingest import alerts, commands, engine
+from ingest.logfmt import kv
 
 Conn = psycopg.Connection[Any]
 
-log = logging.getLogger(__name__)
 
 #: A reading that reached the hub, or the ingest tier, more than this after it was
 #: measured is `late` (a device's or a hub's backlog replayed after an outage): stored
@@ -374,6 +375,9 @@ class StoreResult:
     stored_keys: set[str] = field(default_factory=set)
     #: The reason of each quarantined reading, by idempotency key.
     quarantine_reasons: dict[str, str] = field(default_factory=dict)
+    #: The `detail` of each security event this commit raised (one per hub, device and
+    #: reason of the quarantined readings).
+    security_events: list[str] = field(default_factory=list)
 
     def add(self, other: StoreResult) -> None:
         for name in (
@@ -394,6 +398,20 @@ class StoreResult:
         self.alerts.extend(other.alerts)
         self.stored_keys |= other.stored_keys
         self.quarantine_reasons.update(other.quarantine_reasons)
+        self.security_events.extend(other.security_events)
+
+
+def quarantine_summary(result: StoreResult) -> str:
+    """The one warning line of a batch with quarantined readings: how many, why, how many
+    security events, and the first of them (the rest are in `security_events`)."""
+    reasons = Counter(result.quarantine_reasons.values())
+    return kv(
+        "ingest.quarantined",
+        readings=result.quarantined,
+        reasons=",".join(f"{r}={n}" for r, n in sorted(reasons.items())),
+        security_events=len(result.security_events),
+        first=result.security_events[0] if result.security_events else "",
+    )
 
 
 def _nul_free(text: str) -> str:
@@ -535,7 +553,7 @@ def _store_readings(
             continue
         candidates.append(alerts.Candidate(by_key[key], patient_id, tenant_id, bool(late)))
     if suspicious:
-        _raise_security_events(conn, suspicious)
+        result.security_events = _raise_security_events(conn, suspicious)
     outcome = engine.evaluate_stored(conn, candidates, rules)
     result.alerts_opened = outcome.opened
     result.alerts_updated = outcome.updated
@@ -554,8 +572,9 @@ def _store_readings(
 
 def _raise_security_events(
     conn: Conn, suspicious: dict[tuple[str, UUID, str], tuple[int, datetime, datetime]]
-) -> None:
-    """One security event per hub, device and reason, and a warning line for operators."""
+) -> list[str]:
+    """One security event per hub, device and reason; returns their details (the worker
+    logs one warning line per batch for operators)."""
     items = sorted(suspicious.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2]))
     with conn.cursor() as cur:
         cur.execute(
@@ -569,8 +588,7 @@ def _raise_security_events(
                 [v[2] for _, v in items],
             ),
         )
-        for (detail,) in cur.fetchall():
-            log.warning("ingest.quarantined %s", detail)
+        return [detail for (detail,) in cur.fetchall()]
 
 
 def _record_results(
@@ -584,8 +602,7 @@ def _record_results(
             result.results += 1
         elif outcome == "duplicate":
             result.duplicate_results += 1
-        else:
-            log.warning("ingest.result_rejected %s", outcome)
+        else:  # dead-lettered with its reason (the worker logs and counts dead letters)
             letters.append(
                 DeadLetter(topic_results(r.hub_id), outcome, r.model_dump_json().encode())
             )

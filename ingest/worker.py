@@ -57,7 +57,15 @@ from ingest import alerts
 from ingest.jobs import JOBS_TICK_S, default_jobs, run_due
 from ingest.logfmt import kv
 from ingest.messages import MAX_PAYLOAD_BYTES, Inbound, Parsed, failure, parse_message
-from ingest.pipeline import DeadLetter, Staged, StatusUpdate, StoreResult, stage, store
+from ingest.pipeline import (
+    DeadLetter,
+    Staged,
+    StatusUpdate,
+    StoreResult,
+    quarantine_summary,
+    stage,
+    store,
+)
 from ingest.receipts import receipts_for
 
 log = logging.getLogger(__name__)
@@ -643,6 +651,8 @@ class IngestWorker:
         for _, p in items:
             if isinstance(p, DeadLetter):
                 log.warning(kv("ingest.dead_letter", topic=p.topic, reason=p.reason))
+        if result.quarantined:
+            log.warning(quarantine_summary(result))
         log.info(
             kv(
                 "ingest.batch",

@@ -64,6 +64,7 @@ async def readyz(pool: Annotated[Pool, Depends(get_pool)], response: Response) -
         database="ok",
         partitioning=partitioning,
         unattributed_readings=unattributed["n"] if unattributed else None,
+        quarantined_readings=unattributed["quarantined"] if unattributed else None,
         dead_letters=dead["n"] if dead else None,
         dead_letter_deliveries=dead["deliveries"] if dead else None,
         last_dead_letter_at=dead["last"] if dead else None,

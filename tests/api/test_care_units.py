@@ -264,6 +264,7 @@ async def test_unattributed_readings_for_the_owning_fleet_only(
         "model": "BP-1",
         "serial": "LENT-1",
         "hub_id": hub,
+        "quarantine": None,
         "readings": 2,
     }
     # never under the resident: bert's observations and alerts do not show them
@@ -289,10 +290,95 @@ async def test_unattributed_readings_for_the_owning_fleet_only(
     assert r.json() == {"since": None, "total": 0, "devices": []}
 
     ready = (await client.get("/readyz")).json()
-    assert ready["unattributed_readings"] == 3
+    assert (ready["unattributed_readings"], ready["quarantined_readings"]) == (3, 0)
     assert audit_rows(database_url)[-1][3:7] == (
         "fleet.unattributed",
         "fleet/unattributed",
         None,
         {"devices": 0, "readings": 0, "since": None},
     )
+
+
+# --- quarantined readings and security events ---------------------------------------------
+
+
+async def test_quarantined_readings_and_security_events_for_the_devices_principal(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    seed: Seed,
+    db: psycopg.Connection[Any],
+    database_url: str,
+) -> None:
+    """A hub of principal a writes for b's cuff: b's HMC sees the readings in the fleet
+    view with the reason, and the security events, a page at a time; a sees neither."""
+    cuff = device(serial="B-CUFF-9", address="C0:FF:EE:00:0B:99")
+    cuff_id = registry.ensure_device(db, cuff)
+    registry.assign_device(db, cuff_id, seed.bert, NOW - timedelta(days=30))
+    intruder = unique_hub_id("intruder")
+    registry.register_hub(db, intruder, "a")
+    for days in (3, 2, 1):  # three batches: three security events
+        reading = bp_reading(200.0, 120.0, dev=cuff, measured_at=NOW - timedelta(days=days))
+        assert store(db, [batch(intruder, reading)]).quarantined == 1
+
+    fleet_b = (await client.get("/api/v1/fleet/unattributed", headers=hmc(settings, "b"))).json()
+    [row] = [d for d in fleet_b["devices"] if d["serial"] == "B-CUFF-9"]
+    assert (row["hub_id"], row["quarantine"], row["readings"]) == (intruder, "other_principal", 3)
+    ready = (await client.get("/readyz")).json()
+    assert ready["quarantined_readings"] == 3
+    assert ready["unattributed_readings"] == 1  # the seed's, apart from the quarantined
+
+    r = await client.get(
+        "/api/v1/fleet/security-events", headers=hmc(settings, "b"), params={"limit": 2}
+    )
+    assert r.status_code == 200, r.text
+    page = r.json()
+    # newest first
+    assert [datetime.fromisoformat(e["first_measured_at"]) for e in page["events"]] == [
+        NOW - timedelta(days=d) for d in (1, 2)
+    ]
+    event = page["events"][0]
+    assert (event["kind"], event["reason"], event["hub_id"], event["hub_tenant_id"]) == (
+        "reading_quarantined",
+        "other_principal",
+        intruder,
+        "a",
+    )
+    assert (event["device_id"], event["readings"]) == (str(cuff_id), 1)
+    assert "principal a" in event["detail"] and "principal b" in event["detail"]
+    assert page["next_before"] == page["events"][-1]["id"]
+    r = await client.get(
+        "/api/v1/fleet/security-events",
+        headers=hmc(settings, "b"),
+        params={"limit": 2, "before": page["next_before"]},
+    )
+    last = r.json()
+    assert [datetime.fromisoformat(e["first_measured_at"]) for e in last["events"]] == [
+        NOW - timedelta(days=3)
+    ]
+    assert last["next_before"] is None
+    since = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    r = await client.get(
+        "/api/v1/fleet/security-events", headers=hmc(settings, "b"), params={"since": since}
+    )
+    assert r.json() == {"events": [], "next_before": None}
+    assert audit_rows(database_url)[-1][3:7] == (
+        "fleet.security_events",
+        "fleet/security-events",
+        None,
+        {"events": 0, "since": since, "before": None, "limit": 100},
+    )
+
+    # the sending hub's principal does not see b's events; nurses may not look
+    r = await client.get("/api/v1/fleet/security-events", headers=hmc(settings, "a"))
+    assert r.json() == {"events": [], "next_before": None}
+    admin_b = bearer(settings, Role.ADMIN, "b", "admin@b")
+    r = await client.get("/api/v1/fleet/security-events", headers=admin_b)
+    assert len(r.json()["events"]) == 3
+    for role in (Role.NURSE, Role.INTEGRATION):
+        r = await client.get("/api/v1/fleet/security-events", headers=bearer(settings, role, "b"))
+        assert r.status_code == 403
+    for bad in ({"before": 0}, {"before": 2**63}, {"limit": 0}, {"limit": 1001}):
+        r = await client.get(
+            "/api/v1/fleet/security-events", headers=hmc(settings, "b"), params=bad
+        )
+        assert r.status_code == 422, bad

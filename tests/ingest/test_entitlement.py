@@ -119,6 +119,32 @@ def test_two_principals_hubs_cannot_write_each_others_devices(
     assert len(security_events(db, hub_a)) == 1  # the resend raised no second event
 
 
+def test_quarantined_readings_are_one_warning_per_batch(
+    db: psycopg.Connection[Any],
+    database_url: str,
+    publisher: Publisher,
+    start_worker: Callable[..., Running],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A hub forging readings of several devices makes one warning line for the batch (a
+    summary: how many, why, how many security events), not one per device."""
+    hub_a, hub_b = unique_hub_id("ent-a"), unique_hub_id("ent-b")
+    home(db, "kommun-a", hub_a, "CUFF-A", "C0:FF:EE:00:0A:01")
+    cuffs = [home(db, "region-b", hub_b, f"CUFF-B{i}", f"C0:FF:EE:00:0B:0{i}")[0] for i in range(3)]
+    running = start_worker(database_url, topics=[topic_readings(hub_a)])
+    forged = [bp_reading(200, 120, measured_at=NOW - timedelta(minutes=m), dev=cuff, salt="q")
+              for cuff in cuffs for m in range(2)]  # fmt: skip
+    with caplog.at_level("WARNING", logger="ingest.worker"):
+        publisher.publish(topic_readings(hub_a), batch(hub_a, *forged).model_dump_json())
+        wait_for(lambda: running.worker.stats["quarantined"] == 6, what="6 quarantined")
+    lines = [r.getMessage() for r in caplog.records if "ingest.quarantined" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        "ingest.quarantined readings=6 reasons=other_principal=6 security_events=3 first="
+    )
+    assert len(security_events(db, hub_a)) == 3
+
+
 # ------------------------------------------------------------------ the rule, per reason
 
 

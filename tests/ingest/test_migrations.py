@@ -60,20 +60,28 @@ def test_timescaledb_asked_for_where_not_installed(
 
 @pytest.fixture
 def unprivileged_url(database_url: str) -> Iterator[str]:
-    """The test's database, owned by and reached as a role that is not a superuser: it
-    may create tables but not the TimescaleDB extension (which only a superuser can)."""
-    role = f"hemhub_owner_{uuid.uuid4().hex[:8]}"
+    """The test's database reached as a role that truly lacks the right to create an
+    extension: not a superuser, not the database's owner, no CREATE on the database (even
+    a `trusted` extension, as TimescaleDB's is, needs one of those); it may create tables
+    in the schema."""
+    role = f"hemhub_migrator_{uuid.uuid4().hex[:8]}"
     info = psycopg.conninfo.conninfo_to_dict(database_url)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN")
-        conn.execute(f'ALTER DATABASE "{info["dbname"]}" OWNER TO {role}')
-        conn.execute(f"GRANT ALL ON SCHEMA public TO {role}")
+        conn.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+        conn.execute(f'REVOKE CREATE ON DATABASE "{info["dbname"]}" FROM PUBLIC')
+        conn.execute(f"GRANT CREATE, USAGE ON SCHEMA public TO {role}")
+        rights = conn.execute(
+            "SELECT r.rolsuper, pg_has_role(%s, d.datdba, 'USAGE'),"
+            " has_database_privilege(%s, d.datname, 'CREATE')"
+            " FROM pg_roles r, pg_database d WHERE r.rolname = %s AND d.datname = %s",
+            (role, role, role, info["dbname"]),
+        ).fetchone()
+        assert rights == (False, False, False), "the role must truly lack the right"
     info["user"] = role
     try:
         yield psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
     finally:
         with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(f'ALTER DATABASE "{info["dbname"]}" OWNER TO CURRENT_USER')
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
 
@@ -84,7 +92,7 @@ def test_installed_extension_that_cannot_be_created_is_a_clear_error(
     """Auto never falls back quietly from an installed TimescaleDB it cannot create (not
     preloaded, no privilege): the partitioning is for the life of the database."""
     # Listed as installed whether or not this server has its files: either way, CREATE
-    # EXTENSION by this role fails on the server, as it would unpreloaded.
+    # EXTENSION by this role fails on the server (permission denied where it is installed).
     monkeypatch.setattr(migrations, "timescaledb_available", lambda conn: True)
     with pytest.raises(MigrationError) as raised:
         migrate(unprivileged_url, partitioning="auto")
@@ -95,6 +103,43 @@ def test_installed_extension_that_cannot_be_created_is_a_clear_error(
     assert not _readings_table(unprivileged_url)
     # What the message offers works: the same role, natively partitioned.
     assert migrate(unprivileged_url, partitioning="native").partitioning == "native"
+
+
+@pytest.fixture
+def create_extension_kills_the_connection(database_url: str) -> str:
+    """The test's database, where CREATE EXTENSION ends the session with a FATAL error,
+    as CREATE EXTENSION timescaledb does where TimescaleDB is installed but not
+    preloaded (an event trigger terminates the backend running the command)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION hemhub_test_fatal() RETURNS event_trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);"
+            " END $$"
+        )
+        conn.execute(
+            "CREATE EVENT TRIGGER hemhub_test_fatal ON ddl_command_start"
+            " WHEN TAG IN ('CREATE EXTENSION') EXECUTE FUNCTION hemhub_test_fatal()"
+        )
+    return database_url
+
+
+def test_migrate_keeps_its_one_line_error_when_the_connection_dies(
+    create_extension_kills_the_connection: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The FATAL error closes the connection: migrate's clean-up (the advisory lock goes
+    with the session) must not raise over the MigrationError that says what to do."""
+    monkeypatch.setattr(migrations, "timescaledb_available", lambda conn: True)
+    monkeypatch.setenv("HEMHUB_DATABASE_URL", create_extension_kills_the_connection)
+    monkeypatch.setenv("HEMHUB_READINGS_PARTITIONING", "auto")
+    assert main(["migrate"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hemhub migrate: the TimescaleDB extension is installed on this")
+    assert "terminating connection" in err
+    assert "Traceback" not in err and "connection is closed" not in err
+    assert err.count("\n") == 1
+    assert not _readings_table(create_extension_kills_the_connection)
 
 
 def test_cli_migrate_reports_a_partitioning_it_cannot_honour(database_url: str) -> None:
