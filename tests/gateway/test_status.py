@@ -94,7 +94,13 @@ async def test_periodic_status_carries_every_field(tmp_path: Path, mqtt_url: str
                     listener,
                     lambda s: (
                         s.last_publish_at is not None
-                        and any(d.address == CUFF and d.readings == 1 for d in s.devices)
+                        # the firmware is known once the session ended, after the
+                        # reading was stored: wait for both (a loaded machine sees a
+                        # status between the two)
+                        and any(
+                            d.address == CUFF and d.readings == 1 and d.firmware is not None
+                            for d in s.devices
+                        )
                         and any(d.address == BROKEN and d.sessions_failed >= 1 for d in s.devices)
                     ),
                     within_s=40,
