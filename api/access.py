@@ -20,6 +20,7 @@ from fastapi import HTTPException
 from api import audit, queries
 from api.auth import Principal
 from api.db import Conn
+from ingest.fleet_common import Actor, Conflict, FleetError, NotFound
 
 
 def not_found(what: str) -> HTTPException:
@@ -42,22 +43,35 @@ class Access:
         #: (patient, detail) of a refusal, recorded once the transaction rolled back.
         self.refusal: tuple[uuid.UUID | None, dict[str, Any]] | None = None
 
-    async def require_patient(self, patient_id: uuid.UUID, *, lock: bool = False) -> None:
-        """404 unless the patient belongs to the caller's principal (and care units, when
-        the token names some); `lock` holds the patient's row until commit."""
-        scope = queries.CARE_UNIT_SCOPE if self.principal.care_units is not None else ""
+    async def require_patient(
+        self, patient_id: uuid.UUID, *, lock: bool = False, shared: bool = False
+    ) -> str:
+        """404 unless the caller may reach the patient; return the patient's principal.
+
+        By default (anything that changes, and whatever a share does not cover) only a
+        resident of the caller's own principal, within the token's care units when it names
+        some (`queries.own`). `shared=True` (reading the resident, its readings and alerts)
+        also admits one another principal shares with the caller's (`queries.visible`).
+        `lock` holds the patient's row until commit.
+        """
+        care_units = self.principal.care_units is not None
+        scope = (
+            queries.visible(at=None, care_units=care_units)
+            if shared
+            else queries.own(care_units=care_units)
+        )
         found = await (
             await self.conn.execute(
-                f"{queries.PATIENT_OF_TENANT_SQL} {scope}" + (" FOR UPDATE" if lock else ""),
+                queries.PATIENT_IN_SCOPE_SQL.format(scope=scope) + (" FOR UPDATE" if lock else ""),
                 {
                     "id": patient_id,
-                    "tenant": self.principal.tenant,
-                    "units": self.principal.care_unit_list,
+                    **queries.scope_params(self.principal.tenant, self.principal.care_unit_list),
                 },
             )
         ).fetchone()
         if found is None:
             raise self.refuse(not_found("patient"), patient_id, {"outcome": "not_found"})
+        return str(found["tenant_id"])
 
     def refuse(
         self, error: HTTPException, patient_id: uuid.UUID | None, detail: Mapping[str, Any]
@@ -106,3 +120,37 @@ async def patient_data(
             async with conn.transaction():
                 await audit.record_access(conn, principal, action, resource, patient_id, detail)
         raise
+
+
+# --- fleet changes -----------------------------------------------------------------------
+
+
+def fleet_actor(principal: Principal) -> Actor:
+    """Who changes the fleet, as the fleet operations (ingest.inventory, ingest.hub_fleet)
+    record it."""
+    return Actor(subject=principal.sub, tenant=principal.tenant)
+
+
+def _fleet_http_error(exc: FleetError) -> HTTPException:
+    if isinstance(exc, NotFound):
+        return HTTPException(404, detail=str(exc))
+    if isinstance(exc, Conflict):
+        return HTTPException(409, detail=str(exc))
+    return HTTPException(422, detail=str(exc))
+
+
+@asynccontextmanager
+async def fleet_change(
+    conn: Conn, principal: Principal, action: str, resource: str
+) -> AsyncIterator[Access]:
+    """`patient_data` for a change of the fleet: the change and its audit row commit
+    together; a refused change (unknown: 404, impossible now: 409 with the reason,
+    invalid: 422) is answered and audited with its reason after the rollback."""
+    async with patient_data(conn, principal, action, resource) as access:
+        try:
+            yield access
+        except FleetError as exc:
+            outcome = {404: "not_found", 409: "conflict"}.get(_fleet_http_error(exc).status_code)
+            raise access.refuse(
+                _fleet_http_error(exc), None, {"outcome": outcome or "invalid", "reason": str(exc)}
+            ) from exc

@@ -24,14 +24,24 @@ from api import live
 from api.auth import ensure_demo_key
 from api.db import create_pool, open_pool
 from api.limits import BodySizeLimit, validation_error
+from api.metrics import count_requests
 from api.routers import (
     alerts,
     care_units,
+    devices,
     fleet,
+    fleet_figures,
+    fleet_health,
     hub_commands,
+    hubs,
     me,
+    metrics,
     ops,
     patients,
+    principals,
+    products,
+    residents,
+    shares,
     stream,
     thresholds,
 )
@@ -50,9 +60,18 @@ ROUTERS = (
     alerts.router,
     stream.router,
     care_units.router,
+    principals.router,
+    residents.router,
+    shares.router,
     fleet.router,
+    products.router,
+    devices.router,
+    hubs.router,
+    fleet_health.router,
+    fleet_figures.router,
     hub_commands.router,
     thresholds.router,
+    metrics.router,
 )
 
 
@@ -151,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added first, so inside the security headers: a 413 carries them too.
     app.add_middleware(BodySizeLimit, max_bytes=resolved.api_max_body_bytes)
     app.middleware("http")(_security_headers)
+    app.middleware("http")(count_requests)  # outermost: counts every answer
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)

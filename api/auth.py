@@ -313,3 +313,7 @@ Nurse = Annotated[Principal, Depends(require_role(Role.NURSE, Role.ADMIN))]
 Reader = Annotated[Principal, Depends(require_role(Role.NURSE, Role.ADMIN, Role.INTEGRATION))]
 #: The principal's fleet and organisation: its HMC (assistive-technology centre) and admins.
 Fleet = Annotated[Principal, Depends(require_role(Role.HMC, Role.ADMIN))]
+#: Reading the principal's registry (residents' administrative data, no clinical values).
+Registry = Annotated[Principal, Depends(require_role(Role.NURSE, Role.HMC, Role.ADMIN))]
+#: Decisions about disclosing patient data to another principal (sharing): admins only.
+Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from api.auth import Role
 from api.text import first_text_problem
+from ingest.programmes import PROGRAMMES
 
 #: The instants the API takes (query bounds, `applies_from`): readings come from devices
 #: whose clocks may reset to 2000, but nothing clinical happened before 1900 or after 2199,
@@ -89,8 +90,12 @@ class Patient(_Out):
     programme: str
     #: Alerts in status "open" (not yet acknowledged by anyone).
     open_alerts: int
-    #: The care unit the resident is placed in (None: in none).
+    #: The care unit the resident is placed in (None: in none, or shared by another).
     care_unit_id: uuid.UUID | None = None
+    #: The resident's principal: the caller's own, or the one that shares the resident.
+    principal: str
+    #: When the resident was deactivated (None: active); listed only when asked for.
+    deactivated_at: datetime | None = None
 
 
 class Quantity(_Out):
@@ -149,6 +154,8 @@ class AlertStatus(enum.StrEnum):
 class Alert(_Out):
     id: uuid.UUID
     patient_id: uuid.UUID
+    #: The resident's principal: the caller's own, or the one that shares the resident.
+    principal: str
     patient_display_name: str
     rule: str
     rule_version: int
@@ -304,3 +311,149 @@ class AlertStreamEvent(_Out):
     event: str
     #: The alert as GET /api/v1/alerts shows it, read when the event was delivered.
     alert: Alert
+
+
+# --- residents (registry: administrative data, no clinical values) -------------------------
+
+MeasurementTypeName = Literal[
+    "blood_pressure", "body_weight", "pulse_oximetry", "glucose", "medication_event"
+]
+
+
+def _programme(value: str) -> str:
+    if value not in PROGRAMMES:
+        raise ValueError(f"unknown programme (one of: {', '.join(PROGRAMMES)})")
+    return value
+
+
+#: A care programme (ingest.programmes): it chooses the default alert thresholds.
+Programme = Annotated[str, AfterValidator(_programme)]
+DisplayName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+Reason = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
+
+
+class Schedule(_Out):
+    """A measurement the resident is expected to take, and how often (missing-data rules)."""
+
+    measurement_type: str
+    every: timedelta
+    starts_at: datetime
+    active: bool
+    created_by: str
+    created_at: datetime
+
+
+class Resident(_Out):
+    """A resident's administrative record: no readings, no alerts."""
+
+    id: uuid.UUID
+    principal: str
+    display_name: str
+    programme: str
+    care_unit_id: uuid.UUID | None
+    created_at: datetime
+    deactivated_at: datetime | None
+    deactivated_by: str | None
+    deactivation_reason: str | None
+    schedules: list[Schedule]
+
+
+class ResidentCreate(_In):
+    display_name: DisplayName
+    programme: Programme = "hypertension"
+    care_unit_id: uuid.UUID | None = None
+
+
+class ResidentUpdate(_In):
+    """What to change (at least one field); a programme change moves the resident to that
+    programme's default thresholds (its own overrides stay)."""
+
+    display_name: DisplayName | None = None
+    programme: Programme | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ResidentUpdate:
+        if self.display_name is None and self.programme is None:
+            raise ValueError("nothing to change: give display_name and/or programme")
+        return self
+
+
+class ScheduleSet(_In):
+    """Expect the measurement every `every` (ISO 8601 duration, e.g. "P1D", or seconds)."""
+
+    every: timedelta
+    starts_at: Instant | None = None
+
+    @model_validator(mode="after")
+    def _sane(self) -> ScheduleSet:
+        if not timedelta(minutes=5) <= self.every <= timedelta(days=92):
+            raise ValueError("every must be between 5 minutes and 92 days")
+        return self
+
+
+class Deactivation(_In):
+    reason: Reason
+
+
+# --- principals and sharing ----------------------------------------------------------------
+
+#: A principal's id (tenants.id): what tokens carry in their `tenant` claim.
+PrincipalId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+PrincipalName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+
+
+class PrincipalOut(_Out):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class PrincipalCreate(_In):
+    id: PrincipalId
+    name: PrincipalName
+
+
+class PrincipalRename(_In):
+    name: PrincipalName
+
+
+class CareUnitRename(_In):
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+
+
+class Share(_Out):
+    """A grant of one resident by its principal (`owner`) to another (`grantee`)."""
+
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    patient_display_name: str
+    owner: str
+    grantee: str
+    purpose: str
+    reason: str
+    #: The period shared: the grantee sees the resident while now is in it, and of its
+    #: readings and alerts those measured in it.
+    starts_at: datetime
+    ends_at: datetime
+    granted_by: str
+    granted_at: datetime
+    revoked_at: datetime | None
+    revoked_by: str | None
+    revoke_reason: str | None
+    #: Not revoked and now within [starts_at, ends_at).
+    in_force: bool
+
+
+class ShareCreate(_In):
+    grantee: PrincipalId
+    #: What the grantee may use it for (e.g. "home care", "primary care follow-up").
+    purpose: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+    #: Why it is granted (consent, care decision): recorded with the grant.
+    reason: Reason
+    #: Default: now.
+    starts_at: Instant | None = None
+    ends_at: Instant
+
+
+class Revocation(_In):
+    reason: Reason

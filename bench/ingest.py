@@ -53,6 +53,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bench import fleet as fleet_bench
 from bench import gateway as gateway_bench
 from hemhub.contract import (
     ClockSource,
@@ -1211,6 +1212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "hub gateway: outbox replay and footprint",
             lambda: gateway_bench.run(mqtt_url, database_url),
         )
+        fleet: dict[str, Any] = step(
+            "fleet: simulated hubs through the shipped Mosquitto configuration",
+            lambda: fleet_bench.run(server_url, hubs=max(100, int(10_000 * scale))),
+        )
 
     results = {
         "copy_limit_readings_per_s": round(a),
@@ -1236,6 +1241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "alert_latency_p90_ms": round(lat.p90_ms, 1) if lat else None,
         "alert_latency_max_ms": round(lat.max_ms, 1) if lat else None,
         "gateway": {k: round(v, 3) for k, v in hub.items()},
+        "fleet": fleet,
         "targets_met": {r.name.split(" ", 1)[1]: r.met for r in rows if r.met is not None},
         "details": {
             "batched": _rounded(batched),
@@ -1268,6 +1274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(_table(rows))
     print()
     print(gateway_bench.table(hub))
+    print()
+    print(fleet_bench.table(fleet))
     print()
     if floor:
         print(

@@ -133,6 +133,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     if not settings.database_url or not settings.mqtt_url:
         print("hemhub ingest: set HEMHUB_DATABASE_URL and HEMHUB_MQTT_URL", file=sys.stderr)
         return EXIT_USAGE
+    if args.metrics_port is not None:
+        settings = settings.model_copy(update={"ingest_metrics_port": args.metrics_port})
     run_ingest(settings, workers=args.workers)
     return 0
 
@@ -182,6 +184,40 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     from gateway.service import run_gateway
 
     return run_gateway(Path(args.config), Path(args.simulate) if args.simulate else None)
+
+
+def _cmd_broker_passwd(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    import psycopg
+
+    from ingest.hub_credentials import password_file
+    from ingest.hub_fleet import LIVE_PASSWORDS_SQL
+
+    settings = _settings(args)
+    if not settings.database_url:
+        print("hemhub broker-passwd: set HEMHUB_DATABASE_URL", file=sys.stderr)
+        return EXIT_USAGE
+    with psycopg.connect(settings.database_url) as conn:
+        rows = conn.execute(LIVE_PASSWORDS_SQL).fetchall()
+    text = password_file((r[0], r[1]) for r in rows)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    # Written beside the target and renamed over it: the broker never reads half a file.
+    target = Path(args.output)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    print(json.dumps({"output": str(target), "hubs": len(rows)}))
+    return 0
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -244,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="run the ingest worker(s)", parents=[logs])
     p.add_argument("--workers", type=int, default=1, help="processes on a shared subscription")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this port (HEMHUB_INGEST_METRICS_PORT)",
+    )
     p.set_defaults(func=_cmd_ingest)
 
     p = sub.add_parser("alerts", help="alert engine tools")
@@ -276,6 +318,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="run against a simulated home described by SCENARIO (.toml or .json)",
     )
     p.set_defaults(func=_cmd_gateway)
+
+    p = sub.add_parser(
+        "broker-passwd",
+        help="write the hubs' Mosquitto password file from the live hub credentials",
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        help="the password file (e.g. /etc/mosquitto/hemhub-hubs.passwd), or - for stdout;"
+        " then reload the broker",
+    )
+    p.set_defaults(func=_cmd_broker_passwd)
 
     p = sub.add_parser("schema", help="print the wire contract's JSON Schema")
     p.set_defaults(func=_cmd_schema)

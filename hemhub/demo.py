@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 import psycopg
 import uvicorn
@@ -35,7 +36,8 @@ from gateway.hub import HubGateway
 from hemhub.contract import DeviceProfile
 from hemhub.embedded import EmbeddedBroker, EmbeddedPostgres
 from hemhub.settings import Settings
-from ingest import registry
+from ingest import hub_fleet, inventory, registry
+from ingest.fleet_common import Actor
 from ingest.migrations import migrate
 from ingest.worker import IngestWorker
 
@@ -120,38 +122,85 @@ def plan_homes(count: int) -> list[Home]:
     return homes
 
 
+#: Who seeds the demo's fleet (recorded with every transition, like a technician).
+DEMO_HMC = "hmc@demo"
+#: The demo's catalogue: one product per kind of simulated device (the hub its own).
+PRODUCTS: dict[str, dict[str, object]] = {
+    "hub": {"kind": "hub", "manufacturer": "hemhub", "model": "Demo hub"},
+    **{
+        p.value: {
+            "kind": p.value,
+            "manufacturer": "Hemhub Simulated Devices",
+            "model": f"Simulated {p.value.replace('_', ' ')}",
+            # The medication robot talks encrypted only: hubs pair with it first.
+            "quirks": {"bond": True} if p == DeviceProfile.DISPENSER else {},
+        }
+        for p in DeviceProfile
+    },
+}
+
+
 def seed(database_url: str, homes: list[Home]) -> None:
-    """Register the demo principal, its hubs, residents and devices, each device on its
-    home's hub's allow-list (once per data directory)."""
+    """Register the demo principal and its residents, then its fleet as a technician
+    would, through the fleet's service functions (those behind the API): a catalogue,
+    each home's hub placed at the resident's home, each device registered and assigned
+    through the hub (which gets its retained configuration). Once per data directory."""
     with psycopg.connect(database_url) as conn:
         registry.ensure_tenant(conn, DEMO_TENANT, "Demo municipality")
-        started = datetime.now(UTC) - timedelta(days=30)
-        for home in homes:
-            registry.register_hub(conn, home.hub_id, DEMO_TENANT)
-            patient_id = None
-            for device in home.scenario.devices:
-                device_id = registry.ensure_device(conn, device.identity())
-                allowed = conn.execute(
-                    "SELECT 1 FROM hub_devices"
-                    " WHERE hub_id = %s AND device_id = %s AND ended_at IS NULL",
-                    (home.hub_id, device_id),
-                ).fetchone()
-                if not allowed:
-                    registry.allow_device(conn, home.hub_id, device_id, started)
-                assigned = conn.execute(
-                    "SELECT patient_id FROM device_assignments"
-                    " WHERE device_id = %s AND ended_at IS NULL",
-                    (device_id,),
-                ).fetchone()
-                if assigned:
-                    patient_id = assigned[0]
-                    continue
-                if patient_id is None:
-                    patient_id = registry.create_patient(
-                        conn, DEMO_TENANT, home.resident, programme=home.programme
-                    )
-                registry.assign_device(conn, device_id, patient_id, started)
+        placed = {
+            r[0] for r in conn.execute("SELECT id FROM hubs WHERE tenant_id = %s", (DEMO_TENANT,))
+        }
+        residents = {
+            home.hub_id: registry.create_patient(
+                conn, DEMO_TENANT, home.resident, programme=home.programme
+            )
+            for home in homes
+            if home.hub_id not in placed
+        }
         conn.commit()
+    if residents:
+        asyncio.run(
+            _seed_fleet(database_url, [h for h in homes if h.hub_id in residents], residents)
+        )
+
+
+async def _seed_fleet(database_url: str, homes: list[Home], residents: dict[str, UUID]) -> None:
+    actor = Actor(DEMO_HMC, DEMO_TENANT)
+    started = datetime.now(UTC) - timedelta(days=30)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        products = {p["kind"]: p["id"] for p in await inventory.list_products(conn, DEMO_TENANT)}
+        for kind, spec in PRODUCTS.items():
+            if kind not in products:
+                made = await inventory.create_product(conn, actor, **spec)  # type: ignore[arg-type]
+                products[kind] = made["id"]
+        for home in homes:
+            patient_id = residents[home.hub_id]
+            await hub_fleet.register_hub(
+                conn, actor, home.hub_id, product_id=products["hub"], serial=home.hub_id
+            )
+            await hub_fleet.place_hub(
+                conn, actor, home.hub_id, patient_id=patient_id, started_at=started
+            )
+            for device in home.scenario.devices:
+                identity = device.identity()
+                registered = await inventory.register_device(
+                    conn,
+                    actor,
+                    product_id=products[device.profile.value],
+                    serial=device.serial,
+                    address=identity.address,
+                    manufacturer=identity.manufacturer,
+                    model=identity.model,
+                )
+                await inventory.assign_device(
+                    conn,
+                    actor,
+                    registered["id"],
+                    patient_id=patient_id,
+                    hub_id=home.hub_id,
+                    started_at=started,
+                    reason="demo",
+                )
 
 
 async def run_home(
@@ -189,8 +238,13 @@ async def _serve(settings: Settings, homes: list[Home], database_url: str, mqtt_
     worker_thread.start()
 
     # The demo verifies the tokens it prints with its own key: allowed here, and only here.
+    # The API runs the hub link: the hubs' retained configurations reach them.
     api_settings = settings.model_copy(
-        update={"database_url": database_url, "jwt_allow_self_made_key": True}
+        update={
+            "database_url": database_url,
+            "mqtt_url": mqtt_url,
+            "jwt_allow_self_made_key": True,
+        }
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -207,6 +261,7 @@ async def _serve(settings: Settings, homes: list[Home], database_url: str, mqtt_
         asyncio.create_task(run_home(h, mqtt_url, settings.data_dir, produced, stop)) for h in homes
     ]
     token = issue_token(settings, sub="nurse@demo", role=Role.NURSE, tenant=DEMO_TENANT)
+    hmc_token = issue_token(settings, sub=DEMO_HMC, role=Role.HMC, tenant=DEMO_TENANT)
     base = f"http://{settings.api_host}:{settings.api_port}"
     print(
         f"\nhemhub demo is running with {len(homes)} simulated homes.\n"
@@ -214,6 +269,9 @@ async def _serve(settings: Settings, homes: list[Home], database_url: str, mqtt_
         f"  A nurse token (12 h):  hemhub token --role nurse --tenant {DEMO_TENANT}"
         f" --data-dir {settings.data_dir}\n"
         f"  Try: curl -H 'Authorization: Bearer {token}' {base}/api/v1/alerts?status=open\n"
+        f"  An HMC token (12 h):   hemhub token --role hmc --tenant {DEMO_TENANT}"
+        f" --sub {DEMO_HMC} --data-dir {settings.data_dir}\n"
+        f"  Try: HEMHUB_API_URL={base} HEMHUB_API_TOKEN={hmc_token} hemhub fleet hubs list\n"
         f"  Simulated measurements: {settings.data_dir / 'simulated-readings.jsonl'}\n"
         "Ctrl-C stops everything.\n",
         flush=True,

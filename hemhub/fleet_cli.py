@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 #: Modules whose `COMMANDS: list[FleetCommand]` make up `hemhub fleet`.
-COMMAND_MODULES: tuple[str, ...] = ("hemhub.fleet_cli_me", "hemhub.fleet_cli_reset")
+COMMAND_MODULES: tuple[str, ...] = (
+    "hemhub.fleet_cli_me",
+    "hemhub.fleet_cli_people",
+    "hemhub.fleet_cli_devices",
+    "hemhub.fleet_cli_health",
+    "hemhub.fleet_cli_reset",
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_REFUSED, EXIT_INVALID = 3, 4, 5, 6

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     #: can read that file can mint any token: it refuses to start unless this says so
     #: (`hemhub demo` and tests do), and then warns.
     jwt_allow_self_made_key: bool = False
+    #: The principal that runs the platform: its admins create principals and list them
+    #: all (`hemhub fleet principals ...`); None: principals are created only by hand
+    #: (`hemhub demo`, ingest.registry.ensure_tenant). Every other admin sees its own.
+    operator_principal: str | None = None
     #: The largest request body the API reads (bytes); larger gets 413.
     api_max_body_bytes: int = Field(default=1024 * 1024, ge=1)
 
@@ -64,6 +68,11 @@ class Settings(BaseSettings):
     #: Database connections per ingest worker: a large batch is split by hub over them,
     #: so the database stores one part while Python evaluates another.
     ingest_connections: int = Field(default=3, ge=1, le=16)
+    #: Prometheus metrics of `hemhub ingest` on this port (None: not served); with several
+    #: workers the supervisor serves their sum (ingest/metrics.py, docs/operations.md).
+    ingest_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: The address the ingest metrics listen on (put a scraper on the same host or network).
+    ingest_metrics_host: str = "127.0.0.1"
     #: How `hemhub migrate` partitions a new readings table: "auto" (a TimescaleDB
     #: hypertable where the extension is installed, else native), "timescaledb" or "native".
     readings_partitioning: PartitioningChoice = "auto"

@@ -83,7 +83,7 @@ async def _one(conn: psycopg.AsyncConnection[Any], sql: str, params: dict[str, A
 
 
 async def _scalar(conn: psycopg.AsyncConnection[Any], sql: str, params: dict[str, Any]) -> Any:
-    # Whatever the connection's row factory (the API's pool makes dicts).
+    # A tuple row whatever the connection's row factory (the API's pool gives dicts).
     async with conn.cursor(row_factory=tuple_row) as cur:
         await cur.execute(sql, params)
         row = await cur.fetchone()

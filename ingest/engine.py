@@ -271,6 +271,24 @@ def missing_rule(measurement_type: str) -> str:
     return f"missing_{measurement_type}"
 
 
+#: Of the given residents, the deactivated ones (registry.deactivate_patient).
+DEACTIVATED_SQL = (
+    "SELECT id FROM patients WHERE id = ANY(%(patients)b) AND deactivated_at IS NOT NULL"
+)
+
+
+def _of_active_residents(conn: Conn, candidates: Sequence[Candidate]) -> Sequence[Candidate]:
+    """The candidates but those of deactivated residents: a reading measured before the
+    deactivation that arrives after it is kept (history), never judged (no new alerts)."""
+    if not candidates:
+        return candidates
+    patients = list({c.patient_id for c in candidates})
+    gone = {
+        UUID(str(r[0])) for r in conn.execute(DEACTIVATED_SQL, {"patients": patients}).fetchall()
+    }
+    return [c for c in candidates if c.patient_id not in gone] if gone else candidates
+
+
 def evaluate_stored(
     conn: Conn,
     candidates: Sequence[Candidate],
@@ -279,6 +297,7 @@ def evaluate_stored(
     now: datetime | None = None,
 ) -> AlertOutcome:
     """Judge newly stored, attributed readings; open, update and resolve their alerts."""
+    candidates = _of_active_residents(conn, candidates)
     if not candidates:
         return AlertOutcome(0, 0)
     now = now or datetime.now(UTC)

@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 
+from ingest.health import prune_history
 from ingest.logfmt import kv
 from ingest.migrations import ensure_partitions
 from ingest.schedule import run_scheduled_evaluation
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 PARTITION_CHECK_S = 6 * 3600
 PARTITION_LOCK = 0x68656D70  # "hemp": one worker at a time creates partitions
 EVALUATION_LOCK = 0x68656D65  # "heme": one worker at a time runs the scheduled rules
+#: How often old fleet-health history is dropped (ingest.health retention).
+PRUNE_HISTORY_S = 3600
+PRUNE_LOCK = 0x68656D66  # "hemf": one worker at a time prunes the health history
 #: How often the jobs' thread looks for a job that is due.
 JOBS_TICK_S = 1.0
 
@@ -46,8 +50,12 @@ def evaluate_schedule(conn: psycopg.Connection[Any]) -> None:
 
 
 def default_jobs(evaluate_every_s: float | None) -> list[Job]:
-    """Partitions ahead always; the scheduled rules every `evaluate_every_s` (None: never)."""
-    jobs = [Job("partitions", PARTITION_CHECK_S, PARTITION_LOCK, ensure_partitions)]
+    """Partitions ahead and health-history retention always; the scheduled rules every
+    `evaluate_every_s` (None: never)."""
+    jobs = [
+        Job("partitions", PARTITION_CHECK_S, PARTITION_LOCK, ensure_partitions),
+        Job("health_history", PRUNE_HISTORY_S, PRUNE_LOCK, prune_history),
+    ]
     if evaluate_every_s is not None:
         jobs.append(Job("evaluation", evaluate_every_s, EVALUATION_LOCK, evaluate_schedule))
     return jobs

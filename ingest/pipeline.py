@@ -23,7 +23,8 @@ The readings path is:
    one line per batch);
 5. evaluate the alert rules on the new attributed readings (ingest.engine);
 6. remember which hub last reported each device (readings and status device lists of
-   entitled hubs), for the reason of missing data when a hub goes silent.
+   entitled hubs), for the reason of missing data when a hub goes silent;
+7. hub statuses: each hub's and device's health and its history (ingest.health).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from hemhub.contract import (
     ReadingBatch,
     topic_results,
 )
-from ingest import alerts, commands, engine
+from ingest import alerts, commands, engine, health
 from ingest.logfmt import kv
 
 Conn = psycopg.Connection[Any]
@@ -318,18 +319,6 @@ ORDER BY digest, n
 ON CONFLICT (digest) DO UPDATE SET
     deliveries = d.deliveries + EXCLUDED.deliveries,
     last_received_at = now()
-"""
-
-# Last status per hub in the batch; an older receive time never overwrites a newer one.
-_UPSERT_STATUS = """
-INSERT INTO hubs AS h (id, online, last_status, last_status_at)
-SELECT * FROM unnest(%s::text[], %s::bool[], %s::jsonb[], %s::timestamptz[])
-ORDER BY 1
-ON CONFLICT (id) DO UPDATE SET
-    online = EXCLUDED.online,
-    last_status = EXCLUDED.last_status,
-    last_status_at = EXCLUDED.last_status_at
-WHERE h.last_status_at IS NULL OR EXCLUDED.last_status_at >= h.last_status_at
 """
 
 
@@ -651,15 +640,8 @@ def store(
             latest: dict[str, StatusUpdate] = {}
             for s in statuses:  # arrival order: the last one of each hub wins
                 latest[s.status.hub_id] = s
-            conn.execute(
-                _UPSERT_STATUS,
-                (
-                    list(latest),
-                    [s.status.online for s in latest.values()],
-                    [s.status.model_dump_json() for s in latest.values()],
-                    [s.received_at for s in latest.values()],
-                ),
-            )
+            # The newest status of each hub, its devices and their history (ingest.health).
+            health.record_statuses(conn, list(latest.values()))
             result.statuses = len(statuses)
             reports.extend(
                 _DeviceReport(s.status.hub_id, d.address, d.profile, s.received_at)

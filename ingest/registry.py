@@ -41,11 +41,83 @@ class AllowListError(RegistryError):
     """An allow-list period that would overlap another, or end nothing."""
 
 
-def _aware(at: datetime, what: str) -> datetime:
-    # Naive times would be read in the session time zone: silently wrong attribution.
+def aware(at: datetime, what: str) -> datetime:
+    """`at`, unless it is naive (RegistryError): a naive time would be read in the
+    session time zone, a silently wrong attribution."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise RegistryError(f"{what} must carry a UTC offset")
     return at
+
+
+_aware = aware
+
+# --- the statements of assignment periods and allow-lists, shared with the async fleet
+# --- operations (ingest/inventory.py) so both keep the same invariants -------------------
+
+#: Whether a patient is of a principal.
+PATIENT_OF_TENANT_SQL = (
+    "SELECT deactivated_at FROM patients WHERE id = %s AND tenant_id = %s FOR SHARE"
+)
+
+#: The first period of a device that is open or ends after an instant (device, instant).
+ASSIGNMENT_CLASH_SQL = """
+SELECT id, patient_id, started_at, ended_at FROM device_assignments
+WHERE device_id = %s
+  AND (ended_at IS NULL OR ended_at > %s)
+ORDER BY started_at LIMIT 1
+"""
+
+INSERT_ASSIGNMENT_SQL = (
+    "INSERT INTO device_assignments (device_id, patient_id, tenant_id, started_at)"
+    " VALUES (%s, %s, %s, %s) RETURNING id"
+)
+
+#: The open period of a device, locked (device).
+OPEN_ASSIGNMENT_SQL = (
+    "SELECT id, patient_id, started_at FROM device_assignments"
+    " WHERE device_id = %s AND ended_at IS NULL FOR UPDATE"
+)
+
+END_ASSIGNMENT_SQL = "UPDATE device_assignments SET ended_at = %s WHERE id = %s"
+
+#: The first allow-list period of a hub and device open or ending after an instant.
+ALLOW_CLASH_SQL = (
+    "SELECT id, started_at, ended_at FROM hub_devices"
+    " WHERE hub_id = %s AND device_id = %s AND (ended_at IS NULL OR ended_at > %s)"
+    " ORDER BY started_at LIMIT 1"
+)
+
+INSERT_ALLOW_SQL = (
+    "INSERT INTO hub_devices (hub_id, device_id, started_at) VALUES (%s, %s, %s) RETURNING id"
+)
+
+
+def assignment_clash_message(
+    device_id: UUID, assignment_id: UUID, started_at: datetime, ended_at: datetime | None
+) -> str:
+    if ended_at is None:
+        return (
+            f"device {device_id} is still assigned (assignment {assignment_id} since"
+            f" {started_at.isoformat()}); end it first"
+        )
+    return (
+        f"device {device_id} was assigned until {ended_at.isoformat()}"
+        f" (assignment {assignment_id}); a new period cannot start before that"
+    )
+
+
+def allow_clash_message(
+    hub_id: str, device_id: UUID, started_at: datetime, ended_at: datetime | None
+) -> str:
+    if ended_at is None:
+        return (
+            f"device {device_id} is on hub {hub_id}'s allow-list since"
+            f" {started_at.isoformat()}; take it off first"
+        )
+    return (
+        f"device {device_id} was on hub {hub_id}'s allow-list until"
+        f" {ended_at.isoformat()}; a new period cannot start before that"
+    )
 
 
 def ensure_tenant(conn: Conn, tenant_id: str, name: str) -> None:
@@ -118,35 +190,21 @@ def assign_device(conn: Conn, device_id: UUID, patient_id: UUID, started_at: dat
         locked = conn.execute("SELECT 1 FROM devices WHERE id = %s FOR UPDATE", (device_id,))
         if locked.fetchone() is None:
             raise RegistryError(f"unknown device {device_id}")
+        # FOR SHARE: a deactivation of the patient (FOR UPDATE) waits, or is waited for.
         patient = conn.execute(
-            "SELECT tenant_id FROM patients WHERE id = %s", (patient_id,)
+            "SELECT tenant_id, deactivated_at FROM patients WHERE id = %s FOR SHARE",
+            (patient_id,),
         ).fetchone()
         if patient is None:
             raise RegistryError(f"unknown patient {patient_id}")
-        clash = conn.execute(
-            """
-            SELECT id, patient_id, started_at, ended_at FROM device_assignments
-            WHERE device_id = %s
-              AND (ended_at IS NULL OR ended_at > %s)
-            ORDER BY started_at LIMIT 1
-            """,
-            (device_id, started_at),
-        ).fetchone()
+        if patient[1] is not None:
+            raise AssignmentError(f"patient {patient_id} is deactivated: nothing is assigned")
+        clash = conn.execute(ASSIGNMENT_CLASH_SQL, (device_id, started_at)).fetchone()
         if clash is not None:
-            if clash[3] is None:
-                raise AssignmentError(
-                    f"device {device_id} is still assigned (assignment {clash[0]} since"
-                    f" {clash[2].isoformat()}); end it first"
-                )
-            raise AssignmentError(
-                f"device {device_id} was assigned until {clash[3].isoformat()}"
-                f" (assignment {clash[0]}); a new period cannot start before that"
-            )
+            raise AssignmentError(assignment_clash_message(device_id, clash[0], clash[2], clash[3]))
         try:
             row = conn.execute(
-                "INSERT INTO device_assignments (device_id, patient_id, tenant_id, started_at)"
-                " VALUES (%s, %s, %s, %s) RETURNING id",
-                (device_id, patient_id, patient[0], started_at),
+                INSERT_ASSIGNMENT_SQL, (device_id, patient_id, patient[0], started_at)
             ).fetchone()
         except errors.UniqueViolation as exc:  # device_assignments_one_open, belt and braces
             raise AssignmentError(f"device {device_id} is still assigned") from exc
@@ -167,21 +225,15 @@ def end_assignment(conn: Conn, device_id: UUID, ended_at: datetime) -> UUID:
     """
     _aware(ended_at, "ended_at")
     with conn.transaction():
-        row = conn.execute(
-            "SELECT id, started_at FROM device_assignments"
-            " WHERE device_id = %s AND ended_at IS NULL FOR UPDATE",
-            (device_id,),
-        ).fetchone()
+        row = conn.execute(OPEN_ASSIGNMENT_SQL, (device_id,)).fetchone()
         if row is None:
             raise AssignmentError(f"device {device_id} has no open assignment")
-        if ended_at <= row[1]:
+        if ended_at <= row[2]:
             raise AssignmentError(
                 f"ended_at {ended_at.isoformat()} is not after the start"
-                f" {row[1].isoformat()} of assignment {row[0]}"
+                f" {row[2].isoformat()} of assignment {row[0]}"
             )
-        conn.execute(
-            "UPDATE device_assignments SET ended_at = %s WHERE id = %s", (ended_at, row[0])
-        )
+        conn.execute(END_ASSIGNMENT_SQL, (ended_at, row[0]))
     return UUID(str(row[0]))
 
 
@@ -335,27 +387,10 @@ def allow_device(conn: Conn, hub_id: str, device_id: UUID, started_at: datetime)
                 f"device {device_id} is of principal {device[0]} at {started_at.isoformat()},"
                 f" hub {hub_id} of {hub[0]}"
             )
-        clash = conn.execute(
-            "SELECT id, started_at, ended_at FROM hub_devices"
-            " WHERE hub_id = %s AND device_id = %s AND (ended_at IS NULL OR ended_at > %s)"
-            " ORDER BY started_at LIMIT 1",
-            (hub_id, device_id, started_at),
-        ).fetchone()
+        clash = conn.execute(ALLOW_CLASH_SQL, (hub_id, device_id, started_at)).fetchone()
         if clash is not None:
-            if clash[2] is None:
-                raise AllowListError(
-                    f"device {device_id} is on hub {hub_id}'s allow-list since"
-                    f" {clash[1].isoformat()}; take it off first"
-                )
-            raise AllowListError(
-                f"device {device_id} was on hub {hub_id}'s allow-list until"
-                f" {clash[2].isoformat()}; a new period cannot start before that"
-            )
-        row = conn.execute(
-            "INSERT INTO hub_devices (hub_id, device_id, started_at) VALUES (%s, %s, %s)"
-            " RETURNING id",
-            (hub_id, device_id, started_at),
-        ).fetchone()
+            raise AllowListError(allow_clash_message(hub_id, device_id, clash[1], clash[2]))
+        row = conn.execute(INSERT_ALLOW_SQL, (hub_id, device_id, started_at)).fetchone()
         conn.execute(
             "UPDATE devices SET owner_tenant_id = %s WHERE id = %s AND owner_tenant_id IS NULL",
             (hub[0], device_id),
@@ -385,3 +420,87 @@ def disallow_device(conn: Conn, hub_id: str, device_id: UUID, ended_at: datetime
             )
         conn.execute("UPDATE hub_devices SET ended_at = %s WHERE id = %s", (ended_at, row[0]))
     return UUID(str(row[0]))
+
+
+# --- residents: administrative data and deactivation --------------------------------------
+#
+# The SQL is shared with the API (api/routers/residents.py), which runs the same statements.
+
+#: A resident's administrative record (no clinical values).
+RESIDENT_SQL = """
+SELECT p.id, p.tenant_id, p.display_name, p.programme, p.care_unit_id, p.created_at,
+       p.deactivated_at, p.deactivated_by, p.deactivation_reason
+FROM patients p WHERE p.id = %(id)s AND p.tenant_id = %(tenant)s
+"""
+
+#: Their monitoring schedules (ingest.schedule), by measurement type.
+RESIDENT_SCHEDULES_SQL = """
+SELECT patient_id, measurement_type, every, starts_at, active, created_by, created_at
+FROM monitoring_schedules WHERE patient_id = ANY(%(ids)s::uuid[])
+ORDER BY patient_id, measurement_type
+"""
+
+CREATE_RESIDENT_SQL = """
+INSERT INTO patients (tenant_id, display_name, programme, care_unit_id)
+VALUES (%(tenant)s, %(name)s, %(programme)s, %(unit)s)
+RETURNING id
+"""
+
+#: Change the display name and/or programme (NULL: keep).
+UPDATE_RESIDENT_SQL = """
+UPDATE patients SET display_name = coalesce(%(name)s, display_name),
+                    programme = coalesce(%(programme)s, programme)
+WHERE id = %(id)s AND tenant_id = %(tenant)s
+RETURNING id
+"""
+
+#: Assignments that would still attribute readings to the resident after now: open ones
+#: and those ending in the future. A resident is deactivated only without any.
+ASSIGNED_ON_SQL = """
+SELECT d.id AS device_id, d.stable_id, da.started_at, da.ended_at
+FROM device_assignments da JOIN devices d ON d.id = da.device_id
+WHERE da.patient_id = %(id)s AND (da.ended_at IS NULL OR da.ended_at > now())
+ORDER BY d.stable_id
+"""
+
+DEACTIVATE_SQL = """
+UPDATE patients SET deactivated_at = now(), deactivated_by = %(by)s,
+                    deactivation_reason = %(reason)s
+WHERE id = %(id)s AND tenant_id = %(tenant)s AND deactivated_at IS NULL
+RETURNING deactivated_at
+"""
+
+#: A deactivated resident is expected to measure nothing: the missing-data rules stop.
+STOP_SCHEDULES_SQL = "UPDATE monitoring_schedules SET active = false WHERE patient_id = %(id)s"
+
+
+def deactivate_patient(conn: Conn, patient_id: UUID, *, by: str, reason: str) -> datetime:
+    """Deactivate a resident now: its history stays, nothing new is attributed to it (it
+    must have no device assigned), it gets no new alerts (its schedules stop; ingest and
+    the scheduled evaluation skip deactivated residents). Returns when.
+
+    Raises RegistryError for an unknown or already deactivated resident, AssignmentError
+    while a device is (or will stay) assigned to it: return the devices first.
+    """
+    if not reason.strip():
+        raise RegistryError("a deactivation needs a reason")
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT tenant_id, deactivated_at FROM patients WHERE id = %s FOR UPDATE",
+            (patient_id,),
+        ).fetchone()
+        if row is None:
+            raise RegistryError(f"unknown patient {patient_id}")
+        if row[1] is not None:
+            raise RegistryError(f"patient {patient_id} was deactivated at {row[1].isoformat()}")
+        params = {"id": patient_id, "tenant": row[0], "by": by, "reason": reason.strip()}
+        assigned = conn.execute(ASSIGNED_ON_SQL, params).fetchall()
+        if assigned:
+            names = ", ".join(str(a[1]) for a in assigned)
+            raise AssignmentError(
+                f"patient {patient_id} still has devices assigned ({names}): return them first"
+            )
+        done = conn.execute(DEACTIVATE_SQL, params).fetchone()
+        conn.execute(STOP_SCHEDULES_SQL, params)
+    assert done is not None
+    return done[0]

@@ -11,7 +11,8 @@ without each migration granting:
 - ingest: SELECT, INSERT, UPDATE on every table but `audit_log` (nothing there);
 - both: SELECT only on migrate's bookkeeping (`schema_migrations`, `hemhub_meta`), the
   sequences their inserts draw from, and EXECUTE on what each calls as the owner
-  (ingest: `hemhub_ensure_partitions`, which creates monthly partitions ahead).
+  (ingest: `hemhub_ensure_partitions`, which creates monthly partitions ahead, and
+  `hemhub_prune_health_history`, the fleet-health history's retention).
 
 Neither role may DELETE or TRUNCATE anything, or create objects in the schema.
 """
@@ -28,7 +29,11 @@ from psycopg import sql
 BOOKKEEPING = frozenset({"schema_migrations", "hemhub_meta"})
 AUDIT_LOG = "audit_log"
 #: Functions owned by the owner that a runtime role calls (SECURITY DEFINER).
-INGEST_FUNCTIONS = ("hemhub_ensure_partitions(integer)",)
+INGEST_FUNCTIONS = (
+    "hemhub_ensure_partitions(integer)",
+    # the fleet-health history's retention (ingest.health, migration 0014)
+    "hemhub_prune_health_history(interval, interval)",
+)
 
 
 class RoleError(RuntimeError):

@@ -117,7 +117,7 @@ LEFT JOIN LATERAL (
       AND r.measured_at > coalesce(lv.at, s.starts_at) AND r.measured_at <= %(now)s
       AND NOT {_VALID}
 ) le ON true
-WHERE s.active AND s.starts_at <= %(now)s
+WHERE s.active AND s.starts_at <= %(now)s AND p.deactivated_at IS NULL
 ORDER BY s.patient_id, s.measurement_type
 """
 

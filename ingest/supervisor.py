@@ -11,11 +11,13 @@ import socket
 import threading
 import time
 from multiprocessing.connection import wait as mp_wait
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from hemhub.logs import setup_logging
 from hemhub.settings import Settings
+from ingest import metrics
 from ingest.logfmt import kv
 from ingest.worker import IngestWorker
 
@@ -84,11 +86,34 @@ def run_ingest(
         settings.mqtt_ca_file,
         settings.ingest_connections,
     )
+    port, addr = settings.ingest_metrics_port, settings.ingest_metrics_host
     if workers <= 1:
+        if port is not None:
+            metrics.serve_in_process(port, addr)
         # No $share with one worker: nothing to share, and Mosquitto 2.0 does not
         # restore shared subscriptions after a restart (the worker resubscribes anyway).
         _run_one(database_url, mqtt_url, f"{base}-0", None, *tuning)
         return
+    metrics_dir = metrics.prepare_multiprocess() if port is not None else None
+    try:
+        if metrics_dir is not None and port is not None:
+            metrics.serve_multiprocess(metrics_dir, port, addr)
+        _supervise(workers, database_url, mqtt_url, base, group, tuning, metrics_dir)
+    finally:
+        if metrics_dir is not None:
+            metrics.cleanup(metrics_dir)
+
+
+def _supervise(
+    workers: int,
+    database_url: str,
+    mqtt_url: str,
+    base: str,
+    group: str,
+    tuning: tuple[Any, ...],
+    metrics_dir: Path | None,
+) -> None:
+    """Run and restart the worker processes until SIGTERM/SIGINT (see `run_ingest`)."""
     ctx = multiprocessing.get_context("spawn")
 
     def spawn(i: int) -> multiprocessing.process.BaseProcess:
@@ -131,6 +156,8 @@ def run_ingest(
             for i, p in procs.items():
                 if p.is_alive() or i in due:
                     continue
+                if metrics_dir is not None and p.pid is not None:
+                    metrics.worker_died(metrics_dir, p.pid)
                 if now - started[i] >= _HEALTHY_AFTER_S:
                     delay[i] = _RESTART_DELAY_S
                 log.error(

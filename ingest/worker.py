@@ -53,7 +53,7 @@ from hemhub.contract import (
     ReadingBatch,
 )
 from hemhub.settings import MqttTarget
-from ingest import alerts
+from ingest import alerts, metrics
 from ingest.jobs import JOBS_TICK_S, default_jobs, run_due
 from ingest.logfmt import kv
 from ingest.messages import MAX_PAYLOAD_BYTES, Inbound, Parsed, failure, parse_message
@@ -74,6 +74,9 @@ log = logging.getLogger(__name__)
 FANOUT_READINGS = 500
 #: ... once that many batches in a row asked for another split than the current one.
 FANOUT_PATIENCE = 8
+#: What a hub status weighs in the split, in readings (ingest.health: two statements
+#: over the hub and its devices, some ten times a reading's share of a batch).
+STATUS_WEIGHT = 10
 _CONNACK_TIMEOUT_S = 5.0
 #: The longest wait between two attempts to reach the broker (paho takes whole seconds).
 RECONNECT_MAX_S = 1
@@ -492,6 +495,9 @@ class IngestWorker:
         handed over are committed first, so a hub's messages are still stored in order.
         That wait costs throughput, so the split follows the load with some patience."""
         readings = sum(len(p.readings) for _, p in items if isinstance(p, ReadingBatch))
+        # A hub status (its devices, their health and history) costs the database about
+        # as much as STATUS_WEIGHT readings: a fleet's status stream is split too.
+        readings += STATUS_WEIGHT * sum(1 for _, p in items if isinstance(p, StatusUpdate))
         wanted = max(1, min(len(committers), readings // self.fanout_readings))
         # Changing the split waits for the threads to finish what they hold: follow the
         # load only once it has asked for another split `fanout_patience` batches running.
@@ -576,6 +582,7 @@ class IngestWorker:
         return items
 
     def _commit(self, items: list[tuple[Inbound, Parsed]], staged: Staged | None = None) -> None:
+        started = time.perf_counter()
         try:
             result = self._store_with_retry(items, staged)
         except _Stopped:
@@ -593,9 +600,12 @@ class IngestWorker:
             # store one by one and dead-letter the message that fails.
             self._isolate(items, exc)
             return
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         self._send_receipts([p for _, p in items], result.stored_keys)
         self._ack(items)
         self._account(result, items)
+        first = min(m.received_at for m, _ in items)
+        metrics.BATCH_DELAY_SECONDS.observe((datetime.now(UTC) - first).total_seconds())
 
     def _isolate(self, items: list[tuple[Inbound, Parsed]], exc: Exception) -> None:
         """Store the messages of a failed batch one by one; dead-letter each that fails."""
@@ -648,6 +658,8 @@ class IngestWorker:
             s["results"] += result.results
             s["duplicate_results"] += result.duplicate_results
             s["ignored"] += sum(1 for _, p in items if p is None)
+        metrics.MESSAGES.inc(len(items))
+        metrics.account(result, [p for _, p in items if isinstance(p, DeadLetter)])
         for _, p in items:
             if isinstance(p, DeadLetter):
                 log.warning(kv("ingest.dead_letter", topic=p.topic, reason=p.reason))
@@ -697,6 +709,7 @@ class IngestWorker:
             except psycopg.OperationalError as exc:
                 # Connection lost, server restarting, deadlock, serialization: transient.
                 self._count("db_errors")
+                metrics.DB_ERRORS.inc()
                 if self._conn is not None and (self._conn.closed or self._conn.broken):
                     self._conn = None
                 log.warning(
@@ -756,6 +769,7 @@ class IngestWorker:
         for topic, payload in receipts:
             client.publish(topic, payload, qos=1)
         self._count("receipts", len(receipts))
+        metrics.RECEIPTS.inc(len(receipts))
 
     def _ack(self, items: list[tuple[Inbound, Parsed]]) -> None:
         client = self._client

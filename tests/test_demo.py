@@ -90,6 +90,24 @@ def test_demo_serves_alerts_that_match_simulated_readings(tmp_path: Path) -> Non
         assert match[0]["systolic"] >= 180 or match[0]["diastolic"] >= 110
 
         assert httpx.get(f"{base}/api/v1/alerts").status_code == 401
+
+        # The fleet was seeded as a technician would: the printed HMC token sees each
+        # hub placed, and each hub's status confirms the configuration the backend issued.
+        printed = (tmp_path / "demo.log").read_text()
+        hmc_token = printed.split("HEMHUB_API_TOKEN=")[1].split()[0]
+        hmc = {"Authorization": f"Bearer {hmc_token}"}
+        deadline = time.monotonic() + 90
+        while True:
+            hubs = httpx.get(f"{base}/api/v1/hubs", headers=hmc).json()
+            assert [h["state"] for h in hubs] == ["assigned"] * 3, hubs
+            if all(h["config_in_force"] and h["config_version_wanted"] >= 1 for h in hubs):
+                break
+            assert time.monotonic() < deadline, f"configurations not confirmed: {hubs}"
+            time.sleep(1)
+        devices = httpx.get(f"{base}/api/v1/devices", headers=hmc).json()
+        assert {d["state"] for d in devices} == {"assigned"} and len(devices) == 5
+        # HMC sees no clinical values
+        assert httpx.get(f"{base}/api/v1/alerts", headers=hmc).status_code == 403
     finally:
         proc.send_signal(signal.SIGINT)
         try:

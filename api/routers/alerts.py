@@ -88,6 +88,13 @@ async def _transition(
             # Audited too: acting on other principals' alert ids is worth seeing.
             raise access.refuse(not_found("alert"), None, {"outcome": "not_found"})
         alert = alerts[0]
+        if alert.principal != principal.tenant:
+            # A share lets the grantee see, not act: the owning principal's nurses do.
+            raise access.refuse(
+                HTTPException(403, detail="the alert is of a resident another principal shares"),
+                alert.patient_id,
+                {"outcome": "refused", "principal": alert.principal},
+            )
         if changed is None and alert.status == conflict_status:
             raise access.refuse(
                 HTTPException(409, detail=f"alert is {alert.status.value}"),

@@ -8,7 +8,7 @@ import psycopg
 import psycopg.errors
 from fastapi import APIRouter, HTTPException
 
-from api import schemas
+from api import queries, schemas
 from api.access import not_found, patient_data
 from api.auth import Fleet
 from api.db import DbConn
@@ -82,3 +82,41 @@ async def place_patient(
         await conn.execute(registry.PLACE_PATIENT_SQL, (unit, patient_id, principal.tenant))
         await access.record(patient_id, {"care_unit_id": str(unit) if unit else None})
     return schemas.PatientCareUnit(patient_id=patient_id, care_unit_id=unit)
+
+
+@router.patch(
+    "/api/v1/care-units/{care_unit_id}",
+    response_model=schemas.CareUnit,
+    responses={409: {}},
+    tags=["care units"],
+)
+async def rename_care_unit(
+    care_unit_id: uuid.UUID, principal: Fleet, conn: DbConn, body: schemas.CareUnitRename
+) -> schemas.CareUnit:
+    """Rename a care unit of the caller's principal (within the token's care units)."""
+    name = body.name.strip()
+    if principal.care_units is not None and care_unit_id not in principal.care_units:
+        raise not_found("care unit")
+    try:
+        async with patient_data(
+            conn, principal, "care_unit.rename", f"care-units/{care_unit_id}"
+        ) as access:
+            before = await (
+                await conn.execute(
+                    "SELECT name FROM care_units WHERE id = %s AND tenant_id = %s FOR UPDATE",
+                    (care_unit_id, principal.tenant),
+                )
+            ).fetchone()
+            if before is None:
+                raise not_found("care unit")
+            await conn.execute(
+                queries.RENAME_CARE_UNIT_SQL,
+                {"id": care_unit_id, "tenant": principal.tenant, "name": name},
+            )
+            await access.record(None, {"from": before["name"], "to": name})
+    except psycopg.errors.UniqueViolation as exc:
+        raise HTTPException(409, detail="a care unit of that name exists") from exc
+    cur = await conn.execute(registry.CARE_UNITS_SQL, (principal.tenant,))
+    return next(
+        schemas.CareUnit.model_validate(r) for r in await cur.fetchall() if r["id"] == care_unit_id
+    )

@@ -44,15 +44,27 @@ async def list_patients(
     conn: DbConn,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     offset: Annotated[int, Query(ge=0, le=schemas.MAX_OFFSET)] = 0,
+    deactivated: Annotated[
+        bool, Query(description="also list deactivated residents (their history)")
+    ] = False,
 ) -> list[schemas.Patient]:
-    """The patients of the caller's principal, with their count of open alerts."""
+    """The patients the caller sees (its principal's, and those other principals share
+    with it while the share is in force), with their count of open alerts it sees."""
     async with patient_data(conn, principal, "patients.list", "patients") as access:
-        scope = queries.CARE_UNIT_SCOPE if principal.care_units is not None else ""
+        care_units = principal.care_units is not None
         cur = await conn.execute(
-            queries.PATIENTS_SQL.format(scope=scope),
+            queries.PATIENTS_SQL.format(
+                scope=queries.visible(at=None, care_units=care_units),
+                alert_scope=queries.visible(
+                    at="a.measured_at",
+                    care_units=care_units,
+                    data_tenant="a.tenant_id",
+                    data_patient="a.patient_id",
+                ),
+                active="" if deactivated else "AND p.deactivated_at IS NULL",
+            ),
             {
-                "tenant": principal.tenant,
-                "units": principal.care_unit_list,
+                **queries.scope_params(principal.tenant, principal.care_unit_list),
                 "limit": limit,
                 "offset": offset,
             },
@@ -80,7 +92,8 @@ async def list_observations(
     measurement_type: Annotated[MeasurementType | None, Query(alias="type")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[schemas.Observation]:
-    """Readings attributed to the patient (by assignment period), newest first.
+    """Readings attributed to the patient (by assignment period), newest first; of a
+    resident another principal shares, those measured in the shared period.
 
     Page backwards by passing the oldest `measured_at` you got as `until`.
     """
@@ -90,9 +103,13 @@ async def list_observations(
         )
     resource = f"patients/{patient_id}/observations"
     async with patient_data(conn, principal, "observations.read", resource) as access:
-        await access.require_patient(patient_id)
+        await access.require_patient(patient_id, shared=True)
         filters = []
-        params: dict[str, Any] = {"patient": patient_id, "tenant": principal.tenant, "limit": limit}
+        params: dict[str, Any] = {
+            **queries.scope_params(principal.tenant, principal.care_unit_list),
+            "patient": patient_id,
+            "limit": limit,
+        }
         if since is not None:
             filters.append("AND r.measured_at >= %(since)s")
             params["since"] = since
@@ -102,7 +119,15 @@ async def list_observations(
         if measurement_type is not None:
             filters.append("AND r.measurement_type = %(type)s")
             params["type"] = measurement_type.value
-        cur = await conn.execute(queries.OBSERVATIONS_SQL.format(filters=" ".join(filters)), params)
+        scope = queries.visible(
+            at="r.measured_at",
+            care_units=principal.care_units is not None,
+            data_tenant="r.tenant_id",
+            data_patient="r.patient_id",
+        )
+        cur = await conn.execute(
+            queries.OBSERVATIONS_SQL.format(scope=scope, filters=" ".join(filters)), params
+        )
         observations = [_observation(r) for r in await cur.fetchall()]
         await access.record(
             patient_id,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between SSE heartbeats (comment lines) of the alert stream.
 SSE_HEARTBEAT_S = 15.0
+#: How often a stream reloads the residents shared with its principal (SharedResidents).
+SHARED_REFRESH_S = 10.0
 #: How long opening a stream waits for the process's LISTEN connection.
 LISTEN_WAIT_S = 5.0
 
@@ -46,18 +50,46 @@ def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
+class SharedResidents:
+    """Which residents other principals share with the caller's: whether an event of
+    another principal is worth a database round trip. Reloaded at most every
+    SHARED_REFRESH_S: a new share reaches an open stream within that; a revoked or expired
+    one never shows anything, since every event is re-read under `queries.visible`."""
+
+    def __init__(self, pool: Pool, principal: Principal) -> None:
+        self.pool = pool
+        self.principal = principal
+        self.ids: frozenset[uuid.UUID] = frozenset()
+        self.loaded_at: float | None = None
+
+    async def may_show(self, item: live.AlertEvent) -> bool:
+        if item.tenant_id == self.principal.tenant:
+            return True
+        if self.principal.care_units is not None:
+            return False  # care-unit tokens see no shared resident (queries.visible)
+        now = time.monotonic()
+        if self.loaded_at is None or now - self.loaded_at >= SHARED_REFRESH_S:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    queries.SHARED_PATIENTS_SQL, {"tenant": self.principal.tenant}
+                )
+                self.ids = frozenset(r["patient_id"] for r in await cur.fetchall())
+            self.loaded_at = now
+        return item.patient_id in self.ids
+
+
 async def _deliver(
-    pool: Pool, principal: Principal, item: live.AlertEvent
+    pool: Pool, principal: Principal, item: live.AlertEvent, shared: SharedResidents
 ) -> schemas.AlertStreamEvent | None:
     """The alert behind a notification as the caller may see it, audit-logged; None if not."""
-    if item.tenant_id != principal.tenant:
-        return None  # another principal's alert: not even a database round trip
+    if not await shared.may_show(item):
+        return None  # another principal's alert, not shared: not even a database round trip
     async with (
         pool.connection() as conn,
         patient_data(conn, principal, "alerts.stream", f"alerts/{item.alert_id}") as access,
     ):
-        # Re-read under the caller's scope (tenant, care units): a resident outside the
-        # caller's units yields nothing, and the client gets the alert's current state.
+        # Re-read under the caller's scope (queries.visible: tenant, care units, shares):
+        # a resident outside it yields nothing, and the client gets the alert's current state.
         alerts = await queries.select_alerts(
             conn, principal.tenant, care_units=principal.care_unit_list, alert_id=item.alert_id
         )
@@ -72,6 +104,7 @@ async def _alert_events(
     pool: Pool, hub: live.AlertHub, principal: Principal, heartbeat_s: float
 ) -> AsyncIterator[bytes]:
     deadline = principal.expires_at
+    shared = SharedResidents(pool, principal)
     async with hub.subscribe() as subscription:
         # From here on every notification reaches this stream: a client that loads the
         # alert list after `ready` misses nothing in between.
@@ -93,7 +126,7 @@ async def _alert_events(
                 yield _sse("resync", {"reason": item.reason})
                 continue
             try:
-                shown = await _deliver(pool, principal, item)
+                shown = await _deliver(pool, principal, item, shared)
             except (PoolTimeout, psycopg.OperationalError) as exc:
                 # Unaudited data never leaves: end the stream, the client reconnects.
                 log.warning("alert stream ends: database unavailable (%s)", exc)

@@ -94,7 +94,10 @@ function renderAlerts() {
   }
   for (const a of alerts) {
     let action = "";
-    if (a.status === "open") {
+    if (a.principal !== myTenant) {
+      // A resident another principal shares: seen, not acted on (its own nurses do).
+      action = el("span", `shared by ${a.principal}`, "muted");
+    } else if (a.status === "open") {
       action = el("button", "Acknowledge");
       action.type = "button";
       action.addEventListener("click", () => acknowledge(a.id, action));
@@ -140,6 +143,7 @@ async function loadPatients() {
   for (const p of patients) {
     const item = el("li");
     item.append(patientLink(p.id, p.display_name), el("span", ` ${p.programme}`, "muted"));
+    if (p.principal !== myTenant) item.append(el("span", ` · shared by ${p.principal}`, "muted"));
     if (p.open_alerts > 0) item.append(el("span", p.open_alerts, "badge"));
     list.append(item);
   }
@@ -274,6 +278,9 @@ async function startLive() {
   }
 }
 
+/** The caller's principal: residents and alerts of another are shared with it. */
+let myTenant = null;
+
 async function start() {
   stopLive();
   if (!token()) {
@@ -283,6 +290,7 @@ async function start() {
   }
   try {
     const me = await api("/api/v1/me");
+    myTenant = me.tenant;
     const units = me.care_units ? ` · ${me.care_units.length} care unit(s)` : "";
     $("who").textContent = `${me.sub} · ${me.role} · ${me.tenant}${units}`;
     $("workspace").hidden = false;

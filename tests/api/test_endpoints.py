@@ -111,6 +111,8 @@ async def test_patients_are_per_tenant(
             "programme": "hypertension",
             "open_alerts": 1,
             "care_unit_id": None,
+            "principal": "a",
+            "deactivated_at": None,
         },
         {
             "id": str(seed.arne),
@@ -118,6 +120,8 @@ async def test_patients_are_per_tenant(
             "programme": "heart_failure",
             "open_alerts": 0,
             "care_unit_id": None,
+            "principal": "a",
+            "deactivated_at": None,
         },
     ]
     r = await client.get("/api/v1/patients", headers=nurse(settings, "b", "bo"))

@@ -94,11 +94,13 @@ async def test_periodic_status_carries_every_field(tmp_path: Path, mqtt_url: str
                     listener,
                     lambda s: (
                         s.last_publish_at is not None
-                        # the firmware is known once the session ended, after the
-                        # reading was stored: wait for both (a loaded machine sees a
-                        # status between the two)
+                        # the session reads firmware and battery after the reading: a
+                        # status may fall in between under load
                         and any(
-                            d.address == CUFF and d.readings == 1 and d.firmware is not None
+                            d.address == CUFF
+                            and d.readings == 1
+                            and d.firmware is not None
+                            and d.battery_level is not None
                             for d in s.devices
                         )
                         and any(d.address == BROKEN and d.sessions_failed >= 1 for d in s.devices)

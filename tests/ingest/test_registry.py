@@ -172,3 +172,30 @@ def test_device_owner_from_first_assignment(conn: psycopg.Connection[Any]) -> No
         registry.set_device_owner(conn, dev, "nobody")
     with pytest.raises(registry.RegistryError, match="unknown device"):
         registry.set_device_owner(conn, uuid4(), "kommun-a")
+
+
+def test_deactivate_patient(conn: psycopg.Connection[Any]) -> None:
+    registry.ensure_tenant(conn, "kommun-a", "Kommun A")
+    a = registry.create_patient(conn, "kommun-a", "A")
+    dev = registry.ensure_device(conn, device(serial="S-D"))
+    registry.assign_device(conn, dev, a, T0)
+    with pytest.raises(registry.AssignmentError, match="still has devices assigned"):
+        registry.deactivate_patient(conn, a, by="hmc-1", reason="moved")
+    # an assignment ending in the future would still attribute: refused too
+    now = datetime.now(UTC)
+    registry.end_assignment(conn, dev, now + timedelta(days=1))
+    with pytest.raises(registry.AssignmentError, match="S-D"):
+        registry.deactivate_patient(conn, a, by="hmc-1", reason="moved")
+    conn.execute("UPDATE device_assignments SET ended_at = %s", (now - timedelta(hours=1),))
+    with pytest.raises(registry.RegistryError, match="reason"):
+        registry.deactivate_patient(conn, a, by="hmc-1", reason=" ")
+    at = registry.deactivate_patient(conn, a, by="hmc-1", reason="moved")
+    assert conn.execute(
+        "SELECT deactivated_at, deactivated_by, deactivation_reason FROM patients"
+    ).fetchall() == [(at, "hmc-1", "moved")]
+    with pytest.raises(registry.RegistryError, match="was deactivated"):
+        registry.deactivate_patient(conn, a, by="hmc-1", reason="again")
+    with pytest.raises(registry.AssignmentError, match="deactivated"):
+        registry.assign_device(conn, dev, a, now)
+    with pytest.raises(registry.RegistryError, match="unknown patient"):
+        registry.deactivate_patient(conn, uuid4(), by="hmc-1", reason="x")
