@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from api import schemas_commands as s
-from api.access import not_found, patient_data
+from api.access import fleet_change, not_found, patient_data
 from api.auth import Fleet, Principal
 from api.db import Conn, DbConn
 from hemhub.contract import HUB_ID_PATTERN
@@ -57,7 +57,7 @@ async def wipe_device(
     """Ask a hub to erase what the device stores and remove its bond (again, after a
     failed or unsupported one); 202: the hub reports later (`GET .../wipe`)."""
     resource = f"devices/{device_id}/wipe"
-    async with patient_data(conn, principal, "device.wipe_requested", resource) as access:
+    async with fleet_change(conn, principal, "device.wipe_requested", resource) as access:
         if not await _exists(conn, _DEVICE_OF_TENANT, _params(principal, device=device_id)):
             raise access.refuse(not_found("device"), None, {"outcome": "not_found"})
         hub_id = body.hub_id
@@ -111,7 +111,7 @@ async def latest_device_wipe(device_id: uuid.UUID, principal: Fleet, conn: DbCon
 async def wipe_hub(hub_id: HubPath, principal: Fleet, conn: DbConn) -> s.HubCommand:
     """Ask the hub to erase its outbox, bonds, configuration and credentials and stop
     (a hub taken back); revoke its broker credentials too (`DELETE .../credentials`)."""
-    async with patient_data(conn, principal, "hub.wipe_requested", f"hubs/{hub_id}/wipe") as access:
+    async with fleet_change(conn, principal, "hub.wipe_requested", f"hubs/{hub_id}/wipe") as access:
         if not await _exists(conn, _HUB_OF_TENANT, _params(principal, hub=hub_id)):
             raise access.refuse(not_found("hub"), None, {"outcome": "not_found"})
         command_id = await commands.request_hub_wipe(
