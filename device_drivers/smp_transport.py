@@ -58,7 +58,11 @@ class BackendSMPBLETransport(SMPBLETransport):
         self._max_write_without_response_size = characteristic.max_write_without_response_size
         self._smp_characteristic = characteristic
         await self._await_or_disconnect(
-            self._client.start_notify(SMP_CHARACTERISTIC_UUID, self._notify_callback)
+            # smpclient types its callback with `bytes` (bleak passes a bytearray).
+            self._client.start_notify(
+                SMP_CHARACTERISTIC_UUID,
+                self._notify_callback,  # type: ignore[arg-type]
+            )
         )
 
 

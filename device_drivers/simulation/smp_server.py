@@ -30,7 +30,8 @@ from smp import os_management as smpos
 from smp.error import MGMT_ERR
 from smp.exceptions import SMPMalformed
 
-from device_drivers.simulation.mcuboot import IMAGE_MAGIC, SimulatedMCUboot
+from device_drivers.mcuboot_image import IMAGE_MAGIC
+from device_drivers.simulation.mcuboot import SimulatedMCUboot
 
 logger = logging.getLogger(__name__)
 
