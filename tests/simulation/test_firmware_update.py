@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bleak import BleakScanner
@@ -20,6 +21,7 @@ from device_drivers.simulation.mcuboot import BootOutcome, SimulatedMCUboot
 from device_drivers.simulation.radio import SimulatedRadio
 from gateway.update.device_firmware import (
     FirmwareImage,
+    FirmwareOutcome,
     FirmwareProgress,
     update_device_firmware,
 )
@@ -47,7 +49,7 @@ async def radio() -> AsyncIterator[SimulatedRadio]:
         yield r
 
 
-async def start_cuff(radio: SimulatedRadio, images: Images, **options: object) -> SimulatedCuff:
+async def start_cuff(radio: SimulatedRadio, images: Images, **options: Any) -> SimulatedCuff:
     cuff = SimulatedCuff(
         radio,
         address=CUFF,
@@ -55,7 +57,7 @@ async def start_cuff(radio: SimulatedRadio, images: Images, **options: object) -
         seed=7,
         idle_disconnect_s=0.1,
         mcuboot=SimulatedMCUboot(images.key, images.v1),
-        **options,  # type: ignore[arg-type]
+        **options,
     )
     await cuff.start()
     await cuff.start_advertising()  # the resident pressed the button: reachable
@@ -63,8 +65,11 @@ async def start_cuff(radio: SimulatedRadio, images: Images, **options: object) -
 
 
 async def update(
-    radio: SimulatedRadio, image: bytes, reports: list[FirmwareProgress] | None = None, **kw: object
-):  # type: ignore[no-untyped-def]
+    radio: SimulatedRadio,
+    image: bytes,
+    reports: list[FirmwareProgress] | None = None,
+    **options: Any,
+) -> FirmwareOutcome:
     return await update_device_firmware(
         CUFF,
         FirmwareImage.from_bytes(image),
@@ -72,7 +77,7 @@ async def update(
         progress=reports.append if reports is not None else None,
         connect_timeout=3.0,
         reboot_timeout=5.0,
-        **kw,  # type: ignore[arg-type]
+        **options,
     )
 
 
@@ -110,7 +115,7 @@ async def test_full_update_tested_reset_confirmed(radio: SimulatedRadio, images:
     states = [r.state for r in reports]
     assert states[0] == "downloading" and states[-1] == "confirmed"
     assert states.index("installing") < states.index("confirming") < states.index("confirmed")
-    percents = [r.percent for r in reports if r.state == "downloading"]
+    percents = [r.percent or 0 for r in reports if r.state == "downloading"]
     assert percents == sorted(percents) and percents[-1] == 100
     mcuboot = cuff.mcuboot
     assert mcuboot is not None
