@@ -19,12 +19,15 @@ Life of an update, as MCUboot's swap mode does it:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from device_drivers.mcuboot_image import IMAGE_MAGIC, ImageInfo, inspect_image, read_image
+from device_drivers.simulation.memory import write_durably
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +66,21 @@ class SimulatedMCUboot:
             `imgtool.keys.load(path)`); images not signed with its private half are refused.
         image: the signed image the device runs from the factory (confirmed).
         slot_size: bytes of each slot; a larger upload is refused.
+        flash_path: a file that keeps the slots and flags through a kill of the simulation
+            (written durably on every change, read back at start); None: in memory only.
     """
 
-    def __init__(self, key: Any, image: bytes, *, slot_size: int = 0x40000) -> None:
+    def __init__(
+        self,
+        key: Any,
+        image: bytes,
+        *,
+        slot_size: int = 0x40000,
+        flash_path: Path | None = None,
+    ) -> None:
         self.key = key
         self.slot_size = slot_size
+        self.flash_path = flash_path
         info = inspect_image(image, key)
         if not info.valid:
             raise ValueError(f"the factory image does not verify: {info.reason}")
@@ -77,6 +90,8 @@ class SimulatedMCUboot:
         self.pending = False
         #: The primary image was swapped in for test and is not confirmed yet.
         self.testing = False
+        if flash_path is not None and flash_path.exists():
+            self._load(flash_path)
         #: Fault switch: the next image swapped in crashes at boot (and is reverted).
         self.fails_to_boot = False
         #: Resets through the bootloader, and what each did (last one last).
@@ -101,16 +116,19 @@ class SimulatedMCUboot:
         # image list does; the check is the bootloader's business.
         self.secondary = Slot(bytes(data), read_image(data))
         self.pending = False
+        self._save()
 
     def erase_secondary(self) -> None:
         self.secondary = None
         self.pending = False
+        self._save()
 
     def mark_test(self, image_hash: bytes) -> None:
         """Mark the secondary image with `image_hash` for a test swap at the next reset."""
         if self.secondary is None or self.secondary.info.hash != image_hash:
             raise LookupError("no image with that hash in the secondary slot")
         self.pending = True
+        self._save()
 
     def confirm(self, image_hash: bytes | None = None) -> None:
         """Confirm the running image (the hash, when given, must be the running one's).
@@ -121,10 +139,12 @@ class SimulatedMCUboot:
         if image_hash is None or image_hash == self.primary.info.hash:
             self.primary.confirmed = True
             self.testing = False
+            self._save()
             return
         if self.secondary is not None and self.secondary.info.hash == image_hash:
             self.pending = True
             self.secondary.confirmed = True
+            self._save()
             return
         raise LookupError("no image with that hash")
 
@@ -141,6 +161,7 @@ class SimulatedMCUboot:
             self.boots.append(outcome)
             outcome = self._boot()
         self.boots.append(outcome)
+        self._save()
         return outcome
 
     def _boot(self) -> BootOutcome:
@@ -173,6 +194,37 @@ class SimulatedMCUboot:
         self.pending = False
         logger.info("simulated MCUboot: reverted to %s", self.running_version)
         return BootOutcome.REVERTED
+
+    # --- flash through a kill ----------------------------------------------------------
+
+    def _save(self) -> None:
+        if self.flash_path is None:
+            return
+        secondary = self.secondary
+        state = {
+            "primary": self.primary.data.hex(),
+            "primary_confirmed": self.primary.confirmed,
+            "secondary": secondary.data.hex() if secondary is not None else None,
+            "secondary_confirmed": secondary.confirmed if secondary is not None else False,
+            "pending": self.pending,
+            "testing": self.testing,
+        }
+        write_durably(self.flash_path, json.dumps(state))
+
+    def _load(self, path: Path) -> None:
+        try:
+            state = json.loads(path.read_text())
+            primary = bytes.fromhex(state["primary"])
+            secondary = state["secondary"]
+        except (ValueError, KeyError, TypeError) as exc:  # never guess a flash content
+            raise ValueError(f"{path} is not a simulated device's flash: {exc}") from exc
+        # What was written to flash was verified when it was swapped in.
+        self.primary = Slot(primary, read_image(primary), bool(state["primary_confirmed"]))
+        if secondary is not None:
+            data = bytes.fromhex(secondary)
+            self.secondary = Slot(data, read_image(data), bool(state["secondary_confirmed"]))
+        self.pending = bool(state["pending"])
+        self.testing = bool(state["testing"])
 
     # --- the image list ---------------------------------------------------------------
 

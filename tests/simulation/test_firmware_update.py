@@ -17,6 +17,7 @@ from device_drivers.simulation.firmware_images import (
     generate_key,
     sign_image,
 )
+from device_drivers.simulation.home import _PERIPHERALS, SimulatedHome, SimulationScenario
 from device_drivers.simulation.mcuboot import BootOutcome, SimulatedMCUboot
 from device_drivers.simulation.radio import SimulatedRadio
 from gateway.update.device_firmware import (
@@ -25,6 +26,7 @@ from gateway.update.device_firmware import (
     FirmwareProgress,
     update_device_firmware,
 )
+from hemhub.contract import DeviceProfile
 
 CUFF = "C4:20:00:00:00:21"
 pytestmark = pytest.mark.timeout(60)
@@ -255,3 +257,76 @@ async def test_unconfirmed_image_reverts_at_next_reset(
     assert await cuff.reboot() is BootOutcome.REVERTED and cuff.firmware == "1.0.0"
     await cuff.measure()
     assert len(await reading_session(radio, cuff)) == 1
+
+
+@pytest.mark.parametrize(
+    "profile", ["blood_pressure", "weight_scale", "pulse_oximeter", "glucose", "dispenser"]
+)
+async def test_every_simulated_profile_updates(
+    radio: SimulatedRadio, images: Images, profile: str
+) -> None:
+    cls: Any = _PERIPHERALS[DeviceProfile(profile)]
+    device = cls(
+        radio,
+        address="C4:20:00:00:00:31",
+        serial="SER-0031",
+        mcuboot=SimulatedMCUboot(images.key, images.v1),
+    )
+    await device.start()
+    await device.start_advertising()
+    outcome = await update_device_firmware(
+        device.address,
+        FirmwareImage.from_bytes(images.v2),
+        backends=radio.bleak_backends(),
+        connect_timeout=3.0,
+        reboot_timeout=5.0,
+    )
+    assert outcome.state == "confirmed", outcome.reason
+    assert (outcome.version_before, outcome.version_after) == ("1.0.0", "1.1.0")
+    assert device.firmware == "1.1.0"
+
+
+async def test_simulated_home_device_keeps_its_firmware_through_a_restart(
+    tmp_path: Path,
+) -> None:
+    key_path = tmp_path / "vendor.pem"
+    key = generate_key(key_path)
+    v2 = sign_image(key, "1.2.0", application_payload("BPM-SIM-1", "1.2.0"))
+    scenario = SimulationScenario.model_validate(
+        {
+            "devices": [
+                {
+                    "address": "C4:20:00:00:00:41",
+                    "profile": "blood_pressure",
+                    "serial": "BP-0041",
+                    "first_after_s": 3600,
+                    "firmware": {"signing_key": str(key_path), "version": "1.0.0"},
+                }
+            ]
+        }
+    )
+    data_dir = tmp_path / "home"
+    async with SimulatedRadio(address="F0:00:00:00:00:41") as radio:
+        home = SimulatedHome(radio, scenario, data_dir)
+        await home.start()
+        cuff = home.devices["C4:20:00:00:00:41"]
+        assert cuff.firmware == "1.0.0"
+        await cuff.start_advertising()
+        outcome = await update_device_firmware(
+            cuff.address,
+            FirmwareImage.from_bytes(v2),
+            backends=radio.bleak_backends(),
+            connect_timeout=3.0,
+            reboot_timeout=5.0,
+        )
+        assert outcome.state == "confirmed", outcome.reason
+        await home.stop()
+    async with SimulatedRadio(address="F0:00:00:00:00:41") as radio:
+        home = SimulatedHome(radio, scenario, data_dir)
+        await home.start()
+        cuff = home.devices["C4:20:00:00:00:41"]
+        assert cuff.firmware == "1.2.0"
+        assert cuff.mcuboot is not None and cuff.mcuboot.primary.confirmed
+        assert cuff.mcuboot.secondary is not None
+        assert cuff.mcuboot.secondary.info.version == "1.0.0"
+        await home.stop()
