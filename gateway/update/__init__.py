@@ -1,0 +1,1 @@
+"""The hub's update agent: verified fetch, A/B slots, device firmware."""
