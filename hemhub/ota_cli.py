@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from edge_image.bundle import PYTHON
+
 EXIT_OK, EXIT_USAGE = 0, 2
 _Sub = argparse._SubParsersAction
 
@@ -55,12 +57,31 @@ def _created_at(value: str | None) -> datetime:
     return datetime.now(UTC)
 
 
-def _build_wheels(source: Path, constraints: Path | None, out: Path) -> list[Path]:
-    """`pip wheel` of the source tree and its dependencies (pinned by `constraints`)."""
-    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(out)]
-    if constraints is not None:
-        command += ["--constraint", str(constraints)]
-    subprocess.run([*command, str(source)], check=True)
+def _build_wheels(
+    source: Path, constraints: Path | None, platforms: list[str] | None, out: Path
+) -> list[Path]:
+    """The source tree's wheel and its dependencies' wheels (pinned by `constraints`).
+
+    Without `platforms`: `pip wheel` for this machine. With them (the hub's, e.g.
+    manylinux_2_36_aarch64): the hemhub wheel, then `pip download` of binary wheels of
+    its dependencies for those platforms and the bundle's Python.
+    """
+    pip = [sys.executable, "-m", "pip"]
+    pins = ["--constraint", str(constraints)] if constraints is not None else []
+    if not platforms:
+        subprocess.run([*pip, "wheel", "--quiet", "--wheel-dir", str(out), *pins, str(source)],
+                       check=True)  # fmt: skip
+        return sorted(out.glob("*.whl"))
+    subprocess.run(
+        [*pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(source)], check=True
+    )
+    (own,) = out.glob("*.whl")
+    targets = [arg for platform in platforms for arg in ("--platform", platform)]
+    subprocess.run(
+        [*pip, "download", "--quiet", "--only-binary=:all:", "--implementation", "cp",
+         "--python-version", PYTHON, *targets, *pins, "--dest", str(out), str(own)],
+        check=True,
+    )  # fmt: skip
     return sorted(out.glob("*.whl"))
 
 
@@ -88,7 +109,7 @@ def _cmd_bundle_build(args: argparse.Namespace) -> int:
                 wheels = _files_in(args.wheel_dir, None, "*.whl")
             else:
                 source = args.source or root
-                wheels = _build_wheels(source, args.constraints, Path(tmp))
+                wheels = _build_wheels(source, args.constraints, args.platform, Path(tmp))
             path = build_bundle(
                 args.version,
                 args.out,
@@ -134,6 +155,12 @@ def register_bundle(groups: _Sub) -> None:
     )
     p.add_argument("--source", type=Path, help="the source tree to build (default: this one)")
     p.add_argument("--constraints", type=Path, help="pip constraints file pinning the dependencies")
+    p.add_argument(
+        "--platform",
+        action="append",
+        help="the hub's wheel platform, e.g. manylinux_2_36_aarch64 (repeatable; default:"
+        " this machine's)",
+    )
     p.add_argument("--units-dir", type=Path, help="systemd units (default edge_image/systemd)")
     p.add_argument(
         "--config-migrations-dir",

@@ -12,7 +12,9 @@ downloads the target and checks its length and hash. Whatever fails becomes
     expired        root, snapshot or targets metadata past its expiry
     freeze         the timestamp is past its expiry: a mirror or attacker keeps serving
                    an old one, hiding newer releases
-    rollback       metadata older than what the hub already trusts
+    rollback       metadata older than what the hub already trusts; or a target whose
+                   signed version is older than `installed_version` (a downgrade that
+                   the caller did not allow)
     mix_and_match  metadata of another release than the one the timestamp/snapshot names
     not_found      no such target in the signed targets
     untrusted      the hub has no trusted root.json
@@ -30,7 +32,9 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
 from tuf.api import exceptions
+from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater
 from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
@@ -99,6 +103,22 @@ class _WatchedFetcher(Urllib3Fetcher):
             yield chunk
 
 
+def _check_downgrade(info: TargetFile, installed: str) -> None:
+    """Refuse a target whose signed `custom.version` is older than `installed`."""
+    custom = info.unrecognized_fields.get("custom")
+    signed = custom.get("version") if isinstance(custom, dict) else None
+    if not isinstance(signed, str):
+        raise UpdateRefused("invalid", f"{info.path} carries no signed version")
+    try:
+        older = Version(signed) < Version(installed)
+    except InvalidVersion as exc:
+        raise UpdateRefused("invalid", f"{info.path}: {exc}") from exc
+    if older:
+        raise UpdateRefused(
+            "rollback", f"{info.path} is version {signed}, older than the installed {installed}"
+        )
+
+
 def fetch_verified(
     repo_url: str,
     metadata_dir: Path,
@@ -106,10 +126,14 @@ def fetch_verified(
     dest_dir: Path,
     *,
     progress: Progress | None = None,
+    installed_version: str | None = None,
 ) -> Path:
     """Verify the repository's metadata, then download `target_name` to `dest_dir`.
 
     `repo_url` is the repository's base (its `metadata/` and `targets/` below it).
+    `progress(received, total)` follows the download. With `installed_version`, a target
+    whose signed version (custom `version`) is older is refused as `rollback`: pass it
+    unless going back is what was asked for (a rollback campaign).
     Returns the verified file's path; raises UpdateRefused with the reason.
     """
     if not (metadata_dir / "root.json").is_file():
@@ -133,6 +157,8 @@ def fetch_verified(
         info = updater.get_targetinfo(target_name)
         if info is None:
             raise UpdateRefused("not_found", f"{target_name} is not a signed target")
+        if installed_version is not None:
+            _check_downgrade(info, installed_version)
         if updater.find_cached_target(info, str(dest)) is not None:
             if progress is not None:
                 progress(info.length, info.length)

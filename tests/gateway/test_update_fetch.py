@@ -170,6 +170,24 @@ def test_rolled_back_metadata_is_refused_after_the_hub_restarts(
     assert refused.reason == "rollback", refused
 
 
+def test_signed_but_older_release_is_refused_unless_going_back_was_asked(
+    signed: SignedRepo, tmp_path: Path
+) -> None:
+    old = signed.add_bundle("0.2.0")
+    new = signed.add_bundle("0.10.0")
+    hub = signed.trusted_metadata(tmp_path / "hub")
+    with http_server(signed.repo.path) as url:
+        with pytest.raises(UpdateRefused) as caught:
+            fetch_verified(url, hub, old, tmp_path / "d", installed_version="0.10.0")
+        assert caught.value.reason == "rollback"
+        assert "older than the installed 0.10.0" in caught.value.message
+        # PEP 440 order, not string order; the same version is no downgrade.
+        assert fetch_verified(url, hub, new, tmp_path / "d", installed_version="0.9.1")
+        assert fetch_verified(url, hub, new, tmp_path / "d", installed_version="0.10.0")
+        # A rollback campaign passes no installed version: going back is what it asks.
+        assert fetch_verified(url, hub, old, tmp_path / "d").is_file()
+
+
 def test_mix_and_match_metadata_is_refused(signed: SignedRepo, tmp_path: Path) -> None:
     signed.add_bundle("0.2.0")
     target = signed.add_bundle("0.3.0")
