@@ -101,6 +101,11 @@ def _cmd_bundle_build(args: argparse.Namespace) -> int:
     try:
         created_at = _created_at(args.created_at)
         units = _files_in(args.units_dir, root / "edge_image" / "systemd", "*")
+        if not units:
+            raise ValueError(
+                "no systemd units: run from the source tree (edge_image/systemd) or give"
+                " --units-dir"
+            )
         migrations = _files_in(
             args.config_migrations_dir, root / "edge_image" / "config_migrations", "*.py"
         )

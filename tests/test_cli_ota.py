@@ -127,3 +127,7 @@ def test_refusals_say_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     code, _, err = _run(capsys, "bundle", "build", "--version", "1.0", "--out", tmp_path,
                         "--wheel-dir", tmp_path / "none")  # fmt: skip
     assert code == 2 and "not a directory" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = _run(capsys, "bundle", "build", "--version", "1.0", "--out", tmp_path,
+                        "--wheel-dir", tmp_path, "--units-dir", tmp_path / "empty")  # fmt: skip
+    assert code == 2 and "no systemd units" in err
