@@ -351,6 +351,14 @@ class Repository:
         self._publish_root(md)
         return md
 
+    def renew_root(self, root_key_dirs: Sequence[Path]) -> Metadata[Root]:
+        """The same root, one version up, valid for another period (before it expires)."""
+        previous = self.root().signed
+        root = Root.from_dict(previous.to_dict())
+        root.version += 1
+        root.expires = self._expiry("root", None)
+        return self.sign_root(root, root_key_dirs, previous=previous)
+
     def rotate_key(
         self,
         role: str,

@@ -268,6 +268,11 @@ def _repo_rotate(args: argparse.Namespace, repo: Any) -> Any:
     return {"role": args.role, "new_keyid": key.keyid, "roles": repo.info()["roles"]}
 
 
+def _repo_renew_root(args: argparse.Namespace, repo: Any) -> Any:
+    md = repo.renew_root(args.root_key_dir)
+    return {"root": md.signed.version, "expires": md.signed.expires.isoformat()}
+
+
 def _repo_show(args: argparse.Namespace, repo: Any) -> Any:
     return repo.info()
 
@@ -328,6 +333,10 @@ def register_repo(groups: _Sub) -> None:
     p.add_argument("--new-key-dir", required=True, type=Path, help="where the new key goes")
     online(p)
     p.add_argument("--replace", metavar="KEYID", help="root: the root key to replace")
+
+    p = verb("renew-root", "a new root version with a fresh expiry (yearly)", _repo_renew_root)
+    root_keys(p, "a directory holding root keys (repeat until the threshold is met)")
+    p.add_argument("--expires", action="append", metavar="ROLE=DAYS", help="validity")
 
     verb("show", "versions, expiries, keys and targets", _repo_show)
 

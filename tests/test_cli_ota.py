@@ -79,9 +79,17 @@ def test_release_path_build_sign_rotate_fetch(
         )
         assert code == 0, err
         assert fetch_verified(url, hub, bundle.name, tmp_path / "dl").is_file()
+        code, out, err = _run(
+            capsys,
+            "repo", "renew-root", "--repo", repo,
+            "--root-key-dir", keys / "alice", "--root-key-dir", keys / "bob",
+        )  # fmt: skip
+        assert code == 0, err
+        assert fetch_verified(url, hub, bundle.name, tmp_path / "dl").is_file()
+    assert json.loads((hub / "root.json").read_bytes())["signed"]["version"] == 3
     code, out, _ = _run(capsys, "repo", "show", "--repo", repo)
     shown = json.loads(out)
-    assert shown["roles"]["root"]["version"] == 2
+    assert shown["roles"]["root"]["version"] == 3
     assert shown["roles"]["timestamp"]["version"] == 4
     assert list(shown["targets"]) == [bundle.name]
 

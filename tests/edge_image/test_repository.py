@@ -125,6 +125,17 @@ def test_root_change_needs_the_threshold_of_custodians(tmp_path: Path) -> None:
         delegator.verify_delegate("root", md.signed_bytes, md.signatures)
 
 
+def test_renewing_the_root_needs_the_threshold_and_extends_its_expiry(tmp_path: Path) -> None:
+    signed = signed_repo(tmp_path, root_custodians=2, root_threshold=2)
+    with pytest.raises(RepositoryToolError, match="threshold of 2 is not met"):
+        signed.repo.renew_root(signed.root_keys[:1])
+    longer = Repository(signed.repo.path, Expiries(root=timedelta(days=730)))
+    md = longer.renew_root(signed.root_keys)
+    assert md.signed.version == 2
+    assert md.signed.expires - datetime.now(UTC) > timedelta(days=729)
+    assert md.signed.keys == _root(signed.repo, 1).keys
+
+
 def test_rotating_a_root_key_keeps_the_others(tmp_path: Path) -> None:
     signed = signed_repo(tmp_path, root_custodians=2, root_threshold=1)
     old = _root(signed.repo, 1).roles["root"].keyids
