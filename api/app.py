@@ -32,6 +32,7 @@ from api.routers import (
     fleet,
     fleet_figures,
     fleet_health,
+    hub_commands,
     hubs,
     me,
     metrics,
@@ -68,6 +69,7 @@ ROUTERS = (
     hubs.router,
     fleet_health.router,
     fleet_figures.router,
+    hub_commands.router,
     thresholds.router,
     metrics.router,
 )
