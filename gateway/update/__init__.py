@@ -1,1 +1,1 @@
-"""Updates of the hub: its own software and its devices' firmware (issue 14)."""
+"""The hub's updates: verified fetch, A/B slots of its software, its devices' firmware."""
