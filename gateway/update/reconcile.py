@@ -10,7 +10,8 @@ was:
 - downloading (percent) -> installing -> confirming: the bundle is fetched (TUF-verified)
   and installed into the other slot, which the agent switches to on trial, and the
   hub restarts;
-- confirming, and the new version runs: once the hub is ready (broker connected, status
+- confirming (or installing: a restart came between the switch and its record), and
+  the new version runs: once the hub is ready (broker connected, status
   published: the caller says), the agent confirms the slot -> confirmed;
 - confirming, and the old version runs: the slot did not confirm and the hub went back
   (the boot counter, a crash loop) -> reverted, with the agent's reason;
@@ -148,14 +149,17 @@ class Reconciler:
             if state != UpdateState.CONFIRMED or running == desired.version:
                 return
         if running == desired.version:
-            if state == UpdateState.CONFIRMING:
-                if not ready:
-                    return  # confirmed once the hub is connected and reported
-                await asyncio.to_thread(agent.confirm)
+            # Also after a restart between the switch and the record of it (installing).
+            if not ready:
+                return  # confirmed once the hub is connected and reported
+            await asyncio.to_thread(agent.confirm)
             self._set(desired, UpdateState.CONFIRMED)
             log.info("hub software %s confirmed", desired.version)
             return
-        if state == UpdateState.CONFIRMING:
+        trial_left = state == UpdateState.INSTALLING and await asyncio.to_thread(
+            agent.revert_reason
+        )
+        if state == UpdateState.CONFIRMING or trial_left:
             reason = await asyncio.to_thread(agent.revert_reason)
             self._set(
                 desired, UpdateState.REVERTED, reason=reason or "the new slot did not confirm"
