@@ -156,8 +156,8 @@ class Reconciler:
             self._set(desired, UpdateState.CONFIRMED)
             log.info("hub software %s confirmed", desired.version)
             return
-        trial_left = state == UpdateState.INSTALLING and await asyncio.to_thread(
-            agent.revert_reason
+        trial_left = state == UpdateState.INSTALLING and bool(
+            await asyncio.to_thread(agent.revert_reason)
         )
         if state == UpdateState.CONFIRMING or trial_left:
             reason = await asyncio.to_thread(agent.revert_reason)
