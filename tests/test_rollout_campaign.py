@@ -104,6 +104,7 @@ async def run_campaign(
     version: str,
     broken: set[str],
     until: set[str],
+    then_rollback: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[SimulatedHub]]:
     repo = tmp_path / "repo"
     target = build_bundle(repo, version)
@@ -144,6 +145,12 @@ async def run_campaign(
                 assert time.monotonic() < deadline, f"campaign still {state}"
                 await campaigns.tick(conn, cid)
                 await asyncio.sleep(0.3)
+            if then_rollback:
+                await campaigns.rollback(conn, HMC, cid, "calls from homes")
+                while (await campaigns.get_campaign(conn, TENANT, cid))["state"] != "rolled_back":
+                    assert time.monotonic() < deadline, "rollback did not end"
+                    await campaigns.tick(conn, cid)
+                    await asyncio.sleep(0.3)
             final = await campaigns.get_campaign(conn, TENANT, cid)
             events = await campaigns.campaign_events(conn, TENANT, cid)
             targets = await campaigns.campaign_targets(conn, TENANT, cid)
@@ -214,3 +221,27 @@ async def test_a_broken_b_reverts_the_canary_and_pauses_the_campaign_with_the_re
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         plan = await campaigns.tick(conn, final["id"], datetime.now(UTC) + timedelta(hours=1))
         assert plan.issue == ()
+
+
+async def test_a_rollback_brings_the_hubs_back_to_their_previous_slot(
+    database_url: str, mqtt_url: str, fleet: list[str], tmp_path: Path
+) -> None:
+    hubs = fleet[:4]
+    final, events, targets, sims = await run_campaign(
+        database_url,
+        mqtt_url,
+        hubs,
+        tmp_path,
+        version="B",
+        broken=set(),
+        until={"completed"},
+        then_rollback=True,
+    )
+    assert final["state"] == "rolled_back"
+    assert {t["state"] for t in targets} == {"restored"}
+    assert {t["running"] for t in targets} == {"A"}
+    assert set(versions(database_url, hubs).values()) == {"A"}
+    # Back through the previous slot: B stays there for another try; one restart each way.
+    assert all(s.slots.previous_version() == "B" for s in sims)
+    assert all(s.restarts == 2 for s in sims)
+    assert [e["kind"] for e in events][-2:] == ["rollback", "rolled_back"]
