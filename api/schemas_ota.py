@@ -136,3 +136,13 @@ class PauseBody(_In):
 
 class ReasonBody(_In):
     reason: Reason | None = None
+
+
+class HubTimeZone(_In):
+    #: An IANA zone (Europe/Stockholm); null: the campaign's own zone.
+    time_zone: ZoneName | None
+
+
+class HubTimeZoneOut(_Out):
+    hub_id: str
+    time_zone: str | None

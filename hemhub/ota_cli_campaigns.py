@@ -55,6 +55,15 @@ COMMANDS = [
             Arg("current_version", "only targets running this version"),
         ),
     ),
+    FleetCommand(
+        "hub",
+        "time-zone",
+        "PUT",
+        "/api/v1/hubs/{hub_id}/time-zone",
+        "the time zone of a hub's home (a campaign's window is in its local time)",
+        path_args=("hub_id",),
+        body_args=(Arg("time_zone", "an IANA zone, e.g. Europe/Stockholm", required=True),),
+    ),
     FleetCommand("campaign", "list", "GET", "/api/v1/ota/campaigns", "the campaigns, newest first"),
     FleetCommand(
         "campaign",
@@ -126,6 +135,6 @@ COMMANDS = [
 ]
 
 
-def add_groups(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The `artifact` and `campaign` groups under `hemhub ota`."""
+def register_campaigns(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `artifact`, `campaign` and `hub` groups under `hemhub ota` (hemhub/ota_cli.py)."""
     add_commands(groups, COMMANDS, prog="hemhub ota")

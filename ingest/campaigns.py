@@ -91,6 +91,8 @@ async def register_artifact(
             )
     except errors.UniqueViolation as exc:
         raise Conflict(f"{kind} version {version} is registered already") from exc
+    except errors.ForeignKeyViolation as exc:
+        raise Conflict("the principal is not registered") from exc
     assert row is not None
     return row
 
@@ -99,6 +101,23 @@ async def list_artifacts(conn: AConn, tenant: str) -> list[dict[str, Any]]:
     return await _all(
         conn, "SELECT * FROM ota_artifacts WHERE tenant_id = %s ORDER BY created_at, id", (tenant,)
     )
+
+
+async def set_hub_time_zone(
+    conn: AConn, actor: Actor, hub_id: str, time_zone: str | None
+) -> dict[str, Any]:
+    """The home's time zone of a hub (a campaign's window is in it); None: the campaign's."""
+    if time_zone is not None:
+        _zone(time_zone)
+    row = await _one(
+        conn,
+        "UPDATE hubs SET time_zone = %s WHERE id = %s AND tenant_id = %s"
+        " RETURNING id AS hub_id, time_zone",
+        (time_zone, hub_id, actor.tenant),
+    )
+    if row is None:
+        raise NotFound("hub not found")
+    return row
 
 
 # --- campaigns -------------------------------------------------------------------------------

@@ -5,13 +5,15 @@ confined to the caller's principal and audited."""
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from api import schemas_ota as s
 from api.access import fleet_actor, fleet_change
 from api.auth import Fleet
 from api.db import DbConn
+from hemhub.contract import HUB_ID_PATTERN
 from ingest import campaigns
 
 router = APIRouter(tags=["fleet: rollouts"])
@@ -168,3 +170,19 @@ async def rollback(
         row = await campaigns.rollback(conn, fleet_actor(principal), campaign_id, body.reason)
         await change.record(None, body.model_dump(exclude_none=True))
     return s.Campaign.model_validate(row)
+
+
+@router.put("/api/v1/hubs/{hub_id}/time-zone", response_model=s.HubTimeZoneOut)
+async def set_hub_time_zone(
+    hub_id: Annotated[str, Path(pattern=HUB_ID_PATTERN)],
+    principal: Fleet,
+    conn: DbConn,
+    body: s.HubTimeZone,
+) -> s.HubTimeZoneOut:
+    """The time zone of the hub's home: a campaign's window is in its local time."""
+    async with fleet_change(conn, principal, "hub.time_zone", f"hubs/{hub_id}") as change:
+        row = await campaigns.set_hub_time_zone(
+            conn, fleet_actor(principal), hub_id, body.time_zone
+        )
+        await change.record(None, body.model_dump())
+    return s.HubTimeZoneOut.model_validate(row)
