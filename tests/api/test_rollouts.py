@@ -3,7 +3,9 @@ confined to the caller's principal and audited."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time
 from pathlib import Path
 
 import httpx
@@ -12,6 +14,7 @@ import pytest
 
 from api.auth import Role
 from hemhub.settings import Settings
+from ingest import campaigns
 from ingest.migrations import MigrationReport
 from tests.api.helpers import Seed, api_client, audit_rows, bearer, make_settings
 from tests.factories import unique_hub_id
@@ -152,3 +155,46 @@ async def test_bad_campaigns_are_refused_with_a_reason(
     with psycopg.connect(quiet_settings.database_url or "") as conn:
         (n,) = conn.execute("SELECT count(*) FROM ota_campaigns").fetchone() or (0,)
     assert n == 0
+
+
+async def test_the_window_is_in_the_local_time_of_each_home(
+    api: httpx.AsyncClient, quiet_settings: Settings, seed: Seed
+) -> None:
+    hmc = bearer(quiet_settings, Role.HMC, "a", "hmc-1")
+    hubs = sorted(unique_hub_id("tz") for _ in range(2))
+    for hub, patient in zip(hubs, (seed.alice, seed.arne), strict=True):
+        await api.post("/api/v1/hubs", json={"id": hub}, headers=hmc)
+        await api.post(f"/api/v1/hubs/{hub}/place", json={"patient_id": str(patient)}, headers=hmc)
+    tokyo = await api.put(
+        f"/api/v1/hubs/{hubs[1]}/time-zone", json={"time_zone": "Asia/Tokyo"}, headers=hmc
+    )
+    assert tokyo.json() == {"hub_id": hubs[1], "time_zone": "Asia/Tokyo"}
+    bad = await api.put(
+        f"/api/v1/hubs/{hubs[1]}/time-zone", json={"time_zone": "Mars/Olympus"}, headers=hmc
+    )
+    assert bad.status_code == 422 and "unknown time zone" in bad.text
+    art = await api.post(
+        "/api/v1/ota/artifacts",
+        json={"kind": "hub_software", "version": "4.0", "target": "hemhub-hub-4.0.tar"},
+        headers=hmc,
+    )
+    # The hour now in UTC: inside for the hub on the campaign's zone, outside in Tokyo.
+    now = datetime.now(UTC)
+    start, end = time(now.hour), time((now.hour + 1) % 24)
+    created = await api.post(
+        "/api/v1/ota/campaigns",
+        json={
+            "name": "tz",
+            "artifact_id": art.json()["id"],
+            "waves": [100],
+            "window": {"start": start.isoformat(), "end": end.isoformat()},
+            "time_zone": "UTC",
+        },
+        headers=hmc,
+    )
+    cid = created.json()["id"]
+    await api.post(f"/api/v1/ota/campaigns/{cid}/start", headers=hmc)
+    url = quiet_settings.database_url or ""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        plan = await campaigns.tick(conn, uuid.UUID(cid), now)
+    assert plan.issue == ((hubs[0], ""),)
