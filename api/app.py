@@ -34,6 +34,7 @@ from api.routers import (
     fleet,
     fleet_figures,
     fleet_health,
+    hub_commands,
     hubs,
     me,
     metrics,
@@ -71,6 +72,7 @@ ROUTERS = (
     campaigns.router,
     fleet_health.router,
     fleet_figures.router,
+    hub_commands.router,
     thresholds.router,
     metrics.router,
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -611,6 +612,12 @@ class HubGateway:
                 break
             self.publisher.kick()
             await asyncio.sleep(0.2)
+        secrets = [
+            Path(p)
+            for p in (self.config.mqtt_password_file, self.config.key_file, self.config.cert_file)
+            if p is not None
+        ]
+        stuck = await asyncio.to_thread(_not_erasable, secrets)
         addresses = sorted(set(self.devices) | set(self.provisioning.pending_unbonds))
         kept = [a for a in addresses if not await self._unbond(a)]
         discarded = await asyncio.to_thread(self.outbox.erase)
@@ -623,15 +630,16 @@ class HubGateway:
         )
         if kept:
             reason = f"bonds with {', '.join(kept)} could not be removed; " + reason
-        outcome = CommandOutcome.FAILED if kept else CommandOutcome.WIPED
+        if stuck:
+            reason = f"credentials {', '.join(stuck)} cannot be erased (read-only); " + reason
+        outcome = CommandOutcome.FAILED if kept or stuck else CommandOutcome.WIPED
         result = self.commands.finish(command, outcome, reason, bond_removed=not kept)
         for _attempt in range(max(1, int(drain_s))):
             if await self._report(result):
                 break
             await asyncio.sleep(1.0)
         self.commands.erase()
-        secrets = (self.config.mqtt_password_file, self.config.key_file, self.config.cert_file)
-        await asyncio.to_thread(_erase_files, [Path(s) for s in secrets if s is not None])
+        await asyncio.to_thread(_erase_files, secrets)
         log.warning("hub %s wiped: %s", self.config.hub_id, reason)
         if self._stop is not None:
             self._stop.set()
@@ -684,6 +692,11 @@ class HubGateway:
             "devices": [s.health() for s in self.devices.values()],
             "software_update": self.updater.progress if self.updater else None,
         }
+
+
+def _not_erasable(paths: list[Path]) -> list[str]:
+    """Files this process could not delete (their directory is read-only to it)."""
+    return [str(p) for p in paths if p.exists() and not os.access(p.parent, os.W_OK)]
 
 
 def _erase_files(paths: list[Path]) -> None:

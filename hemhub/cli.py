@@ -88,13 +88,19 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from ingest.migrations import MigrationError, migrate
+    from ingest.roles import RuntimeRoles
 
     settings = _settings(args)
     if not settings.database_url:
         print("hemhub migrate: set HEMHUB_DATABASE_URL", file=sys.stderr)
         return EXIT_USAGE
     try:
-        report = migrate(settings.database_url)
+        report = migrate(
+            settings.database_url,
+            retention_years=settings.readings_retention_years,
+            partitioning=settings.readings_partitioning,
+            roles=RuntimeRoles(api=settings.db_api_role, ingest=settings.db_ingest_role),
+        )
     except MigrationError as exc:
         print(f"hemhub migrate: {exc}", file=sys.stderr)
         return 1

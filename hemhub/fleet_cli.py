@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "hemhub.fleet_cli_people",
     "hemhub.fleet_cli_devices",
     "hemhub.fleet_cli_health",
+    "hemhub.fleet_cli_reset",
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -238,8 +238,11 @@ async def place_hub(
     registry.aware(started_at, "from")
     async with conn.transaction():
         hub = await lock_hub(conn, actor, hub_id)
-        if await _one(conn, registry.PATIENT_OF_TENANT_SQL, (patient_id, actor.tenant)) is None:
+        resident = await _one(conn, registry.PATIENT_OF_TENANT_SQL, (patient_id, actor.tenant))
+        if resident is None:
             raise NotFound("resident not found")
+        if resident["deactivated_at"] is not None:
+            raise Conflict(f"resident {patient_id} is deactivated: no hub is placed there")
         t = Transition(State(hub["state"]), State.ASSIGNED, reason=reason)
         _check(t)
         await conn.execute(

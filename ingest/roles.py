@@ -30,9 +30,9 @@ BOOKKEEPING = frozenset({"schema_migrations", "hemhub_meta"})
 AUDIT_LOG = "audit_log"
 #: Functions owned by the owner that a runtime role calls (SECURITY DEFINER).
 INGEST_FUNCTIONS = (
-    "hemhub_ensure_partitions(integer)",
+    ("hemhub_ensure_partitions", "integer"),
     # the fleet-health history's retention (ingest.health, migration 0014)
-    "hemhub_prune_health_history(interval, interval)",
+    ("hemhub_prune_health_history", "interval, interval"),
 )
 
 
@@ -108,47 +108,61 @@ def grant_runtime_roles(conn: psycopg.Connection[Any], roles: RuntimeRoles) -> N
                 " runtime roles must be others, or they could alter the audit log's table"
             )
         _ensure_role(conn, name, setting)
+        powers = conn.execute(
+            "SELECT rolsuper, pg_has_role(%s, current_user, 'USAGE') FROM pg_roles"
+            " WHERE rolname = %s",
+            (name, name),
+        ).fetchone()
+        if powers is not None and any(powers):
+            raise RoleError(
+                f"{setting}={name} is a superuser or a member of the owner"
+                f" ({owner[0]}): it would hold every right the grants leave out"
+            )
     tables, sequences = _schema_objects(conn)
-    schema = conn.execute(
-        "SELECT relnamespace::regnamespace::text, current_database() FROM pg_class"
-        " WHERE oid = 'schema_migrations'::regclass"
+    where = conn.execute(
+        "SELECT n.nspname, current_database() FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.oid = 'schema_migrations'::regclass"
     ).fetchone()
-    assert schema is not None
+    assert where is not None
+    schema, database = where
     for kind, name in wanted.items():
         if name is None:
             continue
         role = sql.Identifier(name)
         # PUBLIC has both by default; granted only where an operator took them away.
         held = conn.execute(
-            "SELECT has_database_privilege(%s, current_database(), 'CONNECT, TEMPORARY')",
-            (name,),
+            "SELECT has_database_privilege(%s, current_database(), 'CONNECT')"
+            " AND has_database_privilege(%s, current_database(), 'TEMPORARY')",
+            (name, name),
         ).fetchone()
         if not (held and held[0]):
             conn.execute(
                 sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
-                    sql.Identifier(schema[1]), role
+                    sql.Identifier(database), role
                 )
             )
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.SQL(schema[0]), role))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), role))
         for table in tables:
-            conn.execute(
-                sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(sql.Identifier(table), role)
-            )
+            qualified = sql.Identifier(schema, table)
+            conn.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(qualified, role))
             privileges = _table_privileges(kind, table)
             if privileges:
                 conn.execute(
                     sql.SQL("GRANT {} ON TABLE {} TO {}").format(
-                        sql.SQL(", ").join(sql.SQL(p) for p in privileges),
-                        sql.Identifier(table),
-                        role,
+                        sql.SQL(", ").join(sql.SQL(p) for p in privileges), qualified, role
                     )
                 )
         for sequence in sequences:
             conn.execute(
                 sql.SQL("GRANT USAGE, SELECT ON SEQUENCE {} TO {}").format(
-                    sql.Identifier(sequence), role
+                    sql.Identifier(schema, sequence), role
                 )
             )
         if kind == "ingest":
-            for function in INGEST_FUNCTIONS:
-                conn.execute(sql.SQL(f"GRANT EXECUTE ON FUNCTION {function} TO {{}}").format(role))
+            for function, arguments in INGEST_FUNCTIONS:
+                conn.execute(
+                    sql.SQL("GRANT EXECUTE ON FUNCTION {}({}) TO {}").format(
+                        sql.Identifier(schema, function), sql.SQL(arguments), role
+                    )
+                )

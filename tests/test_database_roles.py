@@ -4,6 +4,9 @@ under them; nobody, not even the owner, updates, deletes or truncates the audit 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -25,12 +28,14 @@ from ingest import registry
 from ingest.migrations import MigrationError, ensure_partitions, migrate
 from ingest.pipeline import store
 from ingest.roles import RuntimeRoles
+from ingest.schedule import run_scheduled_evaluation
 from ingest.worker import IngestWorker
 from tests.factories import batch, bp_reading, unique_hub_id
 from tests.ingest.factories import seeded_device
 from tests.mqtt_helpers import clear_retained_status
 from tests.test_end_to_end import CUFF_ADDRESS, TENANT, Home, eventually, running_home
 
+ROOT = Path(__file__).resolve().parents[1]
 REFUSED_BY_TRIGGER = r"audit_log is append-only: (UPDATE|DELETE|TRUNCATE) refused"
 IN_DEFAULT = "SELECT count(*) FROM readings WHERE tableoid = 'readings_default'::regclass"
 AUDIT_CHANGES = (
@@ -190,9 +195,10 @@ async def test_api_and_ingest_work_under_their_roles(
     assert len(actions) >= 4, actions
 
 
-def test_ingest_role_keeps_partitions_ahead(installation: Installation) -> None:
-    """The partitions job runs as ingest's role: it adds the months ahead (as the owner,
-    through hemhub_ensure_partitions) and moves their readings out of the default one."""
+def test_ingest_role_runs_the_periodic_jobs(installation: Installation) -> None:
+    """The periodic jobs run as ingest's role: the partitions job adds the months ahead
+    (as the owner, through hemhub_ensure_partitions) and moves their readings out of the
+    default one; the scheduled alert rules run."""
     hub = unique_hub_id()
     far = (datetime.now(UTC).replace(day=1) + timedelta(days=5 * 31)).replace(day=10)
     partition = f"readings_{far:%Y_%m}"
@@ -208,6 +214,8 @@ def test_ingest_role_keeps_partitions_ahead(installation: Installation) -> None:
         assert conn.execute(
             "SELECT tableoid::regclass::text FROM readings WHERE hub_id = %s", (hub,)
         ).fetchone() == (partition,)
+        counts = run_scheduled_evaluation(conn, datetime.now(UTC))
+        assert isinstance(counts, dict)
 
 
 @pytest.mark.parametrize("who", ["api", "ingest"])
@@ -284,12 +292,23 @@ def test_tables_of_later_migrations_are_granted_and_stray_grants_revoked(
         conn.execute("INSERT INTO later_table (note) VALUES ('c')")
 
 
-def test_misconfigured_roles_are_a_clear_error(installation: Installation) -> None:
+def test_misconfigured_roles_are_a_clear_error(
+    installation: Installation, database_url: str
+) -> None:
     with pytest.raises(MigrationError, match="need roles of their own"):
         migrate(installation.owner_url, roles=RuntimeRoles(api="same_role", ingest="same_role"))
     owner = psycopg.conninfo.conninfo_to_dict(installation.owner_url)["user"]
     with pytest.raises(MigrationError, match=r"HEMHUB_DB_API_ROLE=.* is the role `hemhub migrate`"):
         migrate(installation.owner_url, roles=RuntimeRoles(api=str(owner), ingest=None))
+    # a runtime role that is a member of the owner would have all the owner's rights
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(str(owner)), sql.Identifier(str(installation.roles.ingest))
+            )
+        )
+    with pytest.raises(MigrationError, match=r"HEMHUB_DB_INGEST_ROLE=.* a member of the owner"):
+        migrate(installation.owner_url, roles=installation.roles)
 
 
 def test_a_missing_role_the_owner_cannot_create(database_url: str) -> None:
@@ -359,3 +378,45 @@ def test_roles_on_timescaledb(timescaledb_url: str) -> None:
         for change in AUDIT_CHANGES:
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match=REFUSED_BY_TRIGGER):
                 conn.execute(change)  # type: ignore[arg-type]
+
+
+def test_cli_migrate_takes_the_roles_from_the_environment(database_url: str) -> None:
+    """`hemhub migrate` with HEMHUB_DB_API_ROLE / HEMHUB_DB_INGEST_ROLE creates the roles
+    and grants them; a misconfiguration is one line on stderr, exit code 1."""
+    tag = uuid.uuid4().hex[:8]
+    api, ingest = f"hemhub_api_{tag}", f"hemhub_ingest_{tag}"
+    env = {**os.environ, "HEMHUB_DATABASE_URL": database_url}
+
+    def run(**roles: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "hemhub.cli", "migrate"],
+            cwd=ROOT,
+            env=env | roles,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    try:
+        done = run(HEMHUB_DB_API_ROLE=api, HEMHUB_DB_INGEST_ROLE=ingest)
+        assert done.returncode == 0, done.stderr
+        with psycopg.connect(database_url) as conn:
+            granted = conn.execute(
+                "SELECT has_table_privilege(%s, 'audit_log', 'INSERT'),"
+                " has_table_privilege(%s, 'audit_log', 'UPDATE'),"
+                " has_table_privilege(%s, 'readings', 'INSERT'),"
+                " has_table_privilege(%s, 'audit_log', 'INSERT'),"
+                " (SELECT rolcanlogin FROM pg_roles WHERE rolname = %s)",
+                (api, api, ingest, ingest, api),
+            ).fetchone()
+        assert granted == (True, False, True, False, False)
+        bad = run(HEMHUB_DB_API_ROLE=api, HEMHUB_DB_INGEST_ROLE=api)
+        assert bad.returncode == 1
+        assert bad.stderr.startswith("hemhub migrate: HEMHUB_DB_API_ROLE and HEMHUB_DB_INGEST_ROLE")
+        assert bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            for role in (api, ingest):
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    conn.execute(f"DROP OWNED BY {role}")
+                    conn.execute(f"DROP ROLE {role}")

@@ -79,7 +79,10 @@ def test_every_kind_of_device_completes_sessions_and_is_stored_once(
     produced, stored = simulated_records.produced(data_dir), simulated_records.stored(database_url)
     assert set(produced) == addresses, "every device produced readings or events"
     for address in addresses:
-        assert stored.get(address) == produced[address], f"{address}: stored once each"
+        assert stored.get(address) == produced[address], (
+            f"{address}: stored once each (stored {stored.get(address)},"
+            f" produced {produced[address]})"
+        )
     sessions = Counter((data_dir / "simulated-sessions.log").read_text().split())
     assert set(sessions) == addresses, "each device connected for a session"
     with psycopg.connect(database_url) as conn:

@@ -4,7 +4,9 @@ The service (`device_drivers.codecs.dispenser`, 128-bit UUIDs `48454d48-xxxx-4d4
 53504e535201`): Dispenser Event (indicate), Dose Schedule (read, write), Dispenser Status
 (read, notify) and a Record Access Control Point with 32-bit sequence numbers, served by
 `RacpPeripheral` (see `glucose_meter.py`: 0xFD until the CCCDs are configured, report /
-delete / count / abort by sequence number).
+delete / count / abort by sequence number), and the Dispenser Control Point (`…0006`):
+its data reset (`01 57 49 50 45`) indicates success, then erases the log, the schedule
+and every bond, restarts numbering at 1 (`data_reset()`), and drops the link.
 
 Every event gets the next sequence number (from 1) and the device time, is kept in the
 log until a hub deletes it through the RACP, and is indicated at once to every connected
@@ -377,6 +379,7 @@ class SimulatedDispenser(RacpPeripheral):
         record: dict[str, Any] = {
             "address": self.address,
             "serial": self.serial,
+            "characteristic": DISPENSER_EVENT_UUID,
             "sequence": sequence,
             "event": kind.value,
             "dose_id": dose_id,

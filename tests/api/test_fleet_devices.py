@@ -563,3 +563,24 @@ async def test_hmc_sees_no_clinical_values(
     text = json.dumps(got) + json.dumps(await ok(await client.get("/api/v1/hubs", headers=h)))
     for clinical in ("Alice", "systolic", "mm[Hg]", "programme", "hypertension"):
         assert clinical not in text
+
+
+async def test_a_deactivated_resident_is_given_nothing(
+    client: httpx.AsyncClient, settings: Settings, seed: Seed
+) -> None:
+    h = hmc(settings)
+    product = await cuff_product(client, h)
+    device = await a_device(client, h, product)
+    await a_hub(client, h)
+    await ok(
+        await client.post(
+            f"/api/v1/residents/{seed.arne}/deactivate", headers=h, json={"reason": "moved"}
+        )
+    )
+    r = await client.post(
+        "/api/v1/hubs/hub-a1/place", headers=h, json={"patient_id": str(seed.arne)}
+    )
+    assert r.status_code == 409 and "deactivated" in r.json()["detail"]
+    assign = {"patient_id": str(seed.arne), "hub_id": "hub-a1"}
+    r = await client.post(f"/api/v1/devices/{device}/assign", headers=h, json=assign)
+    assert r.status_code == 409 and "deactivated" in r.json()["detail"]

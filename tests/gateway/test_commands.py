@@ -316,3 +316,35 @@ def test_a_command_runs_once_and_an_unfinished_one_again_after_a_restart(
     bad = json.dumps({"hub_id": "hub-1", "kind": "wipe_hub"}).encode()
     decision = book.receive(bad)
     assert isinstance(decision, Ignore) and decision.reason.startswith("invalid command:")
+
+
+async def test_a_command_the_hub_died_in_runs_at_its_next_start(
+    mqtt_url: str, tmp_path: Path
+) -> None:
+    hub = unique_hub_id("restart")
+    command = _command(hub, CommandKind.FORGET_DEVICE, address=CUFF)
+    # What a hub killed mid-command left: the command recorded, no result.
+    assert CommandBook(tmp_path / "commands.json", hub).receive(
+        command.model_dump_json().encode()
+    ) == Run(command)
+    config = GatewayConfig(hub_id=hub, mqtt_url=mqtt_url, data_dir=tmp_path, devices=[])
+    try:
+        async with SimulatedRadio() as radio:
+            gateway = HubGateway(config, radio.bleak_backends())
+            stop = asyncio.Event()
+            task = asyncio.create_task(gateway.run(stop))
+
+            async def reported() -> bool:
+                book = CommandBook(tmp_path / "commands.json", hub)
+                return book.unfinished() == [] and book.unreported() == []
+
+            await eventually(reported)
+            again = CommandBook(tmp_path / "commands.json", hub).receive(
+                command.model_dump_json().encode()
+            )
+            assert isinstance(again, Repeat) and again.result.outcome is CommandOutcome.WIPED
+            assert again.result.bond_removed is True
+            stop.set()
+            await task
+    finally:
+        clear_retained_status(mqtt_url, hub)
