@@ -132,8 +132,18 @@ FROM ota_campaigns c JOIN ota_artifacts a ON a.id = c.artifact_id
 WHERE c.tenant_id = %(tenant)s
 """
 
+#: A target already waiting or under way in another open campaign is not chosen again.
+BUSY_SQL = """
+  AND NOT EXISTS (
+    SELECT 1 FROM ota_campaign_targets bt JOIN ota_campaigns bc ON bc.id = bt.campaign_id
+    WHERE bt.hub_id = {hub} AND bt.address = {address}
+      AND bc.state IN ('draft', 'running', 'paused', 'rolling_back')
+      AND bt.state IN ('pending', 'issued', 'rolled_back'))
+"""
+
 #: Hubs of the principal a hub software campaign may choose: placed (in a home).
-HUB_TARGETS_SQL = """
+HUB_TARGETS_SQL = (
+    """
 SELECT h.id AS hub_id, '' AS address, h.software_version AS running
 FROM hubs h
 WHERE h.tenant_id = %(tenant)s AND h.state = 'assigned'
@@ -143,11 +153,14 @@ WHERE h.tenant_id = %(tenant)s AND h.state = 'assigned'
         SELECT hp.hub_id FROM hub_placements hp JOIN patients p ON p.id = hp.patient_id
         WHERE hp.ended_at IS NULL AND p.care_unit_id = %(unit)s::uuid))
   AND h.software_version IS DISTINCT FROM %(version)s
-ORDER BY h.id
 """
+    + BUSY_SQL.format(hub="h.id", address="''")
+    + "ORDER BY h.id"
+)
 
 #: Devices of the artifact's model on the open allow-list of a hub of the principal.
-DEVICE_TARGETS_SQL = """
+DEVICE_TARGETS_SQL = (
+    """
 SELECT hd.hub_id, upper(d.address) AS address, coalesce(dh.firmware, d.firmware) AS running
 FROM devices d
 JOIN hub_devices hd ON hd.device_id = d.id AND hd.ended_at IS NULL
@@ -160,8 +173,10 @@ WHERE d.product_id = %(model)s AND d.state = 'assigned'
         SELECT da.device_id FROM device_assignments da JOIN patients p ON p.id = da.patient_id
         WHERE da.ended_at IS NULL AND p.care_unit_id = %(unit)s::uuid))
   AND coalesce(dh.firmware, d.firmware) IS DISTINCT FROM %(version)s
-ORDER BY hd.hub_id, d.address
 """
+    + BUSY_SQL.format(hub="hd.hub_id", address="upper(d.address)")
+    + "ORDER BY hd.hub_id, d.address"
+)
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -241,7 +256,10 @@ async def create_campaign(
             raise FleetError("the firmware is for another model than the one asked")
         rows = await _all(conn, DEVICE_TARGETS_SQL, {**params, "model": artifact["product_id"]})
     if not rows:
-        raise Conflict("no hub or device of the principal matches the campaign's selector")
+        raise Conflict(
+            "no hub or device of the principal matches the campaign's selector (those in"
+            " another open campaign are left out)"
+        )
     selector = {
         k: str(v) if isinstance(v, uuid.UUID) else v
         for k, v in {

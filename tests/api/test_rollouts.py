@@ -69,6 +69,8 @@ async def test_a_campaign_through_the_api_from_draft_to_rollback(
     assert (c["state"], c["targets"], c["waves"]) == ("draft", 2, [50, 100])
     assert c["window_start"] == "22:00:00" and c["target_states"] == {"pending": 2}
     cid = c["id"]
+    busy = await api.post("/api/v1/ota/campaigns", json=body, headers=hmc)
+    assert busy.status_code == 409 and "another open campaign" in busy.text
     targets = (await api.get(f"/api/v1/ota/campaigns/{cid}/targets", headers=hmc)).json()
     assert sorted(t["hub_id"] for t in targets) == hubs
     assert sorted(t["wave"] for t in targets) == [0, 1]
