@@ -12,6 +12,7 @@ the desired state travels in each hub's retained configuration
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -36,6 +37,8 @@ from ingest.fleet_common import AConn, Actor, Conflict, FleetError, NotFound
 from ingest.fleet_common import all_rows as _all
 from ingest.fleet_common import one as _one
 from ingest.health import ERROR_READING_SQL
+
+log = logging.getLogger(__name__)
 
 ENGINE = "engine"
 #: One API replica at a time runs the campaigns (advisory lock).
@@ -673,5 +676,9 @@ async def tick_all(conn: AConn, now: datetime | None = None) -> int:
             " ORDER BY created_at",
         )
         for row in active:
-            await tick(conn, row["id"], now or datetime.now(UTC))
+            try:
+                await tick(conn, row["id"], now or datetime.now(UTC))
+            except (FleetError, errors.DataError, errors.IntegrityError) as exc:
+                # Rolled back to before this campaign's pass: the others go on.
+                log.warning("campaign %s: pass failed: %s", row["id"], exc)
     return len(active)
