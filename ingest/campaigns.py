@@ -349,10 +349,10 @@ ORDER BY t.wave, t.hub_id, t.address
 ERROR_READINGS_SQL = f"""
 SELECT t.hub_id, t.address, count(r.*)::int AS n
 FROM ota_campaign_targets t
-JOIN readings r ON r.hub_id = t.hub_id AND r.measured_at >= t.issued_at - interval '1 day'
-    AND r.ingested_at >= t.issued_at AND {ERROR_READING_SQL}
+JOIN readings r ON r.hub_id = t.hub_id AND r.measured_at >= t.gate_from - interval '1 day'
+    AND r.ingested_at >= t.gate_from AND {ERROR_READING_SQL}
 LEFT JOIN devices d ON d.id = r.device_id
-WHERE t.campaign_id = %s AND t.state IN ('issued', 'confirmed') AND t.issued_at IS NOT NULL
+WHERE t.campaign_id = %s AND t.state IN ('issued', 'confirmed') AND t.gate_from IS NOT NULL
   AND (t.address = '' OR upper(d.address) = t.address)
 GROUP BY t.hub_id, t.address
 """
@@ -455,7 +455,7 @@ async def resume(conn: AConn, actor: Actor, campaign_id: uuid.UUID) -> dict[str,
             None,
         )
         await conn.execute(
-            "UPDATE ota_campaign_targets SET issued_at = now(), baseline = ("
+            "UPDATE ota_campaign_targets SET gate_from = now(), baseline = ("
             " SELECT jsonb_object_agg(x.address, x.sessions_failed) FROM hub_device_health x"
             " WHERE x.hub_id = ota_campaign_targets.hub_id AND x.listed)"
             " WHERE campaign_id = %s AND state = 'confirmed'",
@@ -635,7 +635,8 @@ async def _carry_out(
         row = by_key[(hub_id, address)]
         baseline = row["sessions_failed"]
         await conn.execute(
-            "UPDATE ota_campaign_targets SET state = 'issued', issued_at = now(), baseline = %s"
+            "UPDATE ota_campaign_targets SET state = 'issued', issued_at = now(),"
+            " gate_from = now(), baseline = %s"
             " WHERE campaign_id = %s AND hub_id = %s AND address = %s",
             (Jsonb(baseline) if baseline is not None else None, cid, hub_id, address),
         )

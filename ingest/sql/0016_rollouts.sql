@@ -71,8 +71,10 @@ CREATE TABLE ota_campaign_targets (
     issued_at       timestamptz,
     finished_at     timestamptz,
     reason          text,
-    -- the device counters when the target was asked (the health gate's baseline)
+    -- the device counters when the target was asked, or the campaign resumed (the
+    -- health gate's baseline), and since when error readings count against it
     baseline        jsonb,
+    gate_from       timestamptz,
     PRIMARY KEY (campaign_id, hub_id, address)
 );
 CREATE INDEX ota_campaign_targets_hub ON ota_campaign_targets (hub_id, state);

@@ -18,6 +18,7 @@ import pytest
 from api.auth import Role
 from hemhub.contract import (
     DeviceHealth,
+    DeviceIdentity,
     DeviceProfile,
     HubStatus,
     UpdateProgress,
@@ -28,7 +29,7 @@ from ingest import campaigns
 from ingest.migrations import MigrationReport
 from ingest.pipeline import StatusUpdate, store
 from tests.api.helpers import Seed, api_client, bearer, make_settings
-from tests.factories import unique_hub_id
+from tests.factories import batch, bp_reading, unique_hub_id
 
 ADDRESSES = ("C0:FF:EE:00:0F:01", "C0:FF:EE:00:0F:02", "C0:FF:EE:00:0F:03")
 
@@ -188,3 +189,66 @@ async def test_a_device_image_that_fails_to_boot_pauses_the_firmware_campaign(
         assert last_config(url, hub)["firmware"][0]["target"] == "firmware/bp9-1.0.bin"
         await campaigns.tick(conn, cid)  # it runs 1.0 already (MCUboot kept it)
         assert (await campaigns.get_campaign(conn, "a", cid))["state"] == "rolled_back"
+
+
+async def test_error_readings_after_the_update_pause_the_campaign_at_the_gate(
+    api: httpx.AsyncClient, quiet_settings: Settings, seed: Seed
+) -> None:
+    url = quiet_settings.database_url or ""
+    hmc = bearer(quiet_settings, Role.HMC, "a", "hmc-1")
+    product = await api.post(
+        "/api/v1/products",
+        json={"kind": "blood_pressure", "manufacturer": "Acme", "model": "BP-7"},
+        headers=hmc,
+    )
+    pid = product.json()["id"]
+    hubs = [unique_hub_id("gate") for _ in range(2)]
+    for i, hub in enumerate(hubs):
+        patient = (seed.alice, seed.arne)[i]
+        await api.post("/api/v1/hubs", json={"id": hub}, headers=hmc)
+        await api.post(f"/api/v1/hubs/{hub}/place", json={"patient_id": str(patient)}, headers=hmc)
+        device = await api.post(
+            "/api/v1/devices",
+            json={"product_id": pid, "serial": f"BP7-{i}", "address": ADDRESSES[i]},
+            headers=hmc,
+        )
+        await api.post(
+            f"/api/v1/devices/{device.json()['id']}/assign",
+            json={"patient_id": str(patient), "hub_id": hub},
+            headers=hmc,
+        )
+        report(url, hub, ADDRESSES[i], "1.0")
+    art = await api.post(
+        "/api/v1/ota/artifacts",
+        json={
+            "kind": "device_firmware",
+            "version": "1.1",
+            "target": "firmware/bp7-1.1.bin",
+            "product_id": pid,
+        },
+        headers=hmc,
+    )
+    created = await api.post(
+        "/api/v1/ota/campaigns",
+        json={"name": "BP-7 1.1", "artifact_id": art.json()["id"], "waves": [50, 100]},
+        headers=hmc,
+    )
+    cid = created.json()["id"]
+    await api.post(f"/api/v1/ota/campaigns/{cid}/start", headers=hmc)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        ((hub, address),) = (await campaigns.tick(conn, cid)).issue
+        report(
+            url, hub, address, "1.1", campaign_id=cid, version="1.1", state=UpdateState.CONFIRMED
+        )
+        # The device's readings go on, but one says the device is at fault.
+        identity = DeviceIdentity(address=address, manufacturer="Acme", model="BP-7")
+        reading = bp_reading(dev=identity).model_copy(update={"status": ["general_device_fault"]})
+        with psycopg.connect(url) as sync:
+            store(sync, [batch(hub, reading)])
+        await campaigns.tick(conn, cid)
+        got = await campaigns.get_campaign(conn, "a", cid)
+    assert got["state"] == "paused"
+    assert got["paused_reason"] == (
+        f"hub {hub} device {address}: 1 error reading(s) since the update (margin 0)"
+    )
+    assert got["target_states"] == {"confirmed": 1, "pending": 1}
