@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from hemhub import fleet_cli
+from hemhub import fleet_cli, ota_cli
 from hemhub.logs import LOG_FORMATS, setup_logging
 from hemhub.settings import Settings
 
@@ -315,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_hub_link)
 
     fleet_cli.add_parser(sub)
+    ota_cli.add_parser(sub)
 
     p = sub.add_parser("gateway", help="run the hub gateway", parents=[logs])
     p.add_argument("--config", required=True, help="hub configuration file (.toml or .json)")

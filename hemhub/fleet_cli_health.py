@@ -1,5 +1,5 @@
 """`hemhub fleet health ...` and `hemhub fleet figures ...`: fleet health (hubs, their
-devices, history) and the follow-up figures, through the API (docs/fleet-health.md)."""
+devices, history) and the follow-up figures, through the API (docs/fleet.md)."""
 
 from __future__ import annotations
 

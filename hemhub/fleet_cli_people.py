@@ -1,5 +1,5 @@
 """`hemhub fleet principals|care-units|residents|shares ...`: principals, care units,
-residents' administrative data and sharing between principals (docs/fleet-people.md)."""
+residents' administrative data and sharing between principals (docs/fleet.md)."""
 
 from __future__ import annotations
 
