@@ -12,7 +12,8 @@ import psycopg
 import pytest
 
 from api.auth import Role, issue_token
-from hemhub import fleet_cli
+from hemhub import fleet_cli, ota_cli
+from hemhub.cli import build_parser
 from hemhub.ota_cli_campaigns import register_campaigns
 from ingest import registry
 from ingest.migrations import migrate
@@ -20,11 +21,14 @@ from tests.api.helpers import live_server, make_settings
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="hemhub")
-    sub = top.add_subparsers(dest="command", required=True)
-    ota = sub.add_parser("ota")
-    register_campaigns(ota.add_subparsers(dest="ota_group"))
-    return top
+    """`hemhub`'s own parser: `hemhub ota` with the rollout groups."""
+    return build_parser()
+
+
+def test_the_rollout_groups_are_registered_under_hemhub_ota() -> None:
+    assert register_campaigns in ota_cli.GROUPS
+    args = parser().parse_args(["ota", "campaign", "pause", "c-1", "--reason", "calls"])
+    assert (args.campaign_id, args.reason) == ("c-1", "calls")
 
 
 async def ota(
