@@ -43,6 +43,8 @@ from gateway.outbox import Outbox
 from gateway.provisioning import ConfigRejected, ProvisioningStore
 from gateway.publisher import OutboxPublisher
 from gateway.readings import to_reading
+from gateway.update.reconcile import Reconciler, UpdateAgent
+from hemhub import __version__
 from hemhub.contract import (
     AllowedDevice,
     CommandKind,
@@ -89,6 +91,9 @@ UNBOND_RETRY_MAX_S = 600.0
 #: How long the hub waits for the broker's PUBACK of a command's result at once (it
 #: publishes it again on every connect until one comes).
 RESULT_PUBACK_WAIT_S = 10.0
+#: How often the update reconciler looks at the desired software (also woken by a
+#: configuration and by each connection to the broker).
+UPDATE_CHECK_S = 30.0
 
 
 def _when(ts: float | None) -> datetime | None:
@@ -134,6 +139,7 @@ class HubGateway:
         backends: BleakBackends | None = None,
         *,
         clock_synced: Callable[[], bool] = hub_clock_synced,
+        update_agent: UpdateAgent | None = None,
     ) -> None:
         self.config = config
         self.backends = backends or BleakBackends()
@@ -178,10 +184,26 @@ class HubGateway:
             receipt_timeout_s=config.receipt_timeout_s,
             receipt_timeout_max_s=config.receipt_timeout_max_s,
             credentials=config.credentials(),
+            # The running slot's version (a hub without an update agent: this package's).
+            software_version=(
+                update_agent.running_version() if update_agent is not None else __version__
+            ),
             status_extra=self._status_extra,
             on_backend_message=self._on_backend_message,
             on_connected=self._on_connected,
         )
+        #: Drives the hub software towards the configuration's `software` (a rollout);
+        #: None: the hub has no update agent (gateway/update), and ignores it.
+        self.updater = (
+            Reconciler(
+                update_agent,
+                config.data_dir / "update-state.json",
+                on_progress=lambda _: self.publisher.publish_status(),
+            )
+            if update_agent is not None
+            else None
+        )
+        self._update_wake = asyncio.Event()
 
     # -- running -------------------------------------------------------------------------
 
@@ -191,13 +213,15 @@ class HubGateway:
         self._stop = stop
         self.publisher.start()
         unbonding = asyncio.create_task(self._unbond_pending(stop))
+        updating = asyncio.create_task(self._reconcile_updates(stop))
         for command in self.commands.unfinished():  # the hub stopped while running them
             self._start_command(command)
         try:
             await self._scan_until(stop)
         finally:
             unbonding.cancel()
-            await asyncio.gather(unbonding, return_exceptions=True)
+            updating.cancel()
+            await asyncio.gather(unbonding, updating, return_exceptions=True)
             for command_task in list(self._command_tasks):
                 command_task.cancel()
             await asyncio.gather(*self._command_tasks, return_exceptions=True)
@@ -239,6 +263,27 @@ class HubGateway:
             if self._restart_scanner.is_set() and not stop.is_set():
                 log.warning("restarting the scanner after repeated adapter failures")
                 self._adapter_failures = 0
+
+    async def _reconcile_updates(self, stop: asyncio.Event) -> None:
+        """The update reconciler's passes: on a configuration, on each connection and
+        every UPDATE_CHECK_S. Ready (a trial slot may confirm): the scanner runs and the
+        broker is connected (the status goes with it)."""
+        if self.updater is None:
+            return
+        while not stop.is_set():
+            self._update_wake.clear()
+            current = self.provisioning.current
+            try:
+                await self.updater.reconcile(
+                    current.software if current else None,
+                    ready=self.started.is_set() and self.publisher.connected,
+                )
+            except Exception:
+                log.exception("hub %s: update pass failed", self.config.hub_id)
+            try:
+                await asyncio.wait_for(self._update_wake.wait(), timeout=UPDATE_CHECK_S)
+            except TimeoutError:
+                pass
 
     def healthy(self) -> bool:
         """False when a part that runs outside the event loop is wedged (the publisher):
@@ -381,6 +426,7 @@ class HubGateway:
             len(wanted),
             len(removed),
         )
+        self._update_wake.set()
         self.publisher.publish_status()
 
     async def _unbond_pending(self, stop: asyncio.Event) -> None:
@@ -447,6 +493,7 @@ class HubGateway:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(lambda: self._spawn(self._report_unreported()))
+            loop.call_soon_threadsafe(self._update_wake.set)  # a trial slot may confirm
 
     def _spawn(self, coroutine: Awaitable[object]) -> None:
         task: asyncio.Task[object] = asyncio.ensure_future(coroutine)
@@ -643,6 +690,7 @@ class HubGateway:
             "cpu_temperature_c": health.cpu_temperature_c(),
             "alarms": alarms,
             "devices": [s.health() for s in self.devices.values()],
+            "software_update": self.updater.progress if self.updater else None,
         }
 
 

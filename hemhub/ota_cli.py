@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_image.bundle import PYTHON
+from hemhub.ota_cli_campaigns import register_campaigns
 
 EXIT_OK, EXIT_USAGE = 0, 2
 _Sub = argparse._SubParsersAction
@@ -342,7 +343,7 @@ def register_repo(groups: _Sub) -> None:
 
 
 #: `hemhub ota` groups: each adds its parser and verbs.
-GROUPS: tuple[Callable[[_Sub], None], ...] = (register_bundle, register_repo)
+GROUPS: tuple[Callable[[_Sub], None], ...] = (register_bundle, register_repo, register_campaigns)
 
 
 def add_parser(sub: _Sub) -> None:

@@ -20,7 +20,7 @@ from psycopg import errors
 from psycopg.types.json import Jsonb
 
 from hemhub.contract import HUB_ID_PATTERN, AllowedDevice, DeviceProfile, HubConfig
-from ingest import commands, device_life, hub_credentials, hub_link, registry
+from ingest import commands, desired_state, device_life, hub_credentials, hub_link, registry
 from ingest.device_life import RetiredAs, State, Transition, TransitionRefused, WipeStatus
 from ingest.fleet_common import AConn, Actor, Conflict, FleetError, NotFound
 from ingest.fleet_common import all_rows as _all
@@ -396,8 +396,9 @@ ORDER BY d.address
 
 
 async def build_config(conn: AConn, hub_id: str, version: int, issued_at: datetime) -> HubConfig:
-    """The hub's configuration from its allow-list now. A device whose profile is unknown
-    (no product, never reported) cannot be driven and is left out."""
+    """The hub's configuration from its allow-list now, with the software and firmware
+    the rollout campaigns want it to run (`ingest.desired_state`). A device whose profile
+    is unknown (no product, never reported) cannot be driven and is left out."""
     rows = await _all(conn, ALLOWED_DEVICES_SQL, (hub_id,))
     devices = [
         AllowedDevice(
@@ -409,7 +410,16 @@ async def build_config(conn: AConn, hub_id: str, version: int, issued_at: dateti
         for r in rows
         if r["profile"] in DeviceProfile.__members__.values()
     ]
-    return HubConfig(hub_id=hub_id, version=version, issued_at=issued_at, devices=devices)
+    software, firmware = await desired_state.desired(conn, hub_id)
+    listed = {d.address for d in devices}
+    return HubConfig(
+        hub_id=hub_id,
+        version=version,
+        issued_at=issued_at,
+        devices=devices,
+        software=software,
+        firmware=[f for f in firmware if f.address in listed] or None,
+    )
 
 
 async def issue_config(conn: AConn, actor: Actor, hub_id: str) -> HubConfig:
