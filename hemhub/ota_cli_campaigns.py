@@ -1,5 +1,5 @@
 """`hemhub ota artifact ...` and `hemhub ota campaign ...`: rollouts for the HMC, through
-the API (docs/firmware-rollouts.md). The same machinery as `hemhub fleet`
+the API (docs/firmware.md). The same machinery as `hemhub fleet`
 (hemhub/fleet_cli.py): one HTTP request per command, JSON on stdout, its exit codes."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ what their hubs report, what to do next.
 calls it, and writes what it decided (targets confirmed or failed, desired state issued
 to the next hubs, the wave advanced, the campaign paused with its reason or completed).
 
-The health gate of a wave (docs/firmware-rollouts.md): every target of the waves so far
+The health gate of a wave (docs/firmware.md): every target of the waves so far
 either confirmed (the hub reports the new version as confirmed and is online) or failed;
 any failure (failed, reverted, not confirmed within the campaign's time) pauses the
 campaign with the reason; so does a confirmed target whose devices had more failed

@@ -33,7 +33,7 @@ ORDER BY t.address, t.issued_at DESC, c.created_at DESC
 
 
 def bundle_target(version: str) -> str:
-    """The repository's name of a hub software bundle (docs/firmware-rollouts.md)."""
+    """The repository's name of a hub software bundle (docs/firmware.md)."""
     return f"hemhub-hub-{version}.tar"
 
 

@@ -1,5 +1,5 @@
 """Rollouts of the HMC: artifacts of the update repository and campaigns that roll one
-out in waves, halted by the health gates (docs/firmware-rollouts.md). Every call is
+out in waves, halted by the health gates (docs/firmware.md). Every call is
 confined to the caller's principal and audited."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A simulated device's "application" is a few bytes of payload; `sign_image` wraps them in an
 MCUboot image (header, version, SHA-256 and signature TLVs) exactly as `imgtool sign` does
 for a real build, so the simulated bootloader checks real signatures. Real releases are
-signed with the `imgtool sign` command line (docs/firmware-devices.md).
+signed with the `imgtool sign` command line (docs/firmware.md).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ _PERIPHERALS: dict[DeviceProfile, type[SimulatedPeripheral]] = {
 
 
 class SimulatedFirmware(BaseModel):
-    """A device with MCUboot and an SMP server (docs/firmware-devices.md)."""
+    """A device with MCUboot and an SMP server (docs/firmware.md)."""
 
     model_config = ConfigDict(extra="forbid")
 
