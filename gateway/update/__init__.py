@@ -1,0 +1,1 @@
+"""The hub's software update: verified fetch, A/B slots, device firmware."""
