@@ -221,9 +221,19 @@ def rollback(slots_root: Path) -> SlotState:
     return _commit(slots_root, slot_state.rollback(load_state(slots_root)))
 
 
+BOOT_SCRIPT = """#!/usr/bin/python3 -I
+# The slots' boot check (ExecStartPre), run by the system's python3: written by
+# gateway/update/slots.py install_boot_helper; a copy, not run from any slot.
+import os, runpy, sys
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+runpy.run_module("gateway.update.slots", run_name="__main__", alter_sys=True)
+"""
+
+
 def install_boot_helper(slots_root: Path) -> Path:
-    """Copy this module (and the standard-library modules it imports) to `boot/`, for
-    `PYTHONPATH=ROOT/boot python3 -m gateway.update.slots check-boot`."""
+    """Copy this module (and the standard-library modules it imports) to `boot/`, with
+    the script `boot/hemhub-slots` the unit's ExecStartPre runs (same arguments as
+    `hemhub slots`). Returns the script."""
     source = Path(__file__).resolve().parent.parent  # the gateway package
     target = slots_root / BOOT_DIR
     tmp = slots_root / f".{BOOT_DIR}.new"
@@ -233,9 +243,12 @@ def install_boot_helper(slots_root: Path) -> Path:
         shutil.copy2(source / name, tmp / "gateway" / name)
     for name in ("__init__.py", "slot_state.py", "slots.py"):
         shutil.copy2(source / "update" / name, tmp / "gateway" / "update" / name)
+    script = tmp / "hemhub-slots"
+    script.write_text(BOOT_SCRIPT)
+    script.chmod(0o755)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
-    return target
+    return target / script.name
 
 
 def describe(state: SlotState) -> dict[str, object]:
@@ -249,10 +262,10 @@ def describe(state: SlotState) -> dict[str, object]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hemhub slots", description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The slot commands (also `hemhub slots ...`)."""
     parser.add_argument("--root", type=Path, default=Path("/opt/hemhub"), help="slots root")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="slots_command", required=True)
     sub.add_parser("status", help="print the slot state as JSON")
     p = sub.add_parser("install", help="install a bundle into the spare slot")
     p.add_argument("bundle", type=Path)
@@ -262,38 +275,50 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-boots", type=int, default=DEFAULT_MAX_BOOTS)
     sub.add_parser("confirm", help="confirm the slot on trial")
     sub.add_parser("check-boot", help="ExecStartPre: count a boot, revert a failed slot")
-    sub.add_parser("rollback", help="go back to the previous slot")
+    sub.add_parser("rollback", help="go back to the previous slot (then restart the service)")
     sub.add_parser("install-boot-helper", help="copy the boot check to ROOT/boot")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
     root: Path = args.root
+    command: str = args.slots_command
     try:
-        if args.command == "install":
+        if command == "install":
             state = install_bundle(args.bundle, root)
             if args.switch:
                 state = switch(root)
-        elif args.command == "switch":
+        elif command == "switch":
             state = switch(root, confirm_timeout_s=args.confirm_timeout, max_boots=args.max_boots)
-        elif args.command == "confirm":
+        elif command == "confirm":
             state = confirm(root)
-        elif args.command == "check-boot":
+        elif command == "check-boot":
             state, decision = check_boot(root)
             if isinstance(decision, Revert):
                 print(
                     f"slot on trial failed ({decision.reason}): back to slot {state.active}",
                     file=sys.stderr,
                 )
-        elif args.command == "rollback":
+        elif command == "rollback":
             state = rollback(root)
-        elif args.command == "install-boot-helper":
+        elif command == "install-boot-helper":
             print(install_boot_helper(root))
             return 0
         else:
             state = load_state(root)
     except SlotError as exc:
-        print(f"hemhub slots {args.command}: {exc} ({exc.reason})", file=sys.stderr)
+        print(f"hemhub slots {command}: {exc} ({exc.reason})", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"hemhub slots {command}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(describe(state), sort_keys=True))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hemhub slots", description="The hub's A/B slots.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

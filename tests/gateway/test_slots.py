@@ -184,20 +184,12 @@ def _cli(root: Path, *args: str, failpoint: str = "") -> subprocess.CompletedPro
 def _boot(root: Path) -> dict[str, object]:
     """The unit's ExecStartPre: the boot helper copy, run by the system's python3 alone."""
     done = subprocess.run(
-        [
-            "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable,
-            "-I",
-            "-c",
-            "import sys, runpy; sys.path.insert(0, sys.argv[1]); "
-            "sys.argv = ['slots', '--root', sys.argv[2], 'check-boot']; "
-            "runpy.run_module('gateway.update.slots', run_name='__main__')",
-            str(root / "boot"),
-            str(root),
-        ],
+        [str(root / "boot" / "hemhub-slots"), "--root", str(root), "check-boot"],
         capture_output=True,
         text=True,
         check=True,
         cwd="/",
+        env={"PATH": "/usr/bin:/bin"},
     )
     result: dict[str, object] = json.loads(done.stdout)
     return result
