@@ -24,7 +24,7 @@ demo: $(STAMP)
 
 test: $(STAMP) $(TSDB)
 	$(BIN)/ruff check .
-	$(BIN)/mypy hemhub device_drivers gateway ingest api
+	$(BIN)/mypy hemhub device_drivers gateway ingest api edge_image
 	$(BIN)/python -m pytest
 
 # Figures against baselines of the same run, written to bench-results.json (bench/README.md).
@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy hemhub device_drivers gateway ingest api
+	$(BIN)/mypy hemhub device_drivers gateway ingest api edge_image
 
 schema: $(STAMP)
 	$(BIN)/hemhub schema > docs/wire-contract.schema.json

@@ -22,11 +22,13 @@ from psycopg_pool import PoolTimeout
 
 from api import live
 from api.auth import ensure_demo_key
+from api.campaign_runner import run_campaigns
 from api.db import create_pool, open_pool
 from api.limits import BodySizeLimit, validation_error
 from api.metrics import count_requests
 from api.routers import (
     alerts,
+    campaigns,
     care_units,
     devices,
     fleet,
@@ -67,6 +69,7 @@ ROUTERS = (
     products.router,
     devices.router,
     hubs.router,
+    campaigns.router,
     fleet_health.router,
     fleet_figures.router,
     hub_commands.router,
@@ -146,9 +149,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             link = HubLink(
                 resolved.database_url, resolved.hub_link_mqtt_url, ca_file=resolved.mqtt_ca_file
             ).start()
+        stop_campaigns = asyncio.Event()
+        runner = None
+        if resolved.campaign_tick_s > 0:
+            runner = asyncio.create_task(
+                run_campaigns(pool, resolved.campaign_tick_s, stop_campaigns)
+            )
         try:
             yield
         finally:
+            stop_campaigns.set()
+            if runner is not None:
+                await asyncio.gather(runner, return_exceptions=True)
             if link is not None:
                 await asyncio.to_thread(link.stop)
             hub: live.AlertHub | None = getattr(app.state, "alert_hub", None)

@@ -44,6 +44,8 @@ from gateway.provisioning import ConfigRejected, ProvisioningStore
 from gateway.publisher import OutboxPublisher
 from gateway.readings import to_reading
 from gateway.update.confirm import confirm_when_healthy
+from gateway.update.reconcile import Reconciler, UpdateAgent
+from hemhub import __version__
 from hemhub.contract import (
     AllowedDevice,
     CommandKind,
@@ -90,6 +92,9 @@ UNBOND_RETRY_MAX_S = 600.0
 #: How long the hub waits for the broker's PUBACK of a command's result at once (it
 #: publishes it again on every connect until one comes).
 RESULT_PUBACK_WAIT_S = 10.0
+#: How often the update reconciler looks at the desired software (also woken by a
+#: configuration and by each connection to the broker).
+UPDATE_CHECK_S = 30.0
 
 
 def _when(ts: float | None) -> datetime | None:
@@ -135,6 +140,7 @@ class HubGateway:
         backends: BleakBackends | None = None,
         *,
         clock_synced: Callable[[], bool] = hub_clock_synced,
+        update_agent: UpdateAgent | None = None,
     ) -> None:
         self.config = config
         self.backends = backends or BleakBackends()
@@ -179,10 +185,26 @@ class HubGateway:
             receipt_timeout_s=config.receipt_timeout_s,
             receipt_timeout_max_s=config.receipt_timeout_max_s,
             credentials=config.credentials(),
+            # The running slot's version (a hub without an update agent: this package's).
+            software_version=(
+                update_agent.running_version() if update_agent is not None else __version__
+            ),
             status_extra=self._status_extra,
             on_backend_message=self._on_backend_message,
             on_connected=self._on_connected,
         )
+        #: Drives the hub software towards the configuration's `software` (a rollout);
+        #: None: the hub has no update agent (gateway/update), and ignores it.
+        self.updater = (
+            Reconciler(
+                update_agent,
+                config.data_dir / "update-state.json",
+                on_progress=lambda _: self.publisher.publish_status(),
+            )
+            if update_agent is not None
+            else None
+        )
+        self._update_wake = asyncio.Event()
 
     # -- running -------------------------------------------------------------------------
 
@@ -193,6 +215,7 @@ class HubGateway:
         self.publisher.start()
         unbonding = asyncio.create_task(self._unbond_pending(stop))
         confirming = asyncio.create_task(self._confirm_slot(stop))
+        updating = asyncio.create_task(self._reconcile_updates(stop))
         for command in self.commands.unfinished():  # the hub stopped while running them
             self._start_command(command)
         try:
@@ -200,7 +223,8 @@ class HubGateway:
         finally:
             unbonding.cancel()
             confirming.cancel()
-            await asyncio.gather(unbonding, confirming, return_exceptions=True)
+            updating.cancel()
+            await asyncio.gather(unbonding, confirming, updating, return_exceptions=True)
             for command_task in list(self._command_tasks):
                 command_task.cancel()
             await asyncio.gather(*self._command_tasks, return_exceptions=True)
@@ -260,6 +284,27 @@ class HubGateway:
         outcome = await confirm_when_healthy(self.config.slots_root, self.slot_checks, stop)
         if outcome == "reverted":
             stop.set()
+
+    async def _reconcile_updates(self, stop: asyncio.Event) -> None:
+        """The update reconciler's passes: on a configuration, on each connection and
+        every UPDATE_CHECK_S. Ready (a trial slot may confirm): the scanner runs and the
+        broker is connected (the status goes with it)."""
+        if self.updater is None:
+            return
+        while not stop.is_set():
+            self._update_wake.clear()
+            current = self.provisioning.current
+            try:
+                await self.updater.reconcile(
+                    current.software if current else None,
+                    ready=self.started.is_set() and self.publisher.connected,
+                )
+            except Exception:
+                log.exception("hub %s: update pass failed", self.config.hub_id)
+            try:
+                await asyncio.wait_for(self._update_wake.wait(), timeout=UPDATE_CHECK_S)
+            except TimeoutError:
+                pass
 
     def healthy(self) -> bool:
         """False when a part that runs outside the event loop is wedged (the publisher):
@@ -402,6 +447,7 @@ class HubGateway:
             len(wanted),
             len(removed),
         )
+        self._update_wake.set()
         self.publisher.publish_status()
 
     async def _unbond_pending(self, stop: asyncio.Event) -> None:
@@ -468,6 +514,7 @@ class HubGateway:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(lambda: self._spawn(self._report_unreported()))
+            loop.call_soon_threadsafe(self._update_wake.set)  # a trial slot may confirm
 
     def _spawn(self, coroutine: Awaitable[object]) -> None:
         task: asyncio.Task[object] = asyncio.ensure_future(coroutine)
@@ -664,6 +711,7 @@ class HubGateway:
             "cpu_temperature_c": health.cpu_temperature_c(),
             "alarms": alarms,
             "devices": [s.health() for s in self.devices.values()],
+            "software_update": self.updater.progress if self.updater else None,
         }
 
 

@@ -80,8 +80,11 @@ class OutboxPublisher:
         status_extra: Callable[[], dict[str, object]] | None = None,
         on_backend_message: Callable[[str, bytes], None] | None = None,
         on_connected: Callable[[], None] | None = None,
+        software_version: str = __version__,
     ) -> None:
         self.outbox = outbox
+        #: The version the status reports: the running slot's (gateway/update).
+        self.software_version = software_version
         self.hub_id = hub_id
         self.target = MqttTarget(mqtt_url)
         self.readings_per_message = readings_per_message
@@ -152,7 +155,7 @@ class OutboxPublisher:
         client.max_inflight_messages_set(max_unacked_messages)
         # paho's own queue must hold everything we let in flight, never drop.
         client.max_queued_messages_set(0)
-        offline = HubStatus(hub_id=hub_id, online=False, software_version=__version__)
+        offline = HubStatus(hub_id=hub_id, online=False, software_version=software_version)
         client.will_set(topic_status(hub_id), offline.model_dump_json(), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -184,7 +187,10 @@ class OutboxPublisher:
             self._thread.join(timeout=drain_timeout_s + 10)
         if self._connected:
             offline = HubStatus(
-                hub_id=self.hub_id, online=False, at=datetime.now(UTC), software_version=__version__
+                hub_id=self.hub_id,
+                online=False,
+                at=datetime.now(UTC),
+                software_version=self.software_version,
             )
             info = self._client.publish(
                 topic_status(self.hub_id), offline.model_dump_json(), qos=1, retain=True
@@ -321,7 +327,7 @@ class OutboxPublisher:
             hub_id=self.hub_id,
             online=True,
             at=datetime.now(UTC),
-            software_version=__version__,
+            software_version=self.software_version,
             uptime_s=round(time.monotonic() - self._started_at, 1),
             outbox_depth=self.outbox.depth(),
             outbox_awaiting_receipt=self.outbox.awaiting_receipt(),

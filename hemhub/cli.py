@@ -11,8 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from gateway.update import slots
-from hemhub import fleet_cli
+from hemhub import fleet_cli, ota_cli
 from hemhub.logs import LOG_FORMATS, setup_logging
 from hemhub.settings import Settings
 
@@ -316,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_hub_link)
 
     fleet_cli.add_parser(sub)
+    ota_cli.add_parser(sub)
 
     p = sub.add_parser("gateway", help="run the hub gateway", parents=[logs])
     p.add_argument("--config", required=True, help="hub configuration file (.toml or .json)")
@@ -337,13 +337,6 @@ def build_parser() -> argparse.ArgumentParser:
         " then reload the broker",
     )
     p.set_defaults(func=_cmd_broker_passwd)
-
-    p = sub.add_parser(
-        "slots",
-        help="the hub's A/B software slots (status, install, switch, confirm, rollback)",
-    )
-    slots.add_arguments(p)
-    p.set_defaults(func=slots.run)
 
     p = sub.add_parser("schema", help="print the wire contract's JSON Schema")
     p.set_defaults(func=_cmd_schema)

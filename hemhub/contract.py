@@ -274,6 +274,73 @@ class AllowedDevice(_Strict):
         return value.upper()
 
 
+#: A campaign's id (a UUID, canonical lower-case text).
+CampaignId = Annotated[
+    str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+]
+#: A version as a release names it ("1.4.0", "2026.12.1-rc1").
+VersionText = Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")]
+#: A file name in the update repository (a TUF target name): no separators but "/".
+TargetName = Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z._+/-]{0,254}$")]
+
+
+class DesiredSoftware(_Strict):
+    """The hub software a hub should run (a rollout campaign's desired state)."""
+
+    version: VersionText
+    #: The bundle's target name in the update repository (`hemhub-hub-<version>.tar`).
+    target: TargetName
+    campaign_id: CampaignId
+
+
+class DesiredFirmware(_Strict):
+    """The firmware one of the hub's devices should run (a rollout campaign's desired state)."""
+
+    address: Address
+    version: VersionText
+    #: The signed image's target name in the update repository.
+    target: TargetName
+    campaign_id: CampaignId
+
+    @field_validator("address")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class UpdateState(enum.StrEnum):
+    """Where an update of the hub's software or of a device's firmware stands."""
+
+    DOWNLOADING = "downloading"
+    INSTALLING = "installing"
+    CONFIRMING = "confirming"
+    CONFIRMED = "confirmed"
+    #: It did not install; the running version is unchanged (`reason`).
+    FAILED = "failed"
+    #: It installed but did not confirm: the hub (device) went back to the previous
+    #: slot (image) (`reason`).
+    REVERTED = "reverted"
+
+
+class UpdateProgress(_Strict):
+    """How the update towards a desired version goes, as the hub reports it."""
+
+    campaign_id: CampaignId | None = None
+    version: VersionText
+    state: UpdateState
+    #: Of the download (downloading).
+    percent: Annotated[int, Field(ge=0, le=100)] | None = None
+    #: A short code and text: why it failed or reverted (required there).
+    reason: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _reason_when_failed(self) -> UpdateProgress:
+        if self.state in (UpdateState.FAILED, UpdateState.REVERTED) and self.reason is None:
+            raise ValueError(f"a {self.state} update must say why (reason)")
+        return self
+
+
 class HubConfig(_Strict):
     """Payload of `hemhub/v1/hubs/{hub_id}/config` (retained): what the hub may talk to.
 
@@ -286,12 +353,22 @@ class HubConfig(_Strict):
     version: Annotated[int, Field(ge=1)]
     issued_at: AwareDatetime
     devices: Annotated[list[AllowedDevice], Field(max_length=64)] = []
+    #: The hub software it should run (a rollout); None: keep what runs.
+    software: DesiredSoftware | None = None
+    #: The firmware its devices should run (a rollout), one entry per device at most.
+    #: None rather than empty, so that a configuration without a rollout stays readable
+    #: by hubs from before rollouts (they reject unknown fields; the hub link leaves
+    #: None out).
+    firmware: Annotated[list[DesiredFirmware], Field(max_length=64)] | None = None
 
     @model_validator(mode="after")
     def _unique_addresses(self) -> HubConfig:
         addresses = [d.address for d in self.devices]
         if len(set(addresses)) != len(addresses):
             raise ValueError("a device address is listed twice")
+        targets = [f.address for f in self.firmware or []]
+        if len(set(targets)) != len(targets):
+            raise ValueError("a device's firmware is listed twice")
         return self
 
 
@@ -309,6 +386,8 @@ class DeviceHealth(_Strict):
     sessions_failed: int = 0
     consecutive_failures: int = 0
     last_error: Annotated[str, Field(max_length=512)] | None = None
+    #: The firmware update of this device under way or last finished (a rollout).
+    firmware_update: UpdateProgress | None = None
 
 
 class HubAlarm(enum.StrEnum):
@@ -349,6 +428,8 @@ class HubStatus(_Strict):
     outbox_awaiting_receipt: int | None = None
     #: Readings ingest rejected (a `Receipt`): kept on the hub for inspection, never resent.
     outbox_rejected: int | None = None
+    #: The hub software update under way or last finished (a rollout).
+    software_update: UpdateProgress | None = None
 
 
 #: Keys one receipt names at most; ingest sends more in several receipts.

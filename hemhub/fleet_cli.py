@@ -112,8 +112,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     fleet.add_argument("--token-file", help="a file holding the bearer token")
     fleet.set_defaults(func=lambda args: _usage(fleet))
     groups = fleet.add_subparsers(dest="fleet_group", metavar="GROUP")
+    add_commands(groups, commands())
+
+
+def add_commands(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser],
+    found: Sequence[FleetCommand],
+    prog: str = "hemhub fleet",
+) -> None:
+    """A sub-command per group and verb of `found` (`hemhub fleet`, `hemhub ota`)."""
     by_group: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
-    for command in commands():
+    for command in found:
         if command.group not in by_group:
             parser = groups.add_parser(command.group, help=f"{command.group} commands")
             parser.set_defaults(func=lambda args, p=parser: _usage(p))
@@ -139,7 +148,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             verb.add_argument("--body", help="the request body as JSON (options given win over it)")
         if command.csv:
             verb.add_argument("--format", choices=["json", "csv"], default="json")
-        verb.set_defaults(func=lambda args, c=command: run(c, args))
+        verb.set_defaults(func=lambda args, c=command: run(c, args, prog))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -218,9 +227,9 @@ def _detail(raw: bytes) -> str:
     return detail if isinstance(detail, str) else json.dumps(detail)
 
 
-def run(command: FleetCommand, args: argparse.Namespace) -> int:
+def run(command: FleetCommand, args: argparse.Namespace, prog: str = "hemhub fleet") -> int:
     """Send the command's request; print the answer; the exit code."""
-    name = f"hemhub fleet {command.group} {command.verb}"
+    name = f"{prog} {command.group} {command.verb}"
     try:
         request = build_request(command, args)
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:

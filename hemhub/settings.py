@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     #: Whether the API runs the hub link (ingest/hub_link.py) in its process; set false
     #: when `hemhub hub-link` runs as a service of its own.
     api_runs_hub_link: bool = True
+    #: How often the API runs the rollout campaigns' engine (api/campaign_runner.py);
+    #: 0: never (another replica, or `hemhub ota tick`, does).
+    campaign_tick_s: float = Field(default=15.0, ge=0)
     #: Where the demo stack, the demo signing key and embedded servers keep their data.
     data_dir: Path = Path(".hemhub")
 

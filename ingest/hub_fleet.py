@@ -20,7 +20,7 @@ from psycopg import errors
 from psycopg.types.json import Jsonb
 
 from hemhub.contract import HUB_ID_PATTERN, AllowedDevice, DeviceProfile, HubConfig
-from ingest import commands, device_life, hub_credentials, hub_link, registry
+from ingest import commands, desired_state, device_life, hub_credentials, hub_link, registry
 from ingest.device_life import RetiredAs, State, Transition, TransitionRefused, WipeStatus
 from ingest.fleet_common import AConn, Actor, Conflict, FleetError, NotFound
 from ingest.fleet_common import all_rows as _all
@@ -276,9 +276,13 @@ async def return_hub(
     ended_at: datetime,
     reason: str | None = None,
 ) -> dict[str, Any]:
-    """assigned -> returned: the placement ends, the hub's broker credentials are revoked
-    and it is asked to wipe its outbox, bonds and credentials. Its devices must be
-    returned first (Conflict otherwise)."""
+    """assigned -> returned: the placement ends and the hub is asked to wipe its outbox,
+    bonds and credentials. Its devices must be returned first (Conflict otherwise).
+
+    Its broker credentials stay valid until it leaves `returned` (quarantine or
+    retirement): a hub that is offline at its return must still be able to connect and
+    receive its wipe. Its allow-list is empty by then, so nothing it sends is attributed.
+    """
     registry.aware(ended_at, "until")
     async with conn.transaction():
         hub = await lock_hub(conn, actor, hub_id)
@@ -304,7 +308,6 @@ async def return_hub(
             await conn.execute(
                 "UPDATE hub_placements SET ended_at = %s WHERE id = %s", (ended_at, placed["id"])
             )
-        revoked = await _revoke(conn, actor, hub_id, "hub returned")
         # Its outbox, bonds, cached configuration and credentials erased on the hub too.
         wipe = await commands.request_hub_wipe(conn, hub_id=hub_id, requested_by=actor.subject)
         await _record(
@@ -315,7 +318,6 @@ async def return_hub(
             State.RETURNED,
             {
                 "until": ended_at.isoformat(),
-                "credentials_revoked": revoked is not None,
                 "wipe_command_id": str(wipe),
             },
         )
@@ -333,7 +335,8 @@ async def change_hub_state(
     override: bool = False,
 ) -> dict[str, Any]:
     """Quarantine, stock, repair or retirement of a hub (placing and returning have their
-    own functions). A retired hub's credentials are revoked."""
+    own functions). A hub's credentials are revoked when it is retired or leaves
+    `returned`."""
     if to_state in (State.ASSIGNED, State.RETURNED):
         raise Conflict(f"use {'place' if to_state == State.ASSIGNED else 'return'} for that")
     async with conn.transaction():
@@ -356,6 +359,9 @@ async def change_hub_state(
         await _record(conn, actor, hub_id, t, to_state, detail)
         if to_state == State.RETIRED:
             await _revoke(conn, actor, hub_id, "hub retired")
+        elif from_state == State.RETURNED:
+            # Held until now so that the hub could receive its wipe (return_hub).
+            await _revoke(conn, actor, hub_id, "hub returned")
     return await get_hub(conn, actor.tenant, hub_id)
 
 
@@ -390,8 +396,9 @@ ORDER BY d.address
 
 
 async def build_config(conn: AConn, hub_id: str, version: int, issued_at: datetime) -> HubConfig:
-    """The hub's configuration from its allow-list now. A device whose profile is unknown
-    (no product, never reported) cannot be driven and is left out."""
+    """The hub's configuration from its allow-list now, with the software and firmware
+    the rollout campaigns want it to run (`ingest.desired_state`). A device whose profile
+    is unknown (no product, never reported) cannot be driven and is left out."""
     rows = await _all(conn, ALLOWED_DEVICES_SQL, (hub_id,))
     devices = [
         AllowedDevice(
@@ -403,7 +410,16 @@ async def build_config(conn: AConn, hub_id: str, version: int, issued_at: dateti
         for r in rows
         if r["profile"] in DeviceProfile.__members__.values()
     ]
-    return HubConfig(hub_id=hub_id, version=version, issued_at=issued_at, devices=devices)
+    software, firmware = await desired_state.desired(conn, hub_id)
+    listed = {d.address for d in devices}
+    return HubConfig(
+        hub_id=hub_id,
+        version=version,
+        issued_at=issued_at,
+        devices=devices,
+        software=software,
+        firmware=[f for f in firmware if f.address in listed] or None,
+    )
 
 
 async def issue_config(conn: AConn, actor: Actor, hub_id: str) -> HubConfig:

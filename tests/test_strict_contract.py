@@ -108,10 +108,26 @@ FULL: dict[str, tuple[type[BaseModel], dict[str, Any]]] = {
                     "sessions_failed": 1,
                     "consecutive_failures": 0,
                     "last_error": "ATT timeout",
+                    "firmware_update": {
+                        "campaign_id": "5b1c2d3e-4f50-4a61-8b72-9c8d7e6f5a40",
+                        "version": "1.1",
+                        "state": "downloading",
+                        "percent": 40,
+                        "reason": "resumed",
+                        "at": AT,
+                    },
                 }
             ],
             "publish_errors": 0,
             "last_publish_error": "disk full",
+            "software_update": {
+                "campaign_id": "5b1c2d3e-4f50-4a61-8b72-9c8d7e6f5a40",
+                "version": "1.3.0",
+                "state": "reverted",
+                "percent": 100,
+                "reason": "not confirmed in time",
+                "at": AT,
+            },
         },
     ),
     "Receipt": (
@@ -138,6 +154,19 @@ FULL: dict[str, tuple[type[BaseModel], dict[str, Any]]] = {
                     "profile": "blood_pressure",
                     "bond": True,
                     "principal": "kommun-a",
+                }
+            ],
+            "software": {
+                "version": "1.3.0",
+                "target": "hemhub-hub-1.3.0.tar",
+                "campaign_id": "5b1c2d3e-4f50-4a61-8b72-9c8d7e6f5a40",
+            },
+            "firmware": [
+                {
+                    "address": "C0:FF:EE:00:00:01",
+                    "version": "1.1",
+                    "target": "firmware/bp-1.1.bin",
+                    "campaign_id": "5b1c2d3e-4f50-4a61-8b72-9c8d7e6f5a40",
                 }
             ],
         },
@@ -241,12 +270,15 @@ def test_every_field_is_covered() -> None:
     from hemhub.contract import (
         AllowedDevice,
         ClockTrust,
+        DesiredFirmware,
+        DesiredSoftware,
         DeviceEvent,
         DeviceHealth,
         DeviceIdentity,
         Quantity,
         Reading,
         RejectedKey,
+        UpdateProgress,
     )
 
     batch = FULL["ReadingBatch"][1]
@@ -262,6 +294,10 @@ def test_every_field_is_covered() -> None:
         | fields(DeviceHealth, FULL["HubStatus"][1]["devices"][0])
         | fields(HubConfig, FULL["HubConfig"][1])
         | fields(AllowedDevice, FULL["HubConfig"][1]["devices"][0])
+        | fields(DesiredSoftware, FULL["HubConfig"][1]["software"])
+        | fields(DesiredFirmware, FULL["HubConfig"][1]["firmware"][0])
+        | fields(UpdateProgress, FULL["HubStatus"][1]["software_update"])
+        | fields(UpdateProgress, FULL["HubStatus"][1]["devices"][0]["firmware_update"])
         | fields(Receipt, FULL["Receipt"][1])
         | fields(RejectedKey, FULL["Receipt"][1]["rejected"][0])
         | fields(HubCommand, FULL["HubCommand"][1])

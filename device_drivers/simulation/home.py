@@ -27,7 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from device_drivers.simulation.cuff import SimulatedCuff
 from device_drivers.simulation.dispenser import SimulatedDispenser
+from device_drivers.simulation.firmware_images import application_payload, load_key, sign_image
 from device_drivers.simulation.glucose_meter import RacpPeripheral, SimulatedGlucoseMeter
+from device_drivers.simulation.mcuboot import SimulatedMCUboot
 from device_drivers.simulation.memory import DeviceMemory
 from device_drivers.simulation.oximeter import SimulatedOximeter
 from device_drivers.simulation.peripheral import SimulatedPeripheral, StoredRecordsPeripheral
@@ -44,6 +46,18 @@ _PERIPHERALS: dict[DeviceProfile, type[SimulatedPeripheral]] = {
     DeviceProfile.GLUCOSE: SimulatedGlucoseMeter,
     DeviceProfile.DISPENSER: SimulatedDispenser,
 }
+
+
+class SimulatedFirmware(BaseModel):
+    """A device with MCUboot and an SMP server (docs/firmware-devices.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: The vendor's imgtool signing key (PEM): the factory image is signed with it and the
+    #: bootloader accepts only images signed with it.
+    signing_key: Path
+    #: The factory image's version.
+    version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "1.0.0"
 
 
 class SimulatedDevice(BaseModel):
@@ -68,6 +82,8 @@ class SimulatedDevice(BaseModel):
     faults: dict[str, Any] = {}
     #: Whether the hub should pair before reading (the allow-list's `bond`).
     bond: bool = False
+    #: MCUboot and an SMP server on the device (None: no firmware updates).
+    firmware: SimulatedFirmware | None = None
 
     def allowed(self) -> AllowedDevice:
         return AllowedDevice(address=self.address, profile=self.profile, bond=self.bond)
@@ -192,12 +208,20 @@ class SimulatedHome:
         if spec.scenario is not None:
             options["scenario"] = spec.scenario
         memory = self._memory(spec)
+        cls: Any = _PERIPHERALS[spec.profile]
+        if spec.firmware is not None:
+            key = load_key(spec.firmware.signing_key)
+            model = str(options.get("model", cls.MODEL))
+            version = spec.firmware.version
+            factory = sign_image(key, version, application_payload(model, version))
+            # Its flash (slots, flags) survives a kill like its memory of readings.
+            flash = self.data_dir / f"firmware-{spec.address.replace(':', '')}.json"
+            options["mcuboot"] = SimulatedMCUboot(key, factory, flash_path=flash)
 
         def produced(record: dict[str, Any]) -> None:
             memory.remember(record["raw_hex"])  # held by the device before it is logged
             self._log(record)
 
-        cls: Any = _PERIPHERALS[spec.profile]
         peripheral: SimulatedPeripheral = cls(
             self.radio,
             address=spec.address,

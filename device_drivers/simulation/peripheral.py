@@ -29,6 +29,13 @@ Fault switches every simulated peripheral has:
   `LOW_BATTERY_LEVEL`);
 - `set_in_range(False)` / `power_off()`: off the air, connects time out.
 
+With `mcuboot` (a `SimulatedMCUboot`), the device also serves MCUmgr's SMP service
+(8D53DC1D-...) with a `SimulatedSMPServer` (`smp`, whose fault switches are
+`corrupt_upload` and `drop_upload_at`; a low battery refuses uploads; `mcuboot.fails_to_boot`
+makes the next new image crash at boot). An SMP reset reboots the device through the
+bootloader (`reboot()`): links drop, the firmware revision 2A26 becomes the running image's
+version, and the device advertises again.
+
 `StoredRecordsPeripheral` adds what cuffs, scales and oximeters share: a backlog of
 readings indicated on one characteristic to a central that subscribes, with
 `bond_required`, `silent_until_bonded` and `replay_backlog`.
@@ -57,7 +64,9 @@ from device_drivers.codecs.current_time import (
     encode_current_time,
 )
 from device_drivers.codecs.errors import DecodeError
+from device_drivers.simulation.mcuboot import BootOutcome, SimulatedMCUboot
 from device_drivers.simulation.radio import SimulatedRadio, parse_address
+from device_drivers.simulation.smp_server import SimulatedSMPServer, SMPFrameAssembler, SMPReply
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +86,9 @@ _AD_COMPLETE_NAME = 0x09
 _LE_GENERAL_DISCOVERABLE_NO_BR_EDR = 0x06
 _MAX_LEGACY_AD = 31
 _DIS_BUFFER = 20  # bytes of the fixed string buffers of NUL-padding devices
+#: MCUmgr's SMP GATT service and its write-without-response + notify characteristic.
+SMP_SERVICE_UUID = core.UUID("8D53DC1D-1DB7-4CD3-868B-8A527460AA84")
+SMP_CHARACTERISTIC_UUID = core.UUID("DA2E7828-FBCE-4E01-AE9E-261174997C48")
 
 
 def _uuid16(value: int) -> core.UUID:
@@ -108,6 +120,7 @@ class SimulatedPeripheral:
         advertised_services: Sequence[int] = (),
         advertising_interval_ms: float = 20.0,
         nul_padded_strings: bool = True,
+        mcuboot: SimulatedMCUboot | None = None,
     ) -> None:
         self.radio = radio
         self._address = parse_address(address)
@@ -159,6 +172,21 @@ class SimulatedPeripheral:
         self.on_memory_changed: Callable[[], None] | None = None
         self._time_characteristic: gatt.Characteristic[bytes] | None = None
         self._battery_characteristic: gatt.Characteristic[bytes] | None = None
+        #: The bootloader and SMP server (None: the device has no MCUmgr service).
+        self.mcuboot = mcuboot
+        self.smp: SimulatedSMPServer | None = None
+        if mcuboot is not None:
+            self.firmware = mcuboot.running_version
+            self.smp = SimulatedSMPServer(
+                mcuboot,
+                battery_level=lambda: self.battery_level,
+                low_battery_level=LOW_BATTERY_LEVEL,
+            )
+        self._smp_characteristic: gatt.Characteristic[bytes] | None = None
+        self._smp_assemblers: dict[Connection, SMPFrameAssembler] = {}
+        self._smp_lock = asyncio.Lock()
+        #: Reboots through the bootloader (SMP resets).
+        self.reboot_count = 0
 
     # --- identity and clock -----------------------------------------------------------
 
@@ -193,7 +221,7 @@ class SimulatedPeripheral:
             return
         device = self.radio.create_device(self.name, self._address)
         self._device = device
-        services = self._standard_services() + self.extra_services()
+        services = self._standard_services() + self.extra_services() + self._smp_services()
         _enforce_permissions(services)
         device.add_services(services)
         device.on(Device.EVENT_CONNECTION, self._on_connection)
@@ -437,8 +465,18 @@ class SimulatedPeripheral:
                 _uuid16(uuid), read, gatt.Characteristic.READABLE, self._dis_value(text)
             )
             for uuid, text in strings
-            if text is not None
+            if text is not None and uuid != 0x2A26
         ]
+        # The firmware revision follows the running image (it changes with an update).
+        dis_characteristics.insert(
+            3 + (self.hardware is not None),
+            gatt.Characteristic(
+                _uuid16(0x2A26),
+                read,
+                gatt.Characteristic.READABLE,
+                gatt.CharacteristicValue(read=lambda _c: self._dis_value(self.firmware)),
+            ),
+        )
         if self.system_id is not None:
             dis_characteristics.append(
                 gatt.Characteristic(
@@ -469,6 +507,72 @@ class SimulatedPeripheral:
         self.battery_level = max(0, min(100, level))
         if self._device is not None and self._battery_characteristic is not None:
             await self._device.notify_subscribers(self._battery_characteristic)
+
+    # --- MCUmgr SMP ----------------------------------------------------------------------
+
+    def _smp_services(self) -> list[gatt.Service]:
+        if self.smp is None:
+            return []
+        characteristic: gatt.Characteristic[bytes] = gatt.Characteristic(
+            SMP_CHARACTERISTIC_UUID,
+            gatt.Characteristic.Properties.WRITE_WITHOUT_RESPONSE
+            | gatt.Characteristic.Properties.WRITE
+            | gatt.Characteristic.Properties.NOTIFY,
+            gatt.Characteristic.WRITEABLE,
+            gatt.CharacteristicValue(write=self._smp_write),
+        )
+        self._smp_characteristic = characteristic
+        return [gatt.Service(SMP_SERVICE_UUID, [characteristic])]
+
+    def _smp_write(self, connection: Connection, value: bytes) -> None:
+        smp = self.smp
+        assert smp is not None
+        assembler = self._smp_assemblers.get(connection)
+        if assembler is None:
+            assembler = self._smp_assemblers[connection] = SMPFrameAssembler(smp.buffer_size)
+            connection.on(
+                Connection.EVENT_DISCONNECTION,
+                lambda _reason: self._smp_assemblers.pop(connection, None),
+            )
+        for frame in assembler.feed(bytes(value)):
+            self.spawn_for(connection, self._smp_answer(connection, frame))
+
+    async def _smp_answer(self, connection: Connection, frame: bytes) -> None:
+        smp, characteristic = self.smp, self._smp_characteristic
+        assert smp is not None and characteristic is not None
+        async with self._smp_lock:  # one request at a time, answers in order
+            reply: SMPReply = smp.handle(frame)
+            if reply.drop_link:
+                await self._disconnect(connection)
+                return
+            size = max(connection.att_mtu - 3, 20)
+            for answer in reply.frames:
+                for start in range(0, len(answer), size):
+                    await self.device.notify_subscriber(
+                        connection, characteristic, answer[start : start + size]
+                    )
+            if reply.reset:
+                self.spawn(self._reboot_after_answer())
+
+    async def _reboot_after_answer(self) -> None:
+        await asyncio.sleep(0.05)  # the answer to the reset request leaves first
+        await self.reboot()
+
+    async def reboot(self) -> BootOutcome:
+        """Reset through the bootloader: off the air, boot (swap, revert or reject), back
+        on the air advertising. Returns what the bootloader did."""
+        mcuboot = self.mcuboot
+        if mcuboot is None or self.smp is None:
+            raise RuntimeError(f"{self.name} has no bootloader")
+        await self._leave_air(hci.HCI_ErrorCode.REMOTE_USER_TERMINATED_CONNECTION_ERROR)
+        outcome = mcuboot.reset()
+        self.smp.reboot()
+        self.firmware = mcuboot.running_version
+        self.reboot_count += 1
+        logger.info("%s rebooted (%s), running %s", self.name, outcome.value, self.firmware)
+        await self.power_on()
+        await self.start_advertising()
+        return outcome
 
     def _read_time(self, _connection: Connection) -> bytes:
         now = self.device_now()

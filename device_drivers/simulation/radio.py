@@ -70,6 +70,9 @@ CCCD_UUID = normalize_uuid_16(0x2902)
 DEFAULT_ATT_MTU = 23
 #: BlueZ asks for the largest ATT MTU; bumble's server accepts up to 517.
 REQUESTED_ATT_MTU = 517
+#: An attribute value is at most 512 bytes (Core Spec Vol 3 Part F 3.2.9): a longer write
+#: without response is dropped by the server, so bleak's limit for one is capped there.
+MAX_ATTRIBUTE_VALUE = 512
 SIMULATED_RSSI = -50  # bumble's LocalLink reports every advertisement at -50 dBm
 
 # Advertising data types (Bluetooth Core Supplement, Part A).
@@ -560,7 +563,7 @@ class _ClientBase(BaseBleakClient):
         radio, address = self.radio, self.address
 
         def max_write_without_response() -> int:
-            return radio._mtu.get(address, DEFAULT_ATT_MTU) - 3
+            return min(radio._mtu.get(address, DEFAULT_ATT_MTU) - 3, MAX_ATTRIBUTE_VALUE)
 
         collection = BleakGATTServiceCollection()
         for service in await client.discover_services():

@@ -1,1 +1,1 @@
-"""The hub's software update: verified fetch, A/B slots, device firmware."""
+"""The hub's updates: verified fetch, A/B slots of its software, its devices' firmware."""

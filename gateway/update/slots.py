@@ -263,7 +263,7 @@ def describe(state: SlotState) -> dict[str, object]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The slot commands (also `hemhub slots ...`)."""
+    """The slot commands (also `hemhub ota slots ...`)."""
     parser.add_argument("--root", type=Path, default=Path("/opt/hemhub"), help="slots root")
     sub = parser.add_subparsers(dest="slots_command", required=True)
     sub.add_parser("status", help="print the slot state as JSON")
@@ -306,17 +306,17 @@ def run(args: argparse.Namespace) -> int:
         else:
             state = load_state(root)
     except SlotError as exc:
-        print(f"hemhub slots {command}: {exc} ({exc.reason})", file=sys.stderr)
+        print(f"hemhub ota slots {command}: {exc} ({exc.reason})", file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:
-        print(f"hemhub slots {command}: {exc}", file=sys.stderr)
+        print(f"hemhub ota slots {command}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(describe(state), sort_keys=True))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hemhub slots", description="The hub's A/B slots.")
+    parser = argparse.ArgumentParser(prog="hemhub ota slots", description="The hub's A/B slots.")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -379,15 +379,24 @@ async def test_hub_credentials_shown_once_and_revoked(
     )
     await ok(await client.post(f"/api/v1/devices/{device}/return", headers=h, json={}))
     hub = await ok(await client.post("/api/v1/hubs/hub-a1/return", headers=h, json={}))
-    assert hub["state"] == "returned" and hub["credentials_issued_at"] is None
+    # returned: it keeps its credentials until it leaves `returned`, so that a hub
+    # offline at its return can still connect and receive its wipe
+    assert hub["state"] == "returned" and hub["credentials_issued_at"] is not None
     assert hub["patient_id"] is None
-    assert db.execute(
-        "SELECT revoke_reason FROM hub_credentials WHERE revoked_at IS NOT NULL ORDER BY issued_at"
-    ).fetchall() == [("lost",), ("hub returned",)]
+    revoked = "SELECT revoke_reason FROM hub_credentials WHERE revoked_at IS NOT NULL"
+    assert db.execute(revoked + " ORDER BY issued_at").fetchall() == [("lost",)]
     r = await client.post("/api/v1/hubs/hub-a1/credentials", headers=h)
     assert r.status_code == 409 and "returned" in r.json()["detail"]
+    quarantined = await ok(
+        await client.post("/api/v1/hubs/hub-a1/state", headers=h, json={"to": "quarantine"})
+    )
+    assert quarantined["credentials_issued_at"] is None
+    assert db.execute(revoked + " ORDER BY issued_at").fetchall() == [
+        ("lost",),
+        ("hub returned",),
+    ]
     history = await ok(await client.get("/api/v1/hubs/hub-a1/history", headers=h))
-    assert [c["to_state"] for c in history] == ["in_stock", "assigned", "returned"]
+    assert [c["to_state"] for c in history] == ["in_stock", "assigned", "returned", "quarantine"]
     actions = [r[3] for r in audit_rows(settings.database_url)]
     for action in (
         "hub.register",
