@@ -59,6 +59,9 @@ class GatewayConfig(BaseModel):
     #: Disk the outbox may use. At 80 % the hub raises an alarm; when full it stops
     #: reading devices (they keep their records) rather than drop a reading.
     max_outbox_bytes: Annotated[int, Field(ge=1 << 20)] = 512 << 20
+    #: The A/B slots root (docs/firmware-slots.md): a slot on trial confirms itself
+    #: once healthy, or goes back to the previous slot. None: not run from slots.
+    slots_root: Path | None = None
     #: Replay rate after an outage, so a week of backlog does not flood the broker.
     max_readings_per_s: Annotated[float, Field(gt=0)] = 500.0
     #: A reading the broker acknowledged is published again when ingest's receipt has

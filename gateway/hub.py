@@ -43,6 +43,7 @@ from gateway.outbox import Outbox
 from gateway.provisioning import ConfigRejected, ProvisioningStore
 from gateway.publisher import OutboxPublisher
 from gateway.readings import to_reading
+from gateway.update.confirm import confirm_when_healthy
 from gateway.update.reconcile import Reconciler, UpdateAgent
 from hemhub import __version__
 from hemhub.contract import (
@@ -213,6 +214,7 @@ class HubGateway:
         self._stop = stop
         self.publisher.start()
         unbonding = asyncio.create_task(self._unbond_pending(stop))
+        confirming = asyncio.create_task(self._confirm_slot(stop))
         updating = asyncio.create_task(self._reconcile_updates(stop))
         for command in self.commands.unfinished():  # the hub stopped while running them
             self._start_command(command)
@@ -220,8 +222,9 @@ class HubGateway:
             await self._scan_until(stop)
         finally:
             unbonding.cancel()
+            confirming.cancel()
             updating.cancel()
-            await asyncio.gather(unbonding, updating, return_exceptions=True)
+            await asyncio.gather(unbonding, confirming, updating, return_exceptions=True)
             for command_task in list(self._command_tasks):
                 command_task.cancel()
             await asyncio.gather(*self._command_tasks, return_exceptions=True)
@@ -263,6 +266,24 @@ class HubGateway:
             if self._restart_scanner.is_set() and not stop.is_set():
                 log.warning("restarting the scanner after repeated adapter failures")
                 self._adapter_failures = 0
+
+    def slot_checks(self) -> dict[str, bool]:
+        """What a new software slot must show before it confirms itself."""
+        return {
+            "broker_connected": self.publisher.connected,
+            "outbox_writable": self.outbox.writable(),
+            "scanner_running": self.started.is_set() and self._adapter_state == "ok",
+            "status_published": self.publisher.status_acknowledged(),
+        }
+
+    async def _confirm_slot(self, stop: asyncio.Event) -> None:
+        """Confirm the slot on trial once healthy; when its time runs out, the slot state
+        is reverted and the gateway stops (systemd restarts it in the previous slot)."""
+        if self.config.slots_root is None:
+            return
+        outcome = await confirm_when_healthy(self.config.slots_root, self.slot_checks, stop)
+        if outcome == "reverted":
+            stop.set()
 
     async def _reconcile_updates(self, stop: asyncio.Event) -> None:
         """The update reconciler's passes: on a configuration, on each connection and

@@ -87,6 +87,16 @@ class Outbox:
                 self._db.execute(f"ALTER TABLE outbox ADD COLUMN {name} {kind}")
         self._size, self._size_at = 0, float("-inf")
 
+    def writable(self) -> bool:
+        """Whether a write transaction can start (the disk and database take writes)."""
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            return False
+        return True
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

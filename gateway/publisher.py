@@ -208,6 +208,11 @@ class OutboxPublisher:
     def connected(self) -> bool:
         return self._connected
 
+    def status_acknowledged(self) -> bool:
+        """True once the broker acknowledged a status message of this process."""
+        with self._status_lock:
+            return self._status_info is not None and self._status_info.is_published()
+
     def healthy(self) -> bool:
         """False when the publishing loop is wedged: its thread died, or it completed no
         pass for `stall_after_s` (it keeps failing, or it hangs)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_image.bundle import PYTHON
+from gateway.update import slots
 from hemhub.ota_cli_campaigns import register_campaigns
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -342,8 +343,20 @@ def register_repo(groups: _Sub) -> None:
     verb("show", "versions, expiries, keys and targets", _repo_show)
 
 
+def register_slots(groups: _Sub) -> None:
+    """`hemhub ota slots ...` on the hub: its A/B software slots (gateway/update/slots.py)."""
+    p = groups.add_parser("slots", help="the hub's A/B software slots: status, rollback, ...")
+    slots.add_arguments(p)
+    p.set_defaults(func=slots.run)
+
+
 #: `hemhub ota` groups: each adds its parser and verbs.
-GROUPS: tuple[Callable[[_Sub], None], ...] = (register_bundle, register_repo, register_campaigns)
+GROUPS: tuple[Callable[[_Sub], None], ...] = (
+    register_bundle,
+    register_repo,
+    register_campaigns,
+    register_slots,
+)
 
 
 def add_parser(sub: _Sub) -> None:
