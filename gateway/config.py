@@ -59,7 +59,7 @@ class GatewayConfig(BaseModel):
     #: Disk the outbox may use. At 80 % the hub raises an alarm; when full it stops
     #: reading devices (they keep their records) rather than drop a reading.
     max_outbox_bytes: Annotated[int, Field(ge=1 << 20)] = 512 << 20
-    #: The A/B slots root (docs/firmware-slots.md): a slot on trial confirms itself
+    #: The A/B slots root (docs/firmware.md): a slot on trial confirms itself
     #: once healthy, or goes back to the previous slot. None: not run from slots.
     slots_root: Path | None = None
     #: Replay rate after an outage, so a week of backlog does not flood the broker.
