@@ -118,7 +118,11 @@ async def test_the_hub_updates_itself_to_the_desired_software_and_goes_on_readin
 
         await eventually(reported)
         states = watcher.states()
-        assert states.index("downloading") < states.index("confirming")
+        # Statuses are coalesced (never two unacknowledged: the newest state wins), so a
+        # quick download may be reported only by the states after it.
+        assert states[0] in {"downloading", "installing", "confirming"}, states
+        if "downloading" in states:
+            assert states.index("downloading") < states.index("confirming")
         assert states.index("confirming") < states.index("confirmed")
         versions = [s.software_version for s in watcher.seen if s.online]
         assert versions[0] == "A" and versions[-1] == "B"
