@@ -5,16 +5,18 @@ confined to the caller's principal and audited."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
 from api import schemas_ota as s
 from api.access import fleet_actor, fleet_change
-from api.auth import Fleet
+from api.auth import Fleet, Principal
 from api.db import DbConn
 from hemhub.contract import HUB_ID_PATTERN
 from ingest import campaigns
+from ingest.fleet_common import Actor
 
 router = APIRouter(tags=["fleet: rollouts"])
 
@@ -104,16 +106,29 @@ async def campaign_events(
     return [s.CampaignEvent.model_validate(r) for r in rows]
 
 
+async def _campaign_action(
+    conn: DbConn,
+    principal: Principal,
+    campaign_id: uuid.UUID,
+    verb: str,
+    act: Callable[[Actor], Awaitable[dict[str, Any]]],
+    detail: dict[str, Any] | None = None,
+) -> s.Campaign:
+    """One audited action on a campaign (start, pause, resume, cancel, roll back)."""
+    resource = f"ota/campaigns/{campaign_id}"
+    async with fleet_change(conn, principal, f"ota.campaign.{verb}", resource) as change:
+        row = await act(fleet_actor(principal))
+        await change.record(None, detail)
+    return s.Campaign.model_validate(row)
+
+
 @router.post(
     "/api/v1/ota/campaigns/{campaign_id}/start", response_model=s.Campaign, responses=CONFLICT
 )
 async def start(campaign_id: uuid.UUID, principal: Fleet, conn: DbConn) -> s.Campaign:
-    async with fleet_change(
-        conn, principal, "ota.campaign.start", f"ota/campaigns/{campaign_id}"
-    ) as change:
-        row = await campaigns.start(conn, fleet_actor(principal), campaign_id)
-        await change.record(None)
-    return s.Campaign.model_validate(row)
+    return await _campaign_action(
+        conn, principal, campaign_id, "start", lambda a: campaigns.start(conn, a, campaign_id)
+    )
 
 
 @router.post(
@@ -122,12 +137,14 @@ async def start(campaign_id: uuid.UUID, principal: Fleet, conn: DbConn) -> s.Cam
 async def pause(
     campaign_id: uuid.UUID, principal: Fleet, conn: DbConn, body: s.PauseBody
 ) -> s.Campaign:
-    async with fleet_change(
-        conn, principal, "ota.campaign.pause", f"ota/campaigns/{campaign_id}"
-    ) as change:
-        row = await campaigns.pause(conn, fleet_actor(principal), campaign_id, body.reason)
-        await change.record(None, {"reason": body.reason})
-    return s.Campaign.model_validate(row)
+    return await _campaign_action(
+        conn,
+        principal,
+        campaign_id,
+        "pause",
+        lambda a: campaigns.pause(conn, a, campaign_id, body.reason),
+        {"reason": body.reason},
+    )
 
 
 @router.post(
@@ -135,12 +152,9 @@ async def pause(
 )
 async def resume(campaign_id: uuid.UUID, principal: Fleet, conn: DbConn) -> s.Campaign:
     """Go on past a pause; the targets that failed stay failed (not asked again)."""
-    async with fleet_change(
-        conn, principal, "ota.campaign.resume", f"ota/campaigns/{campaign_id}"
-    ) as change:
-        row = await campaigns.resume(conn, fleet_actor(principal), campaign_id)
-        await change.record(None)
-    return s.Campaign.model_validate(row)
+    return await _campaign_action(
+        conn, principal, campaign_id, "resume", lambda a: campaigns.resume(conn, a, campaign_id)
+    )
 
 
 @router.post(
@@ -149,12 +163,14 @@ async def resume(campaign_id: uuid.UUID, principal: Fleet, conn: DbConn) -> s.Ca
 async def cancel(
     campaign_id: uuid.UUID, principal: Fleet, conn: DbConn, body: s.ReasonBody
 ) -> s.Campaign:
-    async with fleet_change(
-        conn, principal, "ota.campaign.cancel", f"ota/campaigns/{campaign_id}"
-    ) as change:
-        row = await campaigns.cancel(conn, fleet_actor(principal), campaign_id, body.reason)
-        await change.record(None, body.model_dump(exclude_none=True))
-    return s.Campaign.model_validate(row)
+    return await _campaign_action(
+        conn,
+        principal,
+        campaign_id,
+        "cancel",
+        lambda a: campaigns.cancel(conn, a, campaign_id, body.reason),
+        body.model_dump(exclude_none=True),
+    )
 
 
 @router.post(
@@ -164,12 +180,14 @@ async def rollback(
     campaign_id: uuid.UUID, principal: Fleet, conn: DbConn, body: s.ReasonBody
 ) -> s.Campaign:
     """Every target asked so far goes back to the version it ran before."""
-    async with fleet_change(
-        conn, principal, "ota.campaign.rollback", f"ota/campaigns/{campaign_id}"
-    ) as change:
-        row = await campaigns.rollback(conn, fleet_actor(principal), campaign_id, body.reason)
-        await change.record(None, body.model_dump(exclude_none=True))
-    return s.Campaign.model_validate(row)
+    return await _campaign_action(
+        conn,
+        principal,
+        campaign_id,
+        "rollback",
+        lambda a: campaigns.rollback(conn, a, campaign_id, body.reason),
+        body.model_dump(exclude_none=True),
+    )
 
 
 @router.put("/api/v1/hubs/{hub_id}/time-zone", response_model=s.HubTimeZoneOut)
