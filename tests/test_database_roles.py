@@ -244,9 +244,15 @@ def test_runtime_roles_cannot_alter_the_audit_log(installation: Installation, wh
             " VALUES ('x', 'nurse', 't', 'a', 'r')"
         )
         if who == "api":
-            conn.execute(insert)  # the API appends; it does not read the log back
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute("SELECT * FROM audit_log")
+            conn.execute(insert)  # the API appends, and reads back for the auditors' review
+            assert conn.execute("SELECT count(*) FROM audit_log").fetchone() == (2,)
+            # ... but it cannot touch the chain's head (only the chaining trigger does)
+            for statement in (
+                "SELECT * FROM audit_chain_head",
+                "UPDATE audit_chain_head SET seq = 0",
+            ):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(statement)  # type: ignore[arg-type]
         else:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(insert)
