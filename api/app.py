@@ -28,9 +28,11 @@ from api.limits import BodySizeLimit, validation_error
 from api.metrics import count_requests
 from api.routers import (
     alerts,
+    audit,
     campaigns,
     care_units,
     devices,
+    erasure,
     fleet,
     fleet_figures,
     fleet_health,
@@ -64,6 +66,8 @@ ROUTERS = (
     care_units.router,
     principals.router,
     residents.router,
+    erasure.router,
+    audit.router,
     shares.router,
     fleet.router,
     products.router,

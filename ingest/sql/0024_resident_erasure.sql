@@ -83,8 +83,8 @@ BEGIN
             END IF;
 
             -- every name the resident had here: the current one and the renames the log saw
-            SELECT array_agg(DISTINCT n) INTO names FROM (
-                SELECT p.display_name AS n
+            SELECT array_agg(DISTINCT known.name) INTO names FROM (
+                SELECT p.display_name AS name
                 UNION
                 SELECT detail #>> ARRAY['changes', 'display_name', side]
                   FROM audit_log, unnest(ARRAY['from', 'to']) AS side
@@ -128,7 +128,7 @@ BEGIN
                    detail = hemhub_scrub_json(
                        replace(detail::text, resident::text, pseudonym::text)::jsonb,
                        names,
-                       CASE WHEN patient_id = resident THEN ARRAY['reason', 'note']
+                       CASE WHEN patient_id = resident THEN ARRAY['reason', 'note', 'purpose']
                             ELSE ARRAY[]::text[] END),
                    content_salt = NULL,
                    pseudonymised_as = pseudonym
