@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -14,7 +15,8 @@ from psycopg import sql
 from api.auth import Role
 from hemhub.settings import Settings
 from ingest.audit_chain import verify_database
-from tests.api.helpers import Seed, bearer
+from ingest.migrations import migrate
+from tests.api.helpers import Seed, api_client, bearer, make_settings, seed_database
 
 
 def _mentions(database_url: str, needles: list[str]) -> dict[str, int]:
@@ -182,3 +184,30 @@ async def test_a_forged_pseudonymisation_breaks_the_chain(
     verdict = verify_database(database_url)
     assert not verdict.ok
     assert verdict.problem is not None and "the erasure recorded" in verdict.problem
+
+
+async def test_erasure_on_a_hypertable(tmp_path: Path, timescaledb_url: str) -> None:
+    """On TimescaleDB the readings are a hypertable: the erasure deletes from it too."""
+    assert migrate(timescaledb_url).partitioning == "timescaledb"
+    seed = seed_database(timescaledb_url)
+    # one connection at a time on PGlite: no hub link, no campaign runner beside the pool
+    settings = make_settings(tmp_path, timescaledb_url, api_runs_hub_link=False, campaign_tick_s=0)
+    with psycopg.connect(timescaledb_url, autocommit=True) as conn:
+        conn.execute("UPDATE device_assignments SET ended_at = now()")
+    hmc = bearer(settings, Role.HMC, "a", "tech@a")
+    async with api_client(settings) as client:
+        r = await client.post(
+            f"/api/v1/residents/{seed.alice}/deactivate", json={"reason": "moved"}, headers=hmc
+        )
+        assert r.status_code == 200, r.text
+        r = await client.post(
+            f"/api/v1/residents/{seed.alice}/erasure", json={"basis": "retention"}, headers=hmc
+        )
+        assert r.status_code == 200, r.text
+    assert r.json()["readings_deleted"] == 3
+    with psycopg.connect(timescaledb_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM readings WHERE patient_id = %s", (seed.alice,)
+        ).fetchone() == (0,)
+    assert _mentions(timescaledb_url, [str(seed.alice), "Alice"]) == {}
+    assert verify_database(timescaledb_url).ok
