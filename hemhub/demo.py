@@ -24,6 +24,7 @@ import uvicorn
 
 from api.app import create_app
 from api.auth import Role, ensure_demo_key, issue_token
+from api.demo_idp import PRINCIPALS
 from device_drivers.simulation.home import (
     ProducedLog,
     SimulatedDevice,
@@ -79,9 +80,11 @@ def _address(home: int, device: int) -> str:
     return f"C0:FF:EE:{device:02X}:{(home + 1) // 256:02X}:{(home + 1) % 256:02X}"
 
 
-def plan_homes(count: int) -> list[Home]:
+def plan_homes(count: int, *, hub_prefix: str = "demo-hub", start: int = 0) -> list[Home]:
+    """`count` homes; `start` offsets the numbering (device addresses and serials), so
+    that two plans (two principals' homes) never share a device."""
     homes = []
-    for i in range(count):
+    for i in range(start, start + count):
         devices = [
             SimulatedDevice(
                 address=_address(i, 0),
@@ -113,7 +116,7 @@ def plan_homes(count: int) -> list[Home]:
         homes.append(
             Home(
                 index=i,
-                hub_id=f"demo-hub-{i + 1:03d}",
+                hub_id=f"{hub_prefix}-{i + 1:03d}",
                 resident=name,
                 programme=programme,
                 scenario=SimulationScenario(devices=devices),
@@ -140,19 +143,19 @@ PRODUCTS: dict[str, dict[str, object]] = {
 }
 
 
-def seed(database_url: str, homes: list[Home]) -> None:
-    """Register the demo principal and its residents, then its fleet as a technician
-    would, through the fleet's service functions (those behind the API): a catalogue,
-    each home's hub placed at the resident's home, each device registered and assigned
-    through the hub (which gets its retained configuration). Once per data directory."""
+def seed(database_url: str, homes: list[Home], tenant: str = DEMO_TENANT) -> None:
+    """Register the demo principals (the demo users' two: PRINCIPALS), then `tenant`'s
+    residents and fleet as a technician would, through the fleet's service functions
+    (those behind the API): a catalogue, each home's hub placed at the resident's home,
+    each device registered and assigned through the hub (which gets its retained
+    configuration). Once per data directory."""
     with psycopg.connect(database_url) as conn:
-        registry.ensure_tenant(conn, DEMO_TENANT, "Demo municipality")
-        placed = {
-            r[0] for r in conn.execute("SELECT id FROM hubs WHERE tenant_id = %s", (DEMO_TENANT,))
-        }
+        for principal, name in PRINCIPALS.items():
+            registry.ensure_tenant(conn, principal, name)
+        placed = {r[0] for r in conn.execute("SELECT id FROM hubs WHERE tenant_id = %s", (tenant,))}
         residents = {
             home.hub_id: registry.create_patient(
-                conn, DEMO_TENANT, home.resident, programme=home.programme
+                conn, tenant, home.resident, programme=home.programme
             )
             for home in homes
             if home.hub_id not in placed
@@ -160,15 +163,19 @@ def seed(database_url: str, homes: list[Home]) -> None:
         conn.commit()
     if residents:
         asyncio.run(
-            _seed_fleet(database_url, [h for h in homes if h.hub_id in residents], residents)
+            _seed_fleet(
+                database_url, tenant, [h for h in homes if h.hub_id in residents], residents
+            )
         )
 
 
-async def _seed_fleet(database_url: str, homes: list[Home], residents: dict[str, UUID]) -> None:
-    actor = Actor(DEMO_HMC, DEMO_TENANT)
+async def _seed_fleet(
+    database_url: str, tenant: str, homes: list[Home], residents: dict[str, UUID]
+) -> None:
+    actor = Actor(f"hmc@{tenant}", tenant)
     started = datetime.now(UTC) - timedelta(days=30)
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        products = {p["kind"]: p["id"] for p in await inventory.list_products(conn, DEMO_TENANT)}
+        products = {p["kind"]: p["id"] for p in await inventory.list_products(conn, tenant)}
         for kind, spec in PRODUCTS.items():
             if kind not in products:
                 made = await inventory.create_product(conn, actor, **spec)  # type: ignore[arg-type]
