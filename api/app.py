@@ -29,9 +29,11 @@ from api.limits import BodySizeLimit, validation_error
 from api.metrics import count_requests
 from api.routers import (
     alerts,
+    audit,
     campaigns,
     care_units,
     devices,
+    erasure,
     fleet,
     fleet_figures,
     fleet_health,
@@ -67,6 +69,8 @@ ROUTERS = (
     care_units.router,
     principals.router,
     residents.router,
+    erasure.router,
+    audit.router,
     shares.router,
     fleet.router,
     products.router,
