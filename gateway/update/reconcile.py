@@ -110,6 +110,12 @@ class Reconciler:
         self.progress: UpdateProgress | None = self._load()
         self._lock = asyncio.Lock()
 
+    @property
+    def awaiting_confirmation(self) -> bool:
+        """Switched (or switching) to the new version: a pass with the hub ready confirms it."""
+        p = self.progress
+        return p is not None and p.state in (UpdateState.INSTALLING, UpdateState.CONFIRMING)
+
     def _load(self) -> UpdateProgress | None:
         try:
             return UpdateProgress.model_validate_json(self.state_path.read_bytes())
