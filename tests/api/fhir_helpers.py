@@ -147,8 +147,10 @@ def add_many(
     patient: uuid.UUID,
     tenant: str,
     start: datetime,
+    pulse: float | None = None,
 ) -> list[str]:
-    """`n` blood-pressure readings a minute apart, in one statement (keys returned)."""
+    """`n` blood-pressure readings a minute apart, in one statement (keys returned); with
+    a `pulse`, each is two Observations (the panel and a heart rate)."""
     rows = conn.execute(
         """
         WITH k AS (
@@ -173,7 +175,7 @@ def add_many(
             "device": device,
             "patient": patient,
             "tenant": tenant,
-            "values": Jsonb(bp(130, 85, None)),
+            "values": Jsonb(bp(130, 85, pulse)),
         },
     ).fetchall()
     return [r[0] for r in rows]
