@@ -50,7 +50,7 @@ const LIST = [
   { key: "hmc.col.state", cell: (c) => stateBadge(c.state) },
   { key: "hmc.col.wave", cell: (c) => (c.state === "draft" ? ui.DASH : waveText(c)) },
   { key: "hmc.col.targets", cell: (c) => ui.num(c.targets), num: true },
-  { key: "hmc.col.progress", cell: (c) => targetStates(c.target_states) },
+  { key: "hmc.col.progress", cell: (c) => targetStates(c.target_states), wide: true },
   { key: "hmc.col.updated", cell: (c) => ui.ago(c.updated_at) },
 ];
 
@@ -59,8 +59,8 @@ export async function renderCampaigns(root, params, ctx) {
   const list = el("div");
   const artifacts = el("div");
   root.append(
-    ui.heading(1, "hmc.rollouts.title", {}, ui.button("hmc.action.new_campaign", () => create(ctx), "btn primary")),
     el("p", { class: "muted" }, t("hmc.rollouts.intro")),
+    el("div", { class: "hmc-actions" }, ui.button("hmc.action.new_campaign", () => create(ctx), "button-primary")),
     list,
     ui.section("hmc.rollouts.artifacts", artifacts),
   );
@@ -72,7 +72,7 @@ export async function renderCampaigns(root, params, ctx) {
           { key: "hmc.col.artifact", cell: (a) => label("artifact_kind", a.kind) },
           { key: "hmc.col.version", cell: (a) => a.version },
           { key: "hmc.col.target_name", cell: (a) => a.target },
-          { key: "hmc.col.notes", cell: (a) => a.notes },
+          { key: "hmc.col.notes", cell: (a) => a.notes, wide: true },
           { key: "hmc.col.registered", cell: (a) => ui.when(a.created_at) },
         ],
         await api("/api/v1/ota/artifacts"),
@@ -179,8 +179,8 @@ function targetsTable(targets) {
         key: "hmc.col.connection",
         cell: (x) => (x.online === null ? ui.DASH : label("hub_connection", x.online ? "online" : "offline")),
       },
-      { key: "hmc.col.progress", cell: (x) => (x.progress && x.progress.state ? label("update_progress", x.progress.state) : ui.DASH) },
-      { key: "hmc.col.reason", cell: (x) => x.reason },
+      { key: "hmc.col.progress", cell: (x) => (x.progress && x.progress.state ? label("update_progress", x.progress.state) : ui.DASH), wide: true },
+      { key: "hmc.col.reason", cell: (x) => x.reason, wide: true },
     ],
     targets,
     "hmc.rollouts.no_targets",
@@ -191,18 +191,19 @@ function eventsTable(events) {
   return ui.table(
     [
       { key: "hmc.col.at", cell: (e) => ui.when(e.at) },
-      { key: "hmc.col.what", cell: (e) => label("campaign_event", e.kind) },
+      { key: "hmc.col.what", cell: (e) => label("campaign_event", e.kind), wide: true },
       { key: "hmc.col.by", cell: (e) => (e.by_subject === "engine" ? t("hmc.rollouts.engine") : e.by_subject) },
       {
         key: "hmc.col.detail",
         cell: (e) => {
           if (!e.detail) return ui.DASH;
           if (e.detail.reason) return e.detail.reason;
-          if (e.detail.wave !== undefined) return t("hmc.rollouts.wave", { n: e.detail.wave + 1, percent: "" }).trim();
+          if (e.detail.wave !== undefined) return t("hmc.rollouts.wave_n", { n: e.detail.wave + 1 });
           if (Array.isArray(e.detail.targets)) return e.detail.targets.join(", ");
           if (e.detail.targets !== undefined) return t("hmc.rollouts.targets_n", { n: e.detail.targets });
           return JSON.stringify(e.detail);
         },
+        wide: true,
       },
     ],
     events,
@@ -214,7 +215,7 @@ function actions(ctx, c, rerender) {
   const base = `/api/v1/ota/campaigns/${c.id}`;
   const vars = { name: c.name };
   const reason = (required) => [{ name: "reason", key: "hmc.field.reason", type: "textarea", required }];
-  const step = (verb, { fields = [], danger = false, cls = "btn secondary" } = {}) =>
+  const step = (verb, { fields = [], danger = false, cls = "button" } = {}) =>
     ui.button(
       `hmc.action.campaign.${verb}`,
       () =>
@@ -236,19 +237,19 @@ function actions(ctx, c, rerender) {
     );
   // Which steps a state allows (ingest/campaigns.py); the API judges each request.
   const offered = {
-    draft: [step("start", { cls: "btn primary" }), step("cancel", { fields: reason(false), danger: true, cls: "btn danger" })],
+    draft: [step("start", { cls: "button-primary" }), step("cancel", { fields: reason(false), danger: true, cls: "button-danger" })],
     running: [
-      step("pause", { fields: reason(true), cls: "btn primary" }),
-      step("cancel", { fields: reason(false), danger: true, cls: "btn danger" }),
-      step("rollback", { fields: reason(false), danger: true, cls: "btn danger" }),
+      step("pause", { fields: reason(true), cls: "button-primary" }),
+      step("cancel", { fields: reason(false), danger: true, cls: "button-danger" }),
+      step("rollback", { fields: reason(false), danger: true, cls: "button-danger" }),
     ],
     paused: [
-      step("resume", { cls: "btn primary" }),
-      step("cancel", { fields: reason(false), danger: true, cls: "btn danger" }),
-      step("rollback", { fields: reason(false), danger: true, cls: "btn danger" }),
+      step("resume", { cls: "button-primary" }),
+      step("cancel", { fields: reason(false), danger: true, cls: "button-danger" }),
+      step("rollback", { fields: reason(false), danger: true, cls: "button-danger" }),
     ],
-    completed: [step("rollback", { fields: reason(false), danger: true, cls: "btn danger" })],
-    cancelled: [step("rollback", { fields: reason(false), danger: true, cls: "btn danger" })],
+    completed: [step("rollback", { fields: reason(false), danger: true, cls: "button-danger" })],
+    cancelled: [step("rollback", { fields: reason(false), danger: true, cls: "button-danger" })],
   };
   return offered[c.state] || [];
 }
@@ -263,9 +264,9 @@ export async function renderCampaign(root, params, ctx) {
         api(`/api/v1/ota/campaigns/${id}/events`),
       ]);
       const buttons = actions(ctx, c, render);
+      ctx.setTitle(t("hmc.rollouts.title_of", { name: c.name }));
       return [
         el("p", {}, ui.link("/rollouts", t("hmc.rollouts.back"))),
-        el("h1", {}, c.name),
         el("div", { class: "hmc-state-line" }, stateBadge(c.state)),
         c.paused_reason
           ? el("p", { class: "hmc-paused", role: "status" }, t("hmc.rollouts.paused_because", { reason: c.paused_reason }))

@@ -48,21 +48,20 @@ export async function renderInventory(root, params, ctx) {
   );
   const filters = el(
     "form",
-    { class: "hmc-filters", role: "search" },
-    el("div", { class: "hmc-field" }, el("label", { for: stateSelect.id }, t("hmc.filter.state")), stateSelect),
-    el("div", { class: "hmc-field" }, el("label", { for: productSelect.id }, t("hmc.filter.product")), productSelect),
+    { class: "toolbar hmc-filters", role: "search" },
+    el("div", { class: "field" }, el("label", { for: stateSelect.id }, t("hmc.filter.state")), stateSelect),
+    el("div", { class: "field" }, el("label", { for: productSelect.id }, t("hmc.filter.product")), productSelect),
   );
   filters.addEventListener("submit", (e) => e.preventDefault());
   stateSelect.addEventListener("change", () => load(0));
   productSelect.addEventListener("change", () => load(0));
   root.append(
-    ui.heading(
-      1,
-      "hmc.inventory.title",
-      {},
-      ui.button("hmc.action.register_device", () => registerDevice(ctx, products, () => load(0)), "btn primary"),
-    ),
     el("p", { class: "muted" }, t("hmc.inventory.intro")),
+    el(
+      "div",
+      { class: "hmc-actions" },
+      ui.button("hmc.action.register_device", () => registerDevice(ctx, products, () => load(0)), "button-primary"),
+    ),
     filters,
     list,
   );
@@ -96,8 +95,8 @@ export async function renderInventory(root, params, ctx) {
         ui.table(columns, devices, "hmc.inventory.empty"),
       ];
       const pager = el("div", { class: "hmc-actions" });
-      if (offset > 0) pager.append(ui.button("hmc.action.previous", () => load(Math.max(0, offset - PAGE)), "btn secondary"));
-      if (devices.length === PAGE) pager.append(ui.button("hmc.action.next", () => load(offset + PAGE), "btn secondary"));
+      if (offset > 0) pager.append(ui.button("hmc.action.previous", () => load(Math.max(0, offset - PAGE)), "button"));
+      if (devices.length === PAGE) pager.append(ui.button("hmc.action.next", () => load(offset + PAGE), "button"));
       nodes.push(pager);
       return nodes;
     });
@@ -169,7 +168,7 @@ function healthTable(entries) {
     [
       { key: "hmc.col.at", cell: (e) => ui.when(e.at) },
       { key: "hmc.col.hub", cell: (e) => e.hub_id },
-      { key: "hmc.col.what", cell: (e) => e.reasons.map((r) => label("health_reason", r)).join(", ") },
+      { key: "hmc.col.what", cell: (e) => e.reasons.map((r) => label("health_reason", r)).join(", "), wide: true },
       {
         key: "hmc.col.battery",
         cell: (e) => (e.snapshot.battery_level === undefined ? ui.DASH : `${ui.num(e.snapshot.battery_level)} %`),
@@ -177,7 +176,7 @@ function healthTable(entries) {
       },
       { key: "hmc.col.rssi", cell: (e) => ui.text(e.snapshot.rssi), num: true },
       { key: "hmc.col.firmware", cell: (e) => e.snapshot.firmware },
-      { key: "hmc.col.last_error", cell: (e) => e.snapshot.last_error },
+      { key: "hmc.col.last_error", cell: (e) => e.snapshot.last_error, wide: true },
     ],
     entries,
     "hmc.health.history_empty",
@@ -234,7 +233,7 @@ function actions(ctx, device, residents, hubs, rerender) {
             rerender,
           );
         },
-        "btn primary",
+        "button-primary",
       ),
     );
   }
@@ -259,7 +258,7 @@ function actions(ctx, device, residents, hubs, rerender) {
             "hmc.done.wipe_requested",
             rerender,
           ),
-        "btn secondary",
+        "button",
       ),
     );
   }
@@ -279,9 +278,9 @@ export async function renderDevice(root, params, ctx) {
         api("/api/v1/hubs", { query: { state: "assigned" } }).catch(() => []),
       ]);
       const buttons = actions(ctx, device, residents, hubs, render);
+      ctx.setTitle(t("hmc.device.title", { name: deviceName(device) }));
       return [
         el("p", {}, ui.link("/inventory", t("hmc.inventory.back"))),
-        el("h1", {}, deviceName(device)),
         el(
           "div",
           { class: "hmc-state-line" },
@@ -312,7 +311,7 @@ export async function renderDevice(root, params, ctx) {
           ]),
         ),
         ui.section("hmc.device.wipe", wipeFacts(wipe)),
-        ui.section("hmc.device.history", life.historyTable(history)),
+        ui.section("hmc.device.history", life.historyTable(history, residents)),
         ui.section("hmc.device.health", healthTable(health.entries)),
       ];
     });

@@ -58,18 +58,17 @@ export async function renderFigures(root, params, ctx) {
   );
   const from = dateInput("hmc-fig-from", "from");
   const to = dateInput("hmc-fig-to", "to");
-  const show = el("button", { type: "submit", class: "btn primary" }, t("hmc.action.show"));
-  const csv = el("button", { type: "button", class: "btn secondary" }, t("hmc.action.download_csv"));
+  const show = el("button", { type: "submit", class: "button-primary" }, t("hmc.action.show"));
+  const csv = el("button", { type: "button", class: "button" }, t("hmc.action.download_csv"));
   const form = el(
     "form",
-    { class: "hmc-filters" },
-    el("div", { class: "hmc-field" }, el("label", { for: figure.id }, t("hmc.figures.figure")), figure),
-    el("div", { class: "hmc-field" }, el("label", { for: from.id }, t("hmc.field.period_from")), from),
-    el("div", { class: "hmc-field" }, el("label", { for: to.id }, t("hmc.field.period_to")), to),
+    { class: "toolbar hmc-filters" },
+    el("div", { class: "field" }, el("label", { for: figure.id }, t("hmc.figures.figure")), figure),
+    el("div", { class: "field" }, el("label", { for: from.id }, t("hmc.field.period_from")), from),
+    el("div", { class: "field" }, el("label", { for: to.id }, t("hmc.field.period_to")), to),
     el("div", { class: "hmc-actions" }, show, csv),
   );
   root.append(
-    el("h1", {}, t("hmc.figures.title")),
     el("p", { class: "muted" }, t("hmc.figures.intro")),
     form,
     out,

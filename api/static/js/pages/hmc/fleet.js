@@ -55,6 +55,7 @@ const COLUMNS = [
   {
     key: "hmc.col.alarms",
     cell: (h) => (h.alarms.length ? h.alarms.map((a) => label("hub_alarm", a)).join(", ") : ui.DASH),
+    wide: true,
   },
 ];
 
@@ -79,7 +80,7 @@ async function totals() {
 }
 
 function filterForm(onChange) {
-  const form = el("form", { class: "hmc-filters", role: "search" });
+  const form = el("form", { class: "toolbar hmc-filters", role: "search" });
   const fields = [
     {
       name: "state",
@@ -109,7 +110,7 @@ function filterForm(onChange) {
       }
     }
     input.addEventListener("change", () => onChange(values()));
-    form.append(el("div", { class: "hmc-field" }, caption, input));
+    form.append(el("div", { class: "field" }, caption, input));
   }
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -133,7 +134,6 @@ export async function renderFleet(root) {
   const list = el("div", { class: "hmc-list" });
   let filters = {};
   root.append(
-    el("h1", {}, t("hmc.fleet.title")),
     el("p", { class: "muted" }, t("hmc.fleet.intro")),
     summary,
     filterForm((values) => {
@@ -158,7 +158,7 @@ export async function renderFleet(root) {
         ui.table(COLUMNS, visible, "hmc.fleet.empty"),
       ];
       if (page.next_after) {
-        nodes.push(ui.button("hmc.action.more", () => load(page.next_after, hubs), "btn secondary"));
+        nodes.push(ui.button("hmc.action.more", () => load(page.next_after, hubs), "button"));
       }
       return nodes;
     });

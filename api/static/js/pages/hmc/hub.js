@@ -26,7 +26,7 @@ function devicesTable(devices) {
       { key: "hmc.col.rssi", cell: (d) => (d.rssi === null ? ui.DASH : `${d.rssi} dBm`), num: true },
       { key: "hmc.col.firmware", cell: (d) => d.firmware },
       { key: "hmc.col.failures", cell: (d) => ui.num(d.consecutive_failures), num: true },
-      { key: "hmc.col.last_error", cell: (d) => d.last_error },
+      { key: "hmc.col.last_error", cell: (d) => d.last_error, wide: true },
       { key: "hmc.col.error_readings_30d", cell: (d) => ui.num(d.error_readings_30d), num: true },
     ],
     devices,
@@ -43,7 +43,7 @@ function commandsTable(commands) {
       { key: "hmc.col.status", cell: (c) => ui.badge("wipe_status", c.status, WIPE_TONE[c.status]) },
       { key: "hmc.col.sent", cell: (c) => (c.published_at ? ui.when(c.published_at) : t("hmc.wipe.not_sent")) },
       { key: "hmc.col.finished", cell: (c) => ui.when(c.finished_at) },
-      { key: "hmc.col.reason", cell: (c) => c.reason },
+      { key: "hmc.col.reason", cell: (c) => c.reason, wide: true },
       { key: "hmc.col.by", cell: (c) => c.requested_by },
     ],
     commands,
@@ -55,7 +55,7 @@ function healthHistoryTable(entries) {
   return ui.table(
     [
       { key: "hmc.col.at", cell: (e) => ui.when(e.at) },
-      { key: "hmc.col.what", cell: (e) => e.reasons.map((r) => label("health_reason", r)).join(", ") },
+      { key: "hmc.col.what", cell: (e) => e.reasons.map((r) => label("health_reason", r)).join(", "), wide: true },
       { key: "hmc.col.address", cell: (e) => e.address },
       { key: "hmc.col.software", cell: (e) => e.snapshot.software_version },
       { key: "hmc.col.outbox", cell: (e) => ui.text(e.snapshot.outbox_depth), num: true },
@@ -136,7 +136,7 @@ function actions(ctx, hub, residents, rerender, showOnce) {
             rerender,
           );
         },
-        "btn primary",
+        "button-primary",
       ),
     );
   }
@@ -163,7 +163,7 @@ function actions(ctx, hub, residents, rerender, showOnce) {
             "hmc.done.revoked",
             rerender,
           ),
-        "btn danger",
+        "button-danger",
       ),
     );
   } else if (hub.state !== "retired") {
@@ -186,7 +186,7 @@ function actions(ctx, hub, residents, rerender, showOnce) {
               showOnce(credentialsBox(credentials));
             },
           ),
-        "btn secondary",
+        "button",
       ),
     );
   }
@@ -207,7 +207,7 @@ function actions(ctx, hub, residents, rerender, showOnce) {
           "hmc.done.wipe_requested",
           rerender,
         ),
-      "btn danger",
+      "button-danger",
     ),
     ui.button(
       "hmc.action.time_zone",
@@ -227,7 +227,7 @@ function actions(ctx, hub, residents, rerender, showOnce) {
           "hmc.done.time_zone",
           rerender,
         ),
-      "btn secondary",
+      "button",
     ),
   );
   return buttons;
@@ -249,10 +249,10 @@ export async function renderHub(root, params, ctx) {
         residentsById().catch(() => new Map()),
       ]);
       const h = health.hub;
+      ctx.setTitle(t("hmc.hub.title", { id: hub.id }));
       const resident = hub.patient_id ? residents.get(hub.patient_id) : null;
       return [
         el("p", {}, ui.link("/fleet", t("hmc.fleet.back"))),
-        el("h1", {}, t("hmc.hub.title", { id: hub.id })),
         el("div", { class: "hmc-state-line" }, connectionBadge(h.state), ui.lifeBadge(hub.state)),
         once,
         el(
@@ -299,7 +299,7 @@ export async function renderHub(root, params, ctx) {
         ),
         ui.section("hmc.hub.devices", devicesTable(health.device_health)),
         ui.section("hmc.hub.commands", commandsTable(commands)),
-        ui.section("hmc.hub.history", life.historyTable(history)),
+        ui.section("hmc.hub.history", life.historyTable(history, residents)),
         ui.section("hmc.hub.health_history", healthHistoryTable(healthHistory.entries)),
         ui.section("hmc.hub.configs", configsTable(configs)),
       ];

@@ -46,7 +46,7 @@ export function stateButtons(ctx, base, thing, name, after) {
               "hmc.done.retired",
               after,
             ),
-          "btn danger",
+          "button-danger",
         ),
       );
       continue;
@@ -78,7 +78,7 @@ export function stateButtons(ctx, base, thing, name, after) {
             `hmc.done.to.${to}`,
             after,
           ),
-        "btn secondary",
+        "button",
       ),
     );
   }
@@ -109,20 +109,28 @@ export function returnButton(ctx, base, name, questionKey, after) {
         "hmc.done.returned",
         after,
       ),
-    "btn primary",
+    "button-primary",
   );
 }
 
-/** The state-change history (from, to, when, who, why, what came with it). */
-export function historyTable(changes) {
+//: Reasons the fleet itself writes (ingest/inventory.py): shown in words.
+const SYSTEM_REASONS = new Set(["registered"]);
+
+/** The state-change history (from, to, when, who, why, what came with it); residents
+ * (id -> record) name the resident of an assignment. */
+export function historyTable(changes, residents = new Map()) {
   return ui.table(
     [
       { key: "hmc.col.at", cell: (c) => ui.when(c.at) },
       { key: "hmc.col.from", cell: (c) => (c.from_state ? label("life_state", c.from_state) : ui.DASH) },
       { key: "hmc.col.to", cell: (c) => ui.lifeBadge(c.to_state) },
       { key: "hmc.col.by", cell: (c) => c.by_subject },
-      { key: "hmc.col.reason", cell: (c) => c.reason },
-      { key: "hmc.col.detail", cell: (c) => detailText(c.detail) },
+      {
+        key: "hmc.col.reason",
+        cell: (c) => (SYSTEM_REASONS.has(c.reason) ? label("change_reason", c.reason) : c.reason),
+        wide: true,
+      },
+      { key: "hmc.col.detail", cell: (c) => detailText(c.detail, residents), wide: true },
     ],
     changes,
     "hmc.history.empty",
@@ -130,11 +138,12 @@ export function historyTable(changes) {
 }
 
 /** A change's detail in words: known keys translated, values as text. */
-export function detailText(detail) {
+export function detailText(detail, residents = new Map()) {
   if (!detail) return ui.DASH;
   const parts = Object.entries(detail).map(([key, value]) => {
     let shown = value;
     if (key === "retired_as") shown = label("retired_as", value);
+    else if (key === "patient_id") shown = residents.get(value)?.display_name || value;
     else if (key === "wipe") shown = label("wipe_status", value);
     else if (typeof value === "boolean") shown = t(value ? "hmc.yes" : "hmc.no");
     else if (typeof value === "string" && /^\d{4}-\d\d-\d\dT/.test(value)) shown = ui.when(value);

@@ -43,13 +43,12 @@ export async function renderReadings(root) {
   const since = el("input", { id: "hmc-readings-since", type: "date", name: "since" });
   const form = el(
     "form",
-    { class: "hmc-filters", role: "search" },
-    el("div", { class: "hmc-field" }, el("label", { for: since.id }, t("hmc.filter.since")), since),
+    { class: "toolbar hmc-filters", role: "search" },
+    el("div", { class: "field" }, el("label", { for: since.id }, t("hmc.filter.since")), since),
   );
   form.addEventListener("submit", (e) => e.preventDefault());
   since.addEventListener("change", () => loadCounts());
   root.append(
-    el("h1", {}, t("hmc.readings.title")),
     el("p", { class: "muted" }, t("hmc.readings.intro")),
     form,
     ui.section("hmc.readings.unattributed", counts),
@@ -76,7 +75,7 @@ export async function renderReadings(root) {
       const all = [...shown, ...page.events];
       const nodes = [ui.table(EVENTS, all, "hmc.readings.no_events")];
       if (page.next_before) {
-        nodes.push(ui.button("hmc.action.older", () => loadEvents(page.next_before, all), "btn secondary"));
+        nodes.push(ui.button("hmc.action.older", () => loadEvents(page.next_before, all), "button"));
       }
       return nodes;
     });

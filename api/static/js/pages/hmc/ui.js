@@ -49,40 +49,36 @@ export function link(path, content) {
   return el("a", { href: `#${path}` }, content);
 }
 
-export function button(textKey, onClick, cls = "btn") {
+export function button(textKey, onClick, cls = "button") {
   const node = el("button", { type: "button", class: cls }, t(textKey));
   node.addEventListener("click", onClick);
   return node;
 }
 
-/** A heading with an optional line of actions beside it. */
-export function heading(level, textKey, vars, ...actions) {
-  const h = el(`h${level}`, {}, t(textKey, vars));
-  if (!actions.length) return h;
-  return el("div", { class: "hmc-heading" }, h, el("div", { class: "hmc-actions" }, ...actions));
-}
-
 /**
  * A table in a horizontally scrolling wrapper. `columns`: [{key (i18n), cell(row) ->
- * Node|string, num?}]; `emptyKey` is shown (not as an error) when there are no rows.
+ * Node|string, num?, wide?}] (`wide`: free text that may wrap; other cells keep to one
+ * line and the wrapper scrolls); `emptyKey` is shown (not as an error) when there are
+ * no rows.
  */
 export function table(columns, rows, emptyKey = "hmc.empty") {
   if (!rows.length) return el("p", { class: "empty hmc-empty" }, t(emptyKey));
-  const head = el("tr", {}, ...columns.map((c) => el("th", { scope: "col" }, t(c.key))));
+  const head = el("tr", {}, ...columns.map((c) => el("th", c.num ? { scope: "col", class: "number" } : { scope: "col" }, t(c.key))));
   const body = rows.map((row) =>
     el(
       "tr",
       {},
       ...columns.map((c) => {
         const value = c.cell(row);
-        return el("td", c.num ? { class: "num" } : {}, value instanceof Node ? value : text(value));
+        const cls = c.num ? "number" : c.wide ? "hmc-text" : null;
+        return el("td", { class: cls }, value instanceof Node ? value : text(value));
       }),
     ),
   );
   return el(
     "div",
     { class: "table-wrap" },
-    el("table", {}, el("thead", {}, head), el("tbody", {}, ...body)),
+    el("table", { class: "hmc-table" }, el("thead", {}, head), el("tbody", {}, ...body)),
   );
 }
 
@@ -106,11 +102,11 @@ export function errorText(error) {
 }
 
 export function errorBox(error) {
-  return el("p", { class: "error", role: "alert" }, errorText(error));
+  return el("p", { class: "message message-error", role: "alert" }, errorText(error));
 }
 
 export function loading() {
-  return el("p", { class: "muted", "aria-busy": "true" }, t("hmc.loading"));
+  return el("p", { class: "loading", "aria-busy": "true" }, t("hmc.loading"));
 }
 
 /**
@@ -141,7 +137,7 @@ function field(spec, id) {
     );
   } else if (spec.type === "checkbox") {
     input = el("input", { id, name: spec.name, type: "checkbox" });
-    return el("div", { class: "hmc-field hmc-check" }, input, caption);
+    return el("div", { class: "field hmc-check" }, input, caption);
   } else if (spec.type === "textarea") {
     input = el("textarea", { id, name: spec.name, rows: "3" });
   } else {
@@ -156,7 +152,7 @@ function field(spec, id) {
     input.setAttribute("aria-describedby", hint.id);
     parts.push(hint);
   }
-  return el("div", { class: "hmc-field" }, ...parts);
+  return el("div", { class: "field" }, ...parts);
 }
 
 let dialogs = 0;
@@ -174,10 +170,10 @@ export function confirmAction({ titleKey, vars, questionKey, fields = [], confir
   form.append(title);
   if (questionKey) form.append(el("p", {}, t(questionKey, vars)));
   for (const spec of fields) form.append(field(spec, `hmc-dialog-${n}-${spec.name}`));
-  const cancel = el("button", { type: "button", class: "btn secondary" }, t("hmc.action.cancel"));
+  const cancel = el("button", { type: "button", class: "button" }, t("hmc.action.cancel"));
   const ok = el(
     "button",
-    { type: "submit", class: danger ? "btn danger" : "btn primary" },
+    { type: "submit", class: danger ? "button-danger" : "button-primary" },
     t(confirmKey || "hmc.action.confirm"),
   );
   form.append(el("div", { class: "hmc-actions" }, cancel, ok));
