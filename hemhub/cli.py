@@ -159,7 +159,9 @@ def _cmd_api(args: argparse.Namespace) -> int:
     except SelfMadeKeyRefused as exc:
         print(f"hemhub api: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port)
+    # Open live streams get a second to finish when stopping, then are cut: a browser
+    # holding the alert stream must not keep the API from stopping (it reconnects).
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, timeout_graceful_shutdown=1)
     return 0
 
 
