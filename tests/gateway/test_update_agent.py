@@ -10,7 +10,9 @@ each start and starts the gateway again after it exits.
 - a metadata signature not the repository's, and a signed but older release: refused
   with the reason in the status, the slots untouched;
 - a new slot that crash-loops: the boot check goes back to 1.0 and the hub reports the
-  update reverted with the reason.
+  update reverted with the reason;
+- the update settings' refusals, and a repository not answering yet (the download waits
+  and is tried again).
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from pydantic import ValidationError
 from securesystemslib.signer import CryptoSigner
 
 from edge_image.repository import generate_key
+from gateway.config import GatewayConfig, UpdateSettings
 from gateway.update import slots
-from gateway.update.agent import EXIT_RESTART
+from gateway.update.agent import EXIT_RESTART, SlotUpdateAgent
+from gateway.update.reconcile import Reconciler
 from hemhub.contract import DesiredSoftware, HubConfig, UpdateProgress, topic_config, topic_status
 from tests.factories import unique_hub_id
 from tests.gateway.test_hub_update import StatusWatcher
@@ -350,3 +355,82 @@ def test_a_new_slot_that_crash_loops_is_reverted_and_reported(
         watcher.close()
     state = slots.load_state(hub.slots_root)
     assert (state.active, state.previous, state.trying) == ("a", None, False)
+
+
+def test_update_settings_are_checked_with_clear_errors(tmp_path: Path) -> None:
+    base = {"hub_id": "hub-7", "mqtt_url": "mqtt://127.0.0.1", "data_dir": str(tmp_path)}
+    update = {"repository_url": "https://updates.example.org/hemhub", "trusted_root": "/r.json"}
+    config = GatewayConfig.model_validate_json(
+        json.dumps({**base, "slots_root": "/opt/hemhub", "update": update})
+    )
+    assert config.update is not None
+    assert config.update.repository_url == "https://updates.example.org/hemhub/"
+    assert (config.update.confirm_timeout_s, config.update.max_boots) == (300.0, 3)
+    refusals = [
+        ({"update": update}, "update needs slots_root"),
+        ({"update": {**update, "repository_url": "ftp://x/"}}, "not an http:// or https://"),
+        ({"update": {**update, "targets_url": "https://cdn/?a=1"}}, "no query or fragment"),
+        ({"update": {"repository_url": "https://u/"}}, "trusted_root"),
+        ({"update": {**update, "max_boots": 0}}, "max_boots"),
+        ({"update": {**update, "confirm_timeout_s": 1}}, "confirm_timeout_s"),
+        ({"update": {**update, "key": "x"}}, "key"),
+    ]
+    for extra, why in refusals:
+        data = {**base, "slots_root": "/opt/hemhub", **extra}
+        if why == "update needs slots_root":
+            data.pop("slots_root")
+        with pytest.raises(ValidationError, match=why):
+            GatewayConfig.model_validate_json(json.dumps(data))
+
+
+def test_a_hub_without_its_trusted_root_refuses_to_start(tmp_path: Path) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        'hub_id = "hub-7"\nmqtt_url = "mqtt://127.0.0.1:9"\n'
+        f'data_dir = "{tmp_path / "data"}"\nslots_root = "{tmp_path / "slots"}"\n'
+        "[update]\n"
+        'repository_url = "https://updates.example.org/hemhub/"\n'
+        f'trusted_root = "{tmp_path / "missing-root.json"}"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "hemhub.cli", "gateway", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 78, done.stderr  # EX_CONFIG
+    assert "refusing configuration" in done.stderr and "update.trusted_root" in done.stderr
+    assert "holds no trusted root.json" in done.stderr
+
+
+async def test_an_unreachable_repository_defers_the_download_until_it_answers(
+    prepared: Path, tmp_path: Path
+) -> None:
+    signed = signed_repo(tmp_path / "release")
+    target = signed.add_bundle("2.0")
+    served = tmp_path / "served"
+    served.mkdir()
+    root = tmp_path / "opt-hemhub"
+    shutil.copytree(prepared, root, symlinks=True)
+    trusted = tmp_path / "update-root.json"
+    trusted.write_bytes((signed.repo.metadata_dir / "root.json").read_bytes())
+    seen: list[UpdateProgress] = []
+    with http_server(served) as url:  # the mirror is up but holds nothing yet
+        settings = UpdateSettings(repository_url=url, trusted_root=trusted)
+        agent = SlotUpdateAgent(settings, root, tmp_path / "data")
+        reconciler = Reconciler(
+            agent, tmp_path / "data" / "update-state.json", on_progress=seen.append
+        )
+        want = DesiredSoftware(version="2.0", target=target, campaign_id=CAMPAIGN)
+        await reconciler.reconcile(want, ready=True)
+        assert reconciler.progress is not None
+        assert reconciler.progress.state == "downloading"
+        assert (reconciler.progress.reason or "").startswith("unreachable: ")
+        assert not agent.restart_requested.is_set()
+        shutil.copytree(signed.repo.path, served, dirs_exist_ok=True)  # the mirror syncs
+        await reconciler.reconcile(want, ready=True)
+    assert reconciler.progress.state == "confirming" and agent.restart_requested.is_set()
+    assert [p.state for p in seen][-2:] == ["installing", "confirming"]
+    state = slots.load_state(root)
+    assert (state.active, state.trying, state.versions["b"]) == ("b", True, "2.0")
