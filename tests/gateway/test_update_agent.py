@@ -7,6 +7,8 @@ each start and starts the gateway again after it exits.
 - killed (SIGKILL) mid-download, the hub is untouched; started again it downloads,
   installs into slot b, switches and exits 75; restarted into b it confirms and reports
   2.0 confirmed;
+- killed (a failpoint's SIGKILL) while installing, switching or confirming: the boot
+  check leaves a working slot, and started again the hub completes the update;
 - a metadata signature not the repository's, and a signed but older release: refused
   with the reason in the status, the slots untouched;
 - a new slot that crash-loops: the boot check goes back to 1.0 and the hub reports the
@@ -88,8 +90,11 @@ class Hub:
         status: dict[str, object] = json.loads(done.stdout)
         return status
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, failpoints: str = "") -> subprocess.Popen[bytes]:
         self.boot_check()
+        env = {k: v for k, v in os.environ.items() if k != "HEMHUB_FAILPOINTS"}
+        if failpoints:
+            env["HEMHUB_FAILPOINTS"] = failpoints
         with self.log.open("ab") as out:
             return subprocess.Popen(
                 [
@@ -102,7 +107,7 @@ class Hub:
                     "--simulate",
                     str(self.scenario),
                 ],
-                env={k: v for k, v in os.environ.items() if k != "HEMHUB_FAILPOINTS"},
+                env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -263,6 +268,66 @@ def test_killed_mid_download_then_updated_restarted_and_confirmed(
         assert next(s.software_version for s in watcher.seen if s.online) == "1.0"
     finally:
         watcher.close()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("point", "left_on"),
+    [
+        ("slots.install.venv", "1.0"),
+        ("slots.switch.saved", "2.0"),
+        ("slots.confirm.before", "2.0"),
+    ],
+)
+def test_killed_at_each_step_of_the_update_ends_on_a_working_slot_and_completes(
+    hub: Hub, tmp_path: Path, mqtt_url: str, point: str, left_on: str
+) -> None:
+    signed = signed_repo(tmp_path / "release")
+    target = signed.add_bundle("2.0")
+    watcher = StatusWatcher(mqtt_url, hub.hub_id)
+    try:
+        with http_server(signed.repo.path) as url:
+            configure(hub, mqtt_url, url, signed)
+            desire(hub, mqtt_url, "2.0", target)
+            if point == "slots.confirm.before":  # killed in the new slot, confirming
+                assert hub.start().wait(150) == EXIT_RESTART, hub.tail()
+            proc = hub.start(failpoints=f"{point}=1")
+            assert proc.wait(150) == -signal.SIGKILL, hub.tail()
+            # What systemd starts next: the boot check leaves a slot that works.
+            status = hub.boot_check()
+            assert status["version"] == left_on and hub.runs() == left_on
+            assert status["installing"] is None
+            # Started again (as often as it asks), the update completes.
+            for _ in range(2):
+                proc = hub.start()
+
+                def settled(proc: subprocess.Popen[bytes] = proc) -> bool:
+                    p = hub.progress()
+                    return proc.poll() is not None or (p is not None and p.state == "confirmed")
+
+                wait_for(settled, "the update to settle", proc, hub)
+                if proc.poll() is None:
+                    break
+                assert proc.returncode == EXIT_RESTART, hub.tail()
+
+            def reported() -> bool:
+                seen = [s for s in watcher.seen if s.online and s.software_update]
+                return (
+                    bool(seen)
+                    and seen[-1].software_version == "2.0"
+                    and (
+                        seen[-1].software_update is not None
+                        and seen[-1].software_update.state == "confirmed"
+                    )
+                )
+
+            wait_for(reported, "the status of 2.0 confirmed", proc, hub)
+            assert stop(proc) == 0
+    finally:
+        watcher.close()
+    state = slots.load_state(hub.slots_root)
+    assert state.confirmed and not state.trying and hub.runs() == "2.0"
+    assert (state.active, state.previous) == ("b", "a")
 
 
 def _resign_targets_with_a_foreign_key(signed: SignedRepo, tmp_path: Path) -> None:
