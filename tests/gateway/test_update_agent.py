@@ -499,3 +499,32 @@ async def test_an_unreachable_repository_defers_the_download_until_it_answers(
     assert [p.state for p in seen][-2:] == ["installing", "confirming"]
     state = slots.load_state(root)
     assert (state.active, state.trying, state.versions["b"]) == ("b", True, "2.0")
+
+
+async def test_a_bundle_whose_version_is_not_its_names_is_not_installed(
+    prepared: Path, tmp_path: Path
+) -> None:
+    signed = signed_repo(tmp_path / "release")
+    built = make_bundle(tmp_path / "build", "3.0")
+    renamed = built.with_name("hemhub-hub-2.0.tar")  # signed, but not what its name says
+    built.rename(renamed)
+    signed.repo.add_target(
+        renamed, [signed.online_keys], custom={"kind": "hub-software", "version": "2.0"}
+    )
+    root = tmp_path / "opt-hemhub"
+    shutil.copytree(prepared, root, symlinks=True)
+    trusted = tmp_path / "update-root.json"
+    trusted.write_bytes((signed.repo.metadata_dir / "root.json").read_bytes())
+    with http_server(signed.repo.path) as url:
+        settings = UpdateSettings(repository_url=url, trusted_root=trusted)
+        agent = SlotUpdateAgent(settings, root, tmp_path / "data")
+        reconciler = Reconciler(agent, tmp_path / "data" / "update-state.json")
+        want = DesiredSoftware(version="2.0", target=renamed.name, campaign_id=CAMPAIGN)
+        await reconciler.reconcile(want, ready=True)
+    assert reconciler.progress is not None and reconciler.progress.state == "failed"
+    assert reconciler.progress.reason == (
+        "bad_bundle: hemhub-hub-2.0.tar holds version 3.0, not its name's"
+    )
+    state = slots.load_state(root)
+    assert (state.active, state.versions, state.installing) == ("a", {"a": "1.0"}, None)
+    assert not agent.restart_requested.is_set()
