@@ -11,8 +11,9 @@ each start and starts the gateway again after it exits.
   check leaves a working slot, and started again the hub completes the update;
 - a metadata signature not the repository's, and a signed but older release: refused
   with the reason in the status, the slots untouched;
-- a new slot that crash-loops: the boot check goes back to 1.0 and the hub reports the
-  update reverted with the reason;
+- a new slot that crash-loops, or that never confirms (it cannot reach the broker):
+  the boot check, or the gateway at the slot's deadline, goes back to 1.0 and the hub
+  reports the update reverted with the reason;
 - the update settings' refusals, and a repository not answering yet (the download waits
   and is tried again).
 """
@@ -157,7 +158,7 @@ def hub(prepared: Path, tmp_path: Path, mqtt_url: str) -> Iterator[Hub]:
     publish_retained(mqtt_url, topic_status(hub_id), b"")
 
 
-def configure(hub: Hub, mqtt_url: str, repo_url: str, signed: SignedRepo) -> None:
+def configure(hub: Hub, mqtt_url: str, repo_url: str, signed: SignedRepo, **update: object) -> None:
     """hub.toml's equivalent, with the update settings (the image's trust anchor)."""
     root = hub.config.parent / "update-root.json"
     root.write_bytes((signed.repo.metadata_dir / "root.json").read_bytes())
@@ -172,7 +173,7 @@ def configure(hub: Hub, mqtt_url: str, repo_url: str, signed: SignedRepo) -> Non
                 "min_disk_free_bytes": 0,
                 "min_disk_free_percent": 0.0,
                 "slots_root": str(hub.slots_root),
-                "update": {"repository_url": repo_url, "trusted_root": str(root)},
+                "update": {"repository_url": repo_url, "trusted_root": str(root), **update},
             }
         )
     )
@@ -420,6 +421,45 @@ def test_a_new_slot_that_crash_loops_is_reverted_and_reported(
         watcher.close()
     state = slots.load_state(hub.slots_root)
     assert (state.active, state.previous, state.trying) == ("a", None, False)
+
+
+@pytest.mark.timeout(240)
+def test_a_new_slot_that_never_confirms_is_reverted_at_its_deadline_and_reported(
+    hub: Hub, tmp_path: Path, mqtt_url: str
+) -> None:
+    signed = signed_repo(tmp_path / "release")
+    target = signed.add_bundle("2.0")
+    watcher = StatusWatcher(mqtt_url, hub.hub_id)
+    try:
+        with http_server(signed.repo.path) as url:
+            configure(hub, mqtt_url, url, signed, confirm_timeout_s=10)
+            desire(hub, mqtt_url, "2.0", target)
+            assert hub.start().wait(150) == EXIT_RESTART, hub.tail()
+            # 2.0 cannot reach the broker (here: nothing listens where it looks), so it
+            # never confirms: at its deadline the gateway goes back to 1.0 and stops.
+            config = json.loads(hub.config.read_text())
+            hub.config.write_text(json.dumps({**config, "mqtt_url": "mqtt://127.0.0.1:9"}))
+            proc = hub.start()
+            assert hub.runs() == "2.0"
+            assert proc.wait(60) == 0, hub.tail()
+            state = slots.load_state(hub.slots_root)
+            assert state.active == "a" and state.outcome == ("reverted", "not_confirmed")
+            hub.config.write_text(json.dumps(config))
+            proc = hub.start()  # systemd's restart: 1.0 again
+            assert hub.runs() == "1.0"
+
+            def reverted() -> bool:
+                return "reverted" in watcher.states()
+
+            wait_for(reverted, "the revert in the status", proc, hub)
+            assert stop(proc) == 0
+        last = [s for s in watcher.seen if s.software_update][-1]
+        assert last.software_version == "1.0" and last.software_update is not None
+        assert last.software_update.reason == (
+            "not_confirmed: 2.0 did not confirm itself in time; back to 1.0"
+        )
+    finally:
+        watcher.close()
 
 
 def test_update_settings_are_checked_with_clear_errors(tmp_path: Path) -> None:
