@@ -276,7 +276,7 @@ class HubGateway:
         household = [situation(s) for s in self.devices.values()]
         # Every device on the list was prescribed: the resident depends on each kind.
         kinds = {s.allowed.profile.value for s in self.devices.values()}
-        return firmware.claim(device, situation(state), household, kinds)
+        return firmware.claim(device, situation(state), household, kinds, bond=state.allowed.bond)
 
     # -- running -------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,6 +122,19 @@ async def home(
         publish_retained(mqtt_url, topic_status(hub), b"")
 
 
+@asynccontextmanager
+async def running(gateway: HubGateway) -> AsyncIterator[HubGateway]:
+    """The gateway running, with the configuration's desired firmware applied."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    try:
+        await configured(gateway)
+        yield gateway
+    finally:
+        stop.set()
+        await task
+
+
 async def configured(gateway: HubGateway) -> None:
     async def desired() -> bool:
         return gateway.firmware is not None and CUFF in gateway.firmware.desired
@@ -154,11 +168,7 @@ async def settled(gateway: HubGateway, state: str) -> None:
 async def test_the_hub_updates_its_cuff_and_the_readings_go_on(home: Home) -> None:
     target = home.images.publish(MODEL, "1.1.0")
     home.ask("1.1.0", target)
-    gateway = home.gateway()
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    try:
-        await configured(gateway)
+    async with running(home.gateway()) as gateway:
         # The first session tells the hub the battery level: only then is an update safe.
         await home.cuff.measure()
         await read(gateway, 1)
@@ -180,9 +190,6 @@ async def test_the_hub_updates_its_cuff_and_the_readings_go_on(home: Home) -> No
             return "confirmed" in home.firmware_states()
 
         await eventually(reported)
-    finally:
-        stop.set()
-        await task
     states = home.firmware_states()
     # Statuses are coalesced: a quick step may be reported only by the ones after it.
     assert states[-1] == "confirmed" and set(states) <= {
@@ -203,11 +210,7 @@ async def test_the_hub_updates_its_cuff_and_the_readings_go_on(home: Home) -> No
 async def test_an_upload_the_cuff_refuses_is_tried_again_after_a_backoff(home: Home) -> None:
     target = home.images.publish(MODEL, "1.1.0")
     home.ask("1.1.0", target)
-    gateway = home.gateway()
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    try:
-        await configured(gateway)
+    async with running(home.gateway()) as gateway:
         await home.cuff.measure()
         await read(gateway, 1)
         # The hub saw 90 %; the battery runs down before the next use: the cuff refuses.
@@ -233,9 +236,6 @@ async def test_an_upload_the_cuff_refuses_is_tried_again_after_a_backoff(home: H
         await settled(gateway, "confirmed")
         assert home.cuff.firmware == "1.1.0"
         await read(gateway, 4)
-    finally:
-        stop.set()
-        await task
 
 
 async def test_a_hub_restarted_mid_update_resumes_and_confirms(home: Home) -> None:
@@ -255,10 +255,7 @@ async def test_a_hub_restarted_mid_update_resumes_and_confirms(home: Home) -> No
             asyncio.get_running_loop().create_task(reconciler.stop())
 
     reconciler.on_progress = kill_at_confirming
-    stop = asyncio.Event()
-    task = asyncio.create_task(first.run(stop))
-    try:
-        await configured(first)
+    async with running(first):
         await home.cuff.measure()
         await read(first, 1)
         await home.cuff.measure()
@@ -268,9 +265,6 @@ async def test_a_hub_restarted_mid_update_resumes_and_confirms(home: Home) -> No
             return p is not None and p.state == "confirming" and not reconciler.busy(CUFF)
 
         await eventually(stopped_confirming, 60)
-    finally:
-        stop.set()
-        await task
     mcuboot = home.cuff.mcuboot
     assert mcuboot is not None and mcuboot.testing and home.cuff.firmware == "1.1.0"
 
@@ -286,14 +280,9 @@ async def test_a_hub_restarted_mid_update_resumes_and_confirms(home: Home) -> No
             finished(address, outcome)
 
     second.firmware.on_finished = record
-    stop = asyncio.Event()
-    task = asyncio.create_task(second.run(stop))
-    try:
+    async with running(second):
         await home.cuff.start_advertising()  # still awake after its reboot
         await settled(second, "confirmed")
-    finally:
-        stop.set()
-        await task
     # Resumed: the image already ran, so the hub only confirmed it (nothing uploaded).
     assert [(o.state, o.upload_attempts) for o in outcomes] == [("confirmed", 0)]
     assert mcuboot.primary.confirmed and not mcuboot.testing
