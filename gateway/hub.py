@@ -358,25 +358,29 @@ class HubGateway:
         outcome = await confirm_when_healthy(self.config.slots_root, self.slot_checks, stop)
         if outcome == "reverted":
             stop.set()
+        elif outcome == "confirmed":
+            self._update_wake.set()  # the reconciler records (and reports) it now
 
     async def _reconcile_updates(self, stop: asyncio.Event) -> None:
         """The update reconciler's passes: on a configuration, on each connection and
-        every UPDATE_CHECK_S. Ready (a trial slot may confirm): the scanner runs and the
-        broker is connected (the status goes with it)."""
+        every UPDATE_CHECK_S. Ready (a trial slot may confirm): `slot_checks` all hold."""
         if self.updater is None:
             return
         while not stop.is_set():
             self._update_wake.clear()
             current = self.provisioning.current
+            # The same checks as the slot's own confirmation (one rule).
+            ready = all(self.slot_checks().values())
             try:
-                await self.updater.reconcile(
-                    current.software if current else None,
-                    ready=self.started.is_set() and self.publisher.connected,
-                )
+                await self.updater.reconcile(current.software if current else None, ready=ready)
             except Exception:
                 log.exception("hub %s: update pass failed", self.config.hub_id)
+            # A new slot waiting only for the checks (its status acknowledged) looks again soon.
+            soon = not ready and self.updater.awaiting_confirmation
             try:
-                await asyncio.wait_for(self._update_wake.wait(), timeout=UPDATE_CHECK_S)
+                await asyncio.wait_for(
+                    self._update_wake.wait(), timeout=1.0 if soon else UPDATE_CHECK_S
+                )
             except TimeoutError:
                 pass
 
