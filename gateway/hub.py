@@ -225,12 +225,8 @@ class HubGateway:
         self, images: FirmwareImages | None, timings: UpdateTimings | None
     ) -> DeviceFirmwareReconciler | None:
         config = self.config
-        if images is None and config.update_repository_url and config.update_trusted_root:
-            images = TufFirmwareImages(
-                config.update_repository_url,
-                config.update_trusted_root,
-                config.data_dir / "device-firmware",
-            )
+        if images is None and config.update is not None:
+            images = TufFirmwareImages(config.update, config.data_dir / "device-firmware")
         if images is None:
             return None
         firmware = DeviceFirmwareReconciler(

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -51,6 +50,7 @@ from pydantic import ValidationError
 from device_drivers.bleak_backends import BleakBackends
 from device_drivers.codecs.dispenser import DoseSchedule
 from device_drivers.drivers.dispenser import update_schedule
+from gateway.config import UpdateSettings
 from gateway.provisioning import write_atomic
 from gateway.update.device_firmware import (
     FirmwareImage,
@@ -96,26 +96,30 @@ class FirmwareImages(Protocol):
 
 
 class TufFirmwareImages:
-    """Device images from the update repository, verified by TUF's client like the hub's
-    own bundles (`fetch_verified`), with their own trusted metadata (seeded from the
-    hub's trusted root.json) so that the software agent and this never write the same
-    files at once."""
+    """Device images from the hub's update repository (`update` in hub.toml), verified by
+    TUF's client like the hub's own bundles (`fetch_verified`), with trusted metadata of
+    their own (seeded from the image's trusted root.json) so that the software agent and
+    this never write the same files at once."""
 
-    def __init__(self, repo_url: str, trusted_root: Path, work_dir: Path) -> None:
-        self.repo_url = repo_url
-        self.trusted_root = trusted_root
+    def __init__(self, settings: UpdateSettings, work_dir: Path) -> None:
+        self.settings = settings
         self.metadata_dir = work_dir / "metadata"
         self.images_dir = work_dir / "images"
 
     def fetch(self, target: str) -> Path:
         root = self.metadata_dir / "root.json"
-        if not root.exists() and self.trusted_root.is_file():
-            self.metadata_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.trusted_root, root)
+        if not root.exists() and self.settings.trusted_root.is_file():
+            write_atomic(root, self.settings.trusted_root.read_bytes())
         try:
             # No installed_version: going back to an older image is what a campaign's
             # rollback asks for; the signed metadata still stops rollback and freeze.
-            return fetch_verified(self.repo_url, self.metadata_dir, target, self.images_dir)
+            return fetch_verified(
+                self.settings.repository_url,
+                self.metadata_dir,
+                target,
+                self.images_dir,
+                targets_url=self.settings.targets_url,
+            )
         except UpdateRefused as exc:
             raise ImageUnavailable(
                 f"refused: {exc.reason}: {exc.message}", final=exc.reason != "unreachable"
