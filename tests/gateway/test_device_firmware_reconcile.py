@@ -247,40 +247,46 @@ async def test_an_upload_the_cuff_refuses_is_tried_again_after_a_backoff(home: H
         await read(gateway, 4)
 
 
-async def test_a_hub_restarted_mid_update_resumes_and_confirms(home: Home) -> None:
+@pytest.mark.parametrize("step", ["downloading", "installing", "confirming"])
+async def test_a_hub_stopped_at_each_step_resumes_the_update(home: Home, step: str) -> None:
+    """The hub is stopped at a step (its update task cancelled at once, as a kill would
+    leave it): the next start picks up from the state on disk without starting over."""
     target = home.images.publish(MODEL, "1.1.0")
     home.ask("1.1.0", target)
     first = home.gateway()
-    assert first.firmware is not None
     reconciler = first.firmware
+    assert reconciler is not None
     report = reconciler.on_progress
+    stop = asyncio.Event()
 
-    def kill_at_confirming() -> None:
+    def kill_at_step() -> None:
         if report is not None:
             report()
         p = reconciler.progress(CUFF)
-        if p is not None and p.state == "confirming":
-            # Killed while the cuff reboots into the new image, before the hub confirms it.
+        if p is not None and p.state == step and (step != "downloading" or (p.percent or 0) > 0):
+            stop.set()
             asyncio.get_running_loop().create_task(reconciler.stop())
 
-    reconciler.on_progress = kill_at_confirming
-    async with running(first):
+    reconciler.on_progress = kill_at_step
+    task = asyncio.create_task(first.run(stop))
+    try:
+        await configured(first, CUFF)
         await home.cuff.measure()
         await read(first, 1)
         await home.cuff.measure()
-
-        async def stopped_confirming() -> bool:
-            p = reconciler.progress(CUFF)
-            return p is not None and p.state == "confirming" and not reconciler.busy(CUFF)
-
-        await eventually(stopped_confirming, 60)
-    mcuboot = home.cuff.mcuboot
-    assert mcuboot is not None and mcuboot.testing and home.cuff.firmware == "1.1.0"
+        await asyncio.wait_for(stop.wait(), 60)
+    finally:
+        stop.set()
+        await task
+    stopped = reconciler.progress(CUFF)
+    assert stopped is not None and stopped.state == step
+    mcuboot, smp = home.cuff.mcuboot, home.cuff.smp
+    assert mcuboot is not None and smp is not None
+    assert home.cuff.firmware == ("1.1.0" if step == "confirming" else "1.0.0")
 
     outcomes: list[FirmwareOutcome] = []
     second = home.gateway()
-    assert second.firmware is not None
-    assert second.firmware.progress(CUFF) is not None
+    assert second.firmware is not None and second.firmware.progress(CUFF) == stopped
     finished = second.firmware.on_finished
 
     def record(address: str, outcome: FirmwareOutcome) -> None:
@@ -290,12 +296,19 @@ async def test_a_hub_restarted_mid_update_resumes_and_confirms(home: Home) -> No
 
     second.firmware.on_finished = record
     async with running(second):
-        await home.cuff.start_advertising()  # still awake after its reboot
+        if step == "downloading":
+            # Not past the upload: safe_to_update again, so the battery first (a session).
+            await read(second, 1)
+            await home.cuff.measure()
         await settled(second, "confirmed")
-    # Resumed: the image already ran, so the hub only confirmed it (nothing uploaded).
-    assert [(o.state, o.upload_attempts) for o in outcomes] == [("confirmed", 0)]
+    assert [o.state for o in outcomes] == ["confirmed"]
+    if step == "downloading":
+        # The upload went on from where the cuff had got to, not from the start.
+        assert outcomes[0].upload_attempts == 1 and smp.resumed_at and smp.resumed_at[0] > 0
+    else:
+        assert outcomes[0].upload_attempts == 0  # nothing uploaded again
     assert mcuboot.primary.confirmed and not mcuboot.testing
-    assert mcuboot.boots == [BootOutcome.SWAPPED]
+    assert mcuboot.boots == [BootOutcome.SWAPPED] and home.cuff.firmware == "1.1.0"
 
 
 async def test_an_image_altered_on_the_server_is_refused_and_never_reaches_the_cuff(
