@@ -33,6 +33,7 @@ from hemhub.contract import (
     DesiredFirmware,
     DeviceProfile,
     HubConfig,
+    UpdateProgress,
     topic_config,
     topic_status,
 )
@@ -311,6 +312,18 @@ async def test_a_hub_stopped_at_each_step_resumes_the_update(home: Home, step: s
     assert mcuboot.boots == [BootOutcome.SWAPPED] and home.cuff.firmware == "1.1.0"
 
 
+async def update_at_the_second_use(home: Home, gateway: HubGateway, ends: str) -> UpdateProgress:
+    """The first use tells the hub the battery; the second use's advertisement goes to
+    the update, which ends `ends`; its progress."""
+    await home.cuff.measure()
+    await read(gateway, 1)
+    await home.cuff.measure()
+    await settled(gateway, ends)
+    progress = gateway.firmware.progress(CUFF) if gateway.firmware else None
+    assert progress is not None
+    return progress
+
+
 async def test_an_image_altered_on_the_server_is_refused_and_never_reaches_the_cuff(
     home: Home,
 ) -> None:
@@ -321,13 +334,8 @@ async def test_an_image_altered_on_the_server_is_refused_and_never_reaches_the_c
     stored.write_bytes(bytes(data))
     home.ask("1.1.0", target)
     async with running(home.gateway()) as gateway:
-        await home.cuff.measure()
-        await read(gateway, 1)
-        await home.cuff.measure()
-        await settled(gateway, "failed")
-        progress = gateway.firmware.progress(CUFF) if gateway.firmware else None
-        assert progress is not None and progress.reason is not None
-        assert progress.reason.startswith("refused: altered")
+        progress = await update_at_the_second_use(home, gateway, "failed")
+        assert progress.reason is not None and progress.reason.startswith("refused: altered")
         assert home.cuff.mcuboot is not None and home.cuff.mcuboot.secondary is None
         # Final: not tried again; the readings go on.
         await read(gateway, 2)
@@ -346,12 +354,7 @@ async def test_an_image_signed_with_another_key_is_refused_by_the_bootloader(
     )
     home.ask("1.1.0", target)
     async with running(home.gateway()) as gateway:
-        await home.cuff.measure()
-        await read(gateway, 1)
-        await home.cuff.measure()
-        await settled(gateway, "failed")
-        progress = gateway.firmware.progress(CUFF) if gateway.firmware else None
-        assert progress is not None
+        progress = await update_at_the_second_use(home, gateway, "failed")
         assert progress.reason == "the bootloader refused image 1.1.0 (signature or integrity)"
         await read(gateway, 2)
     assert home.cuff.firmware == "1.0.0"
