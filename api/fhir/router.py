@@ -167,8 +167,9 @@ async def search_observations(request: Request, principal: Reader, conn: DbConn)
         "limit": query.count + 1,
     }
     filters: list[str] = []
+    sql = fhir_queries.OBSERVATIONS_SQL
     if query.patient is not None:
-        filters.append("AND r.patient_id = %(patient)s")
+        sql = fhir_queries.OBSERVATIONS_OF_PATIENT_SQL
         params["patient"] = query.patient
     if query.codes is not None:
         filters.append("AND r.measurement_type = ANY(%(types)s)")
@@ -178,9 +179,7 @@ async def search_observations(request: Request, principal: Reader, conn: DbConn)
     base = base_url(request)
     async with patient_data(conn, principal, "fhir.search", "fhir/Observation") as access:
         cur = await conn.execute(
-            fhir_queries.OBSERVATIONS_SQL.format(
-                scope=_reading_scope(principal), filters=" ".join(filters)
-            ),
+            sql.format(scope=_reading_scope(principal), filters=" ".join(filters)),
             params,
         )
         page = observation_page(
