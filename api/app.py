@@ -25,6 +25,7 @@ from api import live
 from api.auth import ensure_demo_key
 from api.campaign_runner import run_campaigns
 from api.db import create_pool, open_pool
+from api.demo_idp import demo_idp_router
 from api.fhir import outcome as fhir_outcome
 from api.fhir import router as fhir_router
 from api.fhir import subject_access as fhir_subject_access
@@ -32,9 +33,11 @@ from api.limits import BodySizeLimit
 from api.metrics import count_requests
 from api.routers import (
     alerts,
+    audit,
     campaigns,
     care_units,
     devices,
+    erasure,
     fleet,
     fleet_figures,
     fleet_health,
@@ -42,6 +45,7 @@ from api.routers import (
     hubs,
     me,
     metrics,
+    nurse,
     ops,
     patients,
     principals,
@@ -50,6 +54,7 @@ from api.routers import (
     shares,
     stream,
     thresholds,
+    ui_config,
 )
 from hemhub.settings import Settings, get_settings
 from ingest.hub_link import HubLink
@@ -61,13 +66,17 @@ STATIC_DIR = ops.STATIC_DIR
 #: Every route of the API, by resource.
 ROUTERS = (
     ops.router,
+    ui_config.router,
     me.router,
     patients.router,
     alerts.router,
+    nurse.router,
     stream.router,
     care_units.router,
     principals.router,
     residents.router,
+    erasure.router,
+    audit.router,
     shares.router,
     fleet.router,
     products.router,
@@ -110,6 +119,16 @@ class SelfMadeKeyRefused(RuntimeError):
     """No JWKS is configured and the API is not allowed to trust a key it makes itself."""
 
 
+def _check_demo_idp(settings: Settings) -> None:
+    """The demo identity provider signs with the self-made key: only where that is allowed."""
+    if settings.demo_idp and (settings.jwt_jwks_url or not settings.jwt_allow_self_made_key):
+        raise SelfMadeKeyRefused(
+            "HEMHUB_DEMO_IDP=1 serves demo users with one shared password, signed with the"
+            " self-made key: only for a demo or test (HEMHUB_JWT_ALLOW_SELF_MADE_KEY=1 and no"
+            " HEMHUB_JWT_JWKS_URL)"
+        )
+
+
 def _check_signing_key(settings: Settings) -> None:
     """Refuse a self-made signing key unless the settings allow it; warn loudly if they do.
 
@@ -140,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     resolved = settings or get_settings()
     _check_signing_key(resolved)
+    _check_demo_idp(resolved)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -184,6 +204,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = resolved
     for router in ROUTERS:
         app.include_router(router)
+    if resolved.demo_idp:
+        app.include_router(demo_idp_router(resolved))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Added first, so inside the security headers: a 413 carries them too.
     app.add_middleware(BodySizeLimit, max_bytes=resolved.api_max_body_bytes)
