@@ -20,20 +20,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import live
 from api.auth import ensure_demo_key
 from api.campaign_runner import run_campaigns
 from api.db import create_pool, open_pool
 from api.demo_idp import demo_idp_router
-from api.limits import BodySizeLimit, validation_error
+from api.fhir import outcome as fhir_outcome
+from api.fhir import router as fhir_router
+from api.fhir import subject_access as fhir_subject_access
+from api.limits import BodySizeLimit
 from api.metrics import count_requests
 from api.routers import (
     alerts,
+    audit,
     campaigns,
     care_units,
     devices,
     docs,
+    erasure,
     fleet,
     fleet_figures,
     fleet_health,
@@ -41,6 +47,7 @@ from api.routers import (
     hubs,
     me,
     metrics,
+    nurse,
     ops,
     patients,
     principals,
@@ -66,10 +73,13 @@ ROUTERS = (
     me.router,
     patients.router,
     alerts.router,
+    nurse.router,
     stream.router,
     care_units.router,
     principals.router,
     residents.router,
+    erasure.router,
+    audit.router,
     shares.router,
     fleet.router,
     products.router,
@@ -81,6 +91,8 @@ ROUTERS = (
     hub_commands.router,
     thresholds.router,
     metrics.router,
+    fhir_router.router,
+    fhir_subject_access.router,
 )
 
 
@@ -89,7 +101,7 @@ async def _security_headers(
 ) -> Response:
     response = await call_next(request)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    if request.url.path.startswith("/api/"):
+    if request.url.path.startswith(("/api/", "/fhir/")):
         # Patient data must not linger in browser or proxy caches.
         response.headers["Cache-Control"] = "no-store"
     elif request.url.path in ("/", "/docs") or request.url.path.startswith("/static/"):
@@ -216,7 +228,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=resolved.api_max_body_bytes)
     app.middleware("http")(_security_headers)
     app.middleware("http")(count_requests)  # outermost: counts every answer
-    app.add_exception_handler(RequestValidationError, validation_error)
+    # Under /fhir/ every error is an OperationOutcome; elsewhere the API's usual answer.
+    app.add_exception_handler(RequestValidationError, fhir_outcome.invalid_request)
+    app.add_exception_handler(StarletteHTTPException, fhir_outcome.http_error)
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     return app

@@ -42,6 +42,8 @@ class Role(StrEnum):
     HMC = "hmc"
     ADMIN = "admin"
     INTEGRATION = "integration"
+    #: Reviews the principal's access log (who read or changed which resident's data).
+    AUDITOR = "auditor"
 
 
 @dataclass(frozen=True)
@@ -335,3 +337,5 @@ Fleet = Annotated[Principal, Depends(require_role(Role.HMC, Role.ADMIN))]
 Registry = Annotated[Principal, Depends(require_role(Role.NURSE, Role.HMC, Role.ADMIN))]
 #: Decisions about disclosing patient data to another principal (sharing): admins only.
 Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
+#: Reviewing the principal's access log (docs/audit.md): its auditors and admins.
+Auditor = Annotated[Principal, Depends(require_role(Role.AUDITOR, Role.ADMIN))]

@@ -6,11 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, computed_field
 
 from api.schemas import Instant, _In, _Out
 from hemhub.contract import HUB_ID_PATTERN
-from ingest.device_life import RetiredAs, State
+from ingest.device_life import ONLY_LOST_FROM, RetiredAs, State, allowed
 
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"\S")]
 Reason = Annotated[str, Field(min_length=1, max_length=2000, pattern=r"\S")]
@@ -53,7 +53,28 @@ class DeviceRegister(_In):
     firmware: ShortText | None = None
 
 
-class Device(_Out):
+class _Life(_Out):
+    """What a device or hub in its state may become: what a page offers, from the one
+    state machine (ingest.device_life); the API still judges each request."""
+
+    state: State
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def next_states(self) -> list[State]:
+        """In the order of a life (assigned before retired)."""
+        return [s for s in State if s in allowed(self.state)]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def retire_as(self) -> list[RetiredAs]:
+        """How it may be retired now (only lost while not at the HMC); empty: it may not."""
+        if State.RETIRED not in allowed(self.state):
+            return []
+        return [RetiredAs.LOST] if self.state in ONLY_LOST_FROM else list(RetiredAs)
+
+
+class Device(_Life):
     id: uuid.UUID
     stable_id: str
     serial: str | None
@@ -118,7 +139,7 @@ class HubRegister(_In):
     serial: ShortText | None = None
 
 
-class Hub(_Out):
+class Hub(_Life):
     id: str
     state: State
     serial: str | None

@@ -1,0 +1,181 @@
+"""A device's life and a rollout driven from the HMC pages in real Chromium, checked in
+the database: returning a device (its state, its recorded transition, the audit row),
+and pausing a running campaign (its state, its reason, its event)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+from playwright.sync_api import expect
+
+from ingest import campaigns
+from ingest.fleet_common import Actor
+from tests.web.conftest import WebStack
+from tests.web.test_hmc_fleet import texts
+
+
+def dialog(page: Any) -> Any:
+    return page.locator("dialog.hmc-dialog[open]")
+
+
+def test_an_hmc_returns_a_device_and_the_database_says_so(
+    web_stack: WebStack, browser_page: Any, sign_in: Callable[[Any, str], Any]
+) -> None:
+    page = browser_page
+    home = web_stack.homes["demo"][0]
+    address = home.scenario.devices[0].address.upper()
+    with psycopg.connect(web_stack.database_url) as conn:
+        row = conn.execute(
+            "SELECT id, serial, state FROM devices WHERE upper(address) = %s"
+            " AND owner_tenant_id = 'demo'",
+            (address,),
+        ).fetchone()
+    assert row is not None
+    device_id, serial, state = row
+    assert state == "assigned"
+
+    sign_in(page, "hmc-a")
+    t = texts(page)
+    # Through the inventory, filtered to the devices lent out.
+    page.get_by_role("link", name=t("hmc.nav.inventory")).click()
+    page.get_by_label(t("hmc.filter.state"), exact=True).select_option("assigned")
+    row_of_device = page.locator("tbody tr", has_text=serial)
+    expect(row_of_device).to_contain_text(t("code.life_state.assigned"))
+    expect(row_of_device).to_contain_text(home.resident)
+    row_of_device.get_by_role("link").first.click()
+    expect(page.locator(".hmc-state-line")).to_contain_text(t("code.life_state.assigned"))
+
+    # Return, with a reason; the dialog asks first.
+    page.get_by_role("button", name=t("hmc.action.return"), exact=True).click()
+    expect(dialog(page)).to_contain_text(t("hmc.dialog.return.device_question"))
+    dialog(page).get_by_label(t("hmc.field.reason"), exact=True).fill("moved to a care home")
+    dialog(page).get_by_role("button", name=t("hmc.action.return"), exact=True).click()
+    expect(dialog(page)).to_have_count(0)
+    expect(page.locator(".message-success")).to_be_visible()
+    expect(page.locator(".hmc-state-line")).to_contain_text(t("code.life_state.returned"))
+    # What it may become now: quarantine, or retired as lost; no second return.
+    expect(page.get_by_role("button", name=t("hmc.action.to.quarantine"))).to_be_visible()
+    expect(page.get_by_role("button", name=t("hmc.action.return"), exact=True)).to_have_count(0)
+    history = page.locator("section", has=page.get_by_role("heading", name=t("hmc.device.history")))
+    expect(history).to_contain_text("moved to a care home")
+
+    with psycopg.connect(web_stack.database_url) as conn:
+        (now_state,) = conn.execute(
+            "SELECT state FROM devices WHERE id = %s", (device_id,)
+        ).fetchone() or (None,)
+        change = conn.execute(
+            "SELECT from_state, to_state, by_subject, reason FROM device_state_changes"
+            " WHERE device_id = %s ORDER BY id DESC LIMIT 1",
+            (device_id,),
+        ).fetchone()
+        audit = conn.execute(
+            "SELECT subject, role, tenant_id, patient_id FROM audit_log"
+            " WHERE action = 'device.return' AND resource = %s",
+            (f"devices/{device_id}/return",),
+        ).fetchall()
+    assert now_state == "returned"
+    assert change == ("assigned", "returned", "hmc@demo", "moved to a care home")
+    assert [a[:3] for a in audit] == [("hmc@demo", "hmc", "demo")] and audit[0][3] is not None
+
+    # To quarantine; back to stock is refused while the hub has not confirmed the wipe:
+    # the API's reason is shown, and nothing changes.
+    page.get_by_role("button", name=t("hmc.action.to.quarantine")).click()
+    dialog(page).get_by_role("button", name=t("hmc.action.to.quarantine")).click()
+    expect(page.locator(".hmc-state-line")).to_contain_text(t("code.life_state.quarantine"))
+    page.get_by_role("button", name=t("hmc.action.to.in_stock")).click()
+    expect(dialog(page)).to_contain_text(t("hmc.dialog.to.in_stock.unconfirmed"))
+    dialog(page).get_by_role("button", name=t("hmc.action.to.in_stock")).click()
+    refusal = page.locator(".message-error")
+    expect(refusal).to_contain_text("data reset is not confirmed")
+    expect(refusal).to_contain_text(t("hmc.error.action_failed", reason="").strip())
+    expect(page.locator(".hmc-state-line")).to_contain_text(t("code.life_state.quarantine"))
+    with psycopg.connect(web_stack.database_url) as conn:
+        (final,) = conn.execute(
+            "SELECT state FROM devices WHERE id = %s", (device_id,)
+        ).fetchone() or (None,)
+    assert final == "quarantine"
+
+
+def _running_campaign(database_url: str, tenant: str) -> str:
+    async def make() -> str:
+        actor = Actor(f"hmc@{tenant}", tenant)
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            artifact = await campaigns.register_artifact(
+                conn, actor, kind="hub_software", version="9.9.0", target="hemhub-hub-9.9.0.tar"
+            )
+            campaign = await campaigns.create_campaign(
+                conn,
+                actor,
+                name="Hub 9.9.0",
+                artifact_id=artifact["id"],
+                waves=[34, 100],
+                max_parallel=10,
+                confirm_timeout_s=3600,
+                margin_failed_sessions=2,
+                margin_error_readings=0,
+            )
+            await campaigns.start(conn, actor, campaign["id"])
+            return str(campaign["id"])
+
+    # Its own thread: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, make()).result()
+
+
+def test_an_hmc_pauses_a_running_rollout(
+    web_stack: WebStack, browser_page: Any, sign_in: Callable[[Any, str], Any]
+) -> None:
+    page = browser_page
+    campaign_id = _running_campaign(web_stack.database_url, "demo")
+
+    sign_in(page, "hmc-a")
+    t = texts(page)
+    page.get_by_role("link", name=t("hmc.nav.rollouts")).click()
+    row = page.locator("tbody tr", has_text="Hub 9.9.0")
+    expect(row).to_contain_text(t("code.campaign_state.running"))
+    row.get_by_role("link", name="Hub 9.9.0").click()
+    expect(page.locator("#page-title")).to_have_text(t("hmc.rollouts.title_of", name="Hub 9.9.0"))
+    waves = page.locator(".hmc-waves li")
+    expect(waves).to_have_count(2)
+    expect(waves.first).to_have_attribute("aria-current", "step")
+    gates = page.locator("section", has=page.get_by_role("heading", name=t("hmc.rollouts.gates")))
+    expect(gates).to_contain_text(t("hmc.rollouts.at_most", n=2))
+    targets = page.locator(
+        "section", has=page.get_by_role("heading", name=t("hmc.rollouts.targets"))
+    )
+    expect(targets.locator("tbody tr")).to_have_count(len(web_stack.homes["demo"]))
+
+    page.get_by_role("button", name=t("hmc.action.campaign.pause")).click()
+    # The reason is required: an empty one is not sent.
+    dialog(page).get_by_role("button", name=t("hmc.action.campaign.pause")).click()
+    expect(dialog(page)).to_be_visible()
+    dialog(page).get_by_label(t("hmc.field.reason"), exact=True).fill(
+        "a hub went offline in wave 1"
+    )
+    dialog(page).get_by_role("button", name=t("hmc.action.campaign.pause")).click()
+    expect(page.locator(".hmc-state-line")).to_contain_text(t("code.campaign_state.paused"))
+    expect(page.locator(".hmc-paused")).to_contain_text("a hub went offline in wave 1")
+    expect(page.get_by_role("button", name=t("hmc.action.campaign.resume"))).to_be_visible()
+    events = page.locator("section", has=page.get_by_role("heading", name=t("hmc.rollouts.events")))
+    expect(events).to_contain_text(t("code.campaign_event.paused"))
+
+    with psycopg.connect(web_stack.database_url) as conn:
+        state = conn.execute(
+            "SELECT state, paused_reason FROM ota_campaigns WHERE id = %s", (campaign_id,)
+        ).fetchone()
+        event = conn.execute(
+            "SELECT by_subject, detail->>'reason' FROM ota_campaign_events"
+            " WHERE campaign_id = %s AND kind = 'paused'",
+            (campaign_id,),
+        ).fetchall()
+        audit = conn.execute(
+            "SELECT subject FROM audit_log WHERE action = 'ota.campaign.pause' AND resource = %s",
+            (f"ota/campaigns/{campaign_id}",),
+        ).fetchall()
+    assert state == ("paused", "a hub went offline in wave 1")
+    assert event == [("hmc@demo", "a hub went offline in wave 1")]
+    assert audit == [("hmc@demo",)]
