@@ -116,16 +116,21 @@ def test_expired_sign_in_returns_to_the_same_page(
     web_stack.api.stop()
     web_stack.api.env["HEMHUB_DEMO_TOKEN_TTL_S"] = "15"
     web_stack.api.start()
+    with psycopg.connect(web_stack.database_url) as conn:
+        row = conn.execute("SELECT id FROM patients WHERE tenant_id = 'demo' LIMIT 1").fetchone()
+    assert row is not None
+    route = f"#/residents/{row[0]}"
     page = browser_page
     sign_in(page, "nurse-a")
-    page.evaluate("location.hash = '#/somewhere/42'")
+    page.evaluate(f"location.hash = '{route}'")
     page.locator("[data-key='core.signin.expired']").wait_for(timeout=40_000)
     page.locator("#sign-in").click()
     page.locator("input[name=login][value='nurse-a']").check()
     page.locator("#password").fill(web_stack.users["nurse-a"].password)
     page.locator("button[type=submit]").click()
     page.locator(".who-name").wait_for()
-    assert page.url.endswith("#/somewhere/42")
+    page.wait_for_function("() => !new URLSearchParams(location.search).has('code')")
+    assert page.url.endswith(route)
 
 
 def _blocking(page: Any) -> list[str]:
