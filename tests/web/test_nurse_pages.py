@@ -53,6 +53,10 @@ def test_a_critical_alert_published_over_mqtt_tops_the_queue_without_reload(
         "document.documentElement.dataset.criticalNotice || ''"
     )
     assert page.locator(".triage-counts li[data-severity=critical] .count").inner_text() == "1"
+    # At 420 px the table scrolls in its own frame; the page itself never does.
+    page.set_viewport_size({"width": 420, "height": 800})
+    page.wait_for_timeout(200)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420
 
 
 def test_ack_and_resolve_with_a_note(web_stack: WebStack, browser_page: Any, sign_in: Any) -> None:
@@ -128,6 +132,10 @@ def test_a_residents_charts_hold_the_seeded_points_and_bands(
     assert (
         page.locator(".period-switch button[data-days='7']").get_attribute("aria-pressed") == "true"
     )
+    # In English: words and numbers follow the language.
+    page.locator(".language-switch button[data-lang=en]").click()
+    page.locator("#chart-systolic figcaption", has_text="Systolic (mmHg)").wait_for()
+    assert "+2.4" in page.locator(".weight-change").inner_text()
 
 
 def test_another_principals_nurse_cannot_open_the_resident(
