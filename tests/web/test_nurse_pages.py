@@ -184,3 +184,34 @@ def test_history_is_made_of_the_demo_homes_days() -> None:
         assert readings and all(now - timedelta(days=29) < r.measured_at < now for r in readings)
         assert len({r.idempotency_key for r in readings}) == len(readings)
     assert re.fullmatch(r"[0-9a-f]{64}", readings[0].idempotency_key)
+
+
+def test_axe_finds_no_serious_violations_on_the_nurses_pages(
+    web_stack: WebStack, browser_page: Any, sign_in: Any
+) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    def blocking() -> list[str]:
+        results = Axe().run(page)
+        return [
+            f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:5]}"
+            for v in results.response["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+
+    page = browser_page
+    publish_history(web_stack.mqtt_url, web_stack.database_url, web_stack.homes["demo"], days=10)
+    sign_in(page, "nurse-a")
+    page.locator(".triage-table tbody tr").first.wait_for()
+    page.wait_for_timeout(3000)  # the arrival highlight has faded
+    assert blocking() == [], "triage"
+    page.locator(".triage-table a.triage-rule").first.click()
+    page.locator(".alert-summary").wait_for()
+    assert blocking() == [], "an alert"
+    page.locator(".facts a").click()
+    page.locator("#chart-systolic").wait_for()
+    page.locator("#chart-systolic summary").click()
+    assert blocking() == [], "a resident"
+    page.locator(".resident-facts a").click()
+    page.locator(".thresholds-table").wait_for()
+    assert blocking() == [], "thresholds"
