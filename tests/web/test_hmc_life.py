@@ -179,3 +179,45 @@ def test_an_hmc_pauses_a_running_rollout(
     assert state == ("paused", "a hub went offline in wave 1")
     assert event == [("hmc@demo", "a hub went offline in wave 1")]
     assert audit == [("hmc@demo",)]
+
+
+def test_an_hmc_registers_a_hub_and_issues_its_password_once(
+    web_stack: WebStack, browser_page: Any, sign_in: Callable[[Any, str], Any]
+) -> None:
+    page = browser_page
+    hub_id = f"{web_stack.hub_ids[0]}-new"
+    sign_in(page, "hmc-a")
+    t = texts(page)
+    page.get_by_role("link", name=t("hmc.nav.catalogue")).click()
+    page.get_by_role("button", name=t("hmc.action.register_hub")).click()
+    dialog(page).get_by_label(t("hmc.field.hub_id"), exact=True).fill(hub_id)
+    dialog(page).get_by_label(t("hmc.field.serial"), exact=True).fill("SN-NEW-1")
+    dialog(page).get_by_role("button", name=t("hmc.action.register")).click()
+    # Straight to its page: in stock, never reported, no password yet.
+    expect(page.locator("#page-title")).to_have_text(t("hmc.hub.title", id=hub_id))
+    expect(page.locator(".hmc-state-line")).to_contain_text(t("code.life_state.in_stock"))
+
+    page.get_by_role("button", name=t("hmc.action.issue_credentials")).click()
+    dialog(page).get_by_role("button", name=t("hmc.action.issue_credentials")).click()
+    shown = page.locator(".hmc-once .hmc-secret")
+    expect(shown).to_be_visible()
+    password = shown.inner_text()
+    assert len(password) >= 16
+    # Only its hash is kept; the page now offers to revoke, not to issue again.
+    expect(page.get_by_role("button", name=t("hmc.action.revoke_credentials"))).to_be_visible()
+    expect(page.get_by_role("button", name=t("hmc.action.issue_credentials"))).to_have_count(0)
+
+    with psycopg.connect(web_stack.database_url) as conn:
+        hub = conn.execute(
+            "SELECT tenant_id, state, serial FROM hubs WHERE id = %s", (hub_id,)
+        ).fetchone()
+        stored = conn.execute(
+            "SELECT count(*) FROM hub_credentials WHERE hub_id = %s AND revoked_at IS NULL",
+            (hub_id,),
+        ).fetchone()
+        leaked = conn.execute(
+            "SELECT count(*) FROM hub_credentials WHERE hub_id = %s AND password_hash LIKE %s",
+            (hub_id, f"%{password}%"),
+        ).fetchone()
+    assert hub == ("demo", "in_stock", "SN-NEW-1")
+    assert stored == (1,) and leaked == (0,)
