@@ -19,18 +19,25 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import live
 from api.auth import ensure_demo_key
 from api.campaign_runner import run_campaigns
 from api.db import create_pool, open_pool
-from api.limits import BodySizeLimit, validation_error
+from api.demo_idp import demo_idp_router
+from api.fhir import outcome as fhir_outcome
+from api.fhir import router as fhir_router
+from api.fhir import subject_access as fhir_subject_access
+from api.limits import BodySizeLimit
 from api.metrics import count_requests
 from api.routers import (
     alerts,
+    audit,
     campaigns,
     care_units,
     devices,
+    erasure,
     fleet,
     fleet_figures,
     fleet_health,
@@ -38,6 +45,7 @@ from api.routers import (
     hubs,
     me,
     metrics,
+    nurse,
     ops,
     patients,
     principals,
@@ -46,6 +54,7 @@ from api.routers import (
     shares,
     stream,
     thresholds,
+    ui_config,
 )
 from hemhub.settings import Settings, get_settings
 from ingest.hub_link import HubLink
@@ -57,13 +66,17 @@ STATIC_DIR = ops.STATIC_DIR
 #: Every route of the API, by resource.
 ROUTERS = (
     ops.router,
+    ui_config.router,
     me.router,
     patients.router,
     alerts.router,
+    nurse.router,
     stream.router,
     care_units.router,
     principals.router,
     residents.router,
+    erasure.router,
+    audit.router,
     shares.router,
     fleet.router,
     products.router,
@@ -75,6 +88,8 @@ ROUTERS = (
     hub_commands.router,
     thresholds.router,
     metrics.router,
+    fhir_router.router,
+    fhir_subject_access.router,
 )
 
 
@@ -83,7 +98,7 @@ async def _security_headers(
 ) -> Response:
     response = await call_next(request)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    if request.url.path.startswith("/api/"):
+    if request.url.path.startswith(("/api/", "/fhir/")):
         # Patient data must not linger in browser or proxy caches.
         response.headers["Cache-Control"] = "no-store"
     elif request.url.path == "/" or request.url.path.startswith("/static/"):
@@ -102,6 +117,16 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 class SelfMadeKeyRefused(RuntimeError):
     """No JWKS is configured and the API is not allowed to trust a key it makes itself."""
+
+
+def _check_demo_idp(settings: Settings) -> None:
+    """The demo identity provider signs with the self-made key: only where that is allowed."""
+    if settings.demo_idp and (settings.jwt_jwks_url or not settings.jwt_allow_self_made_key):
+        raise SelfMadeKeyRefused(
+            "HEMHUB_DEMO_IDP=1 serves demo users with one shared password, signed with the"
+            " self-made key: only for a demo or test (HEMHUB_JWT_ALLOW_SELF_MADE_KEY=1 and no"
+            " HEMHUB_JWT_JWKS_URL)"
+        )
 
 
 def _check_signing_key(settings: Settings) -> None:
@@ -134,6 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     resolved = settings or get_settings()
     _check_signing_key(resolved)
+    _check_demo_idp(resolved)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -178,12 +204,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = resolved
     for router in ROUTERS:
         app.include_router(router)
+    if resolved.demo_idp:
+        app.include_router(demo_idp_router(resolved))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Added first, so inside the security headers: a 413 carries them too.
     app.add_middleware(BodySizeLimit, max_bytes=resolved.api_max_body_bytes)
     app.middleware("http")(_security_headers)
     app.middleware("http")(count_requests)  # outermost: counts every answer
-    app.add_exception_handler(RequestValidationError, validation_error)
+    # Under /fhir/ every error is an OperationOutcome; elsewhere the API's usual answer.
+    app.add_exception_handler(RequestValidationError, fhir_outcome.invalid_request)
+    app.add_exception_handler(StarletteHTTPException, fhir_outcome.http_error)
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
     return app

@@ -42,6 +42,8 @@ class Role(StrEnum):
     HMC = "hmc"
     ADMIN = "admin"
     INTEGRATION = "integration"
+    #: Reviews the principal's access log (who read or changed which resident's data).
+    AUDITOR = "auditor"
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class Principal:
     care_units: frozenset[uuid.UUID] | None = None
     #: The token's `exp`: a live stream ends then (the client reconnects with a new token).
     expires_at: datetime | None = None
+    #: The token's optional `name` claim (OpenID Connect): shown, never trusted for access.
+    name: str | None = None
 
     @property
     def care_unit_list(self) -> list[uuid.UUID] | None:
@@ -134,10 +138,11 @@ def issue_token(
     tenant: str,
     ttl: timedelta = timedelta(hours=12),
     care_units: Iterable[uuid.UUID | str] | None = None,
+    name: str | None = None,
 ) -> str:
-    """A token signed with the demo key (demo, tests, CLI); production tokens come from the IdP."""
-    ensure_demo_key(settings.demo_key_file)
-    key = _demo_private_key(settings)
+    """A token signed with the demo key (demo, tests, CLI); production tokens come from the IdP.
+
+    `name` (the OpenID Connect `name` claim) is what the web app shows as the user."""
     now = datetime.now(UTC)
     claims: dict[str, Any] = {
         "sub": sub,
@@ -151,6 +156,15 @@ def issue_token(
     }
     if care_units is not None:
         claims["care_units"] = [str(uuid.UUID(str(u))) for u in care_units]
+    if name is not None:
+        claims["name"] = name
+    return sign_with_demo_key(settings, claims)
+
+
+def sign_with_demo_key(settings: Settings, claims: dict[str, Any]) -> str:
+    """`claims` as an RS256 JWT signed with the demo key, its `kid` in the header."""
+    ensure_demo_key(settings.demo_key_file)
+    key = _demo_private_key(settings)
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": public_jwk(key)["kid"]})
 
 
@@ -238,6 +252,7 @@ def verify_token(token: str, settings: Settings) -> Principal:
         tenant=tenant,
         care_units=_care_units_claim(claims.get("care_units", None), "care_units" in claims),
         expires_at=_expiry(claims["exp"]),
+        name=_display_name(claims.get("name")),
     )
 
 
@@ -253,6 +268,11 @@ def _storable_identifier(value: Any) -> bool:
         and 0 < len(value) <= MAX_IDENTIFIER_CHARS
         and text_problem(value) is None
     )
+
+
+def _display_name(value: Any) -> str | None:
+    """The `name` claim when it is a storable string; anything else is ignored (display only)."""
+    return value if _storable_identifier(value) else None
 
 
 def _expiry(exp: Any) -> datetime:
@@ -317,3 +337,5 @@ Fleet = Annotated[Principal, Depends(require_role(Role.HMC, Role.ADMIN))]
 Registry = Annotated[Principal, Depends(require_role(Role.NURSE, Role.HMC, Role.ADMIN))]
 #: Decisions about disclosing patient data to another principal (sharing): admins only.
 Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
+#: Reviewing the principal's access log (docs/audit.md): its auditors and admins.
+Auditor = Annotated[Principal, Depends(require_role(Role.AUDITOR, Role.ADMIN))]

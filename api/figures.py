@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from api.csv_export import safe_cell
 from ingest.health import ERROR_READING_SQL
 
 
@@ -212,10 +213,11 @@ FIGURES: dict[str, Figure] = {
 
 
 def to_csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
-    """The rows as CSV with a header line (RFC 4180, \\r\\n line ends)."""
+    """The rows as CSV with a header line (RFC 4180, \\r\\n line ends); cells that a
+    spreadsheet would run as formulas are quoted (api.csv_export.safe_cell)."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        writer.writerow({k: safe_cell(v) for k, v in row.items()})
     return out.getvalue()

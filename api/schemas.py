@@ -82,6 +82,22 @@ class Me(_Out):
     tenant: str
     #: The token's `care_units` claim (None: the whole principal).
     care_units: list[uuid.UUID] | None = None
+    #: The token's `name` claim, when the identity provider sends one.
+    name: str | None = None
+    #: The principal's IANA time zone: the web app shows every time in it.
+    time_zone: str = "Europe/Stockholm"
+
+
+class UiConfig(_Out):
+    """What the web app needs before sign-in (GET /api/v1/ui-config)."""
+
+    #: The OpenID Connect issuer URL; None: sign-in is not configured.
+    issuer: str | None
+    client_id: str
+    scope: str
+    default_language: Literal["sv", "en"]
+    #: The demo identity provider signs users in (never in production).
+    demo: bool
 
 
 class Patient(_Out):

@@ -74,6 +74,9 @@ class CampaignCreate(_In):
     confirm_timeout_s: Annotated[int, Field(ge=10, le=7 * 86400)] = 3600
     margin_failed_sessions: Annotated[int, Field(ge=0, le=1000)] = 2
     margin_error_readings: Annotated[int, Field(ge=0, le=1000)] = 0
+    #: A confirmed target that reports nothing for longer than this fails the health
+    #: gate (default: 900 s for hub software, 86400 s for device firmware).
+    silence_window_s: Annotated[int, Field(ge=10, le=30 * 86400)] | None = None
     #: Whom: the caller's principal always; narrowed by these.
     care_unit_id: uuid.UUID | None = None
     model: uuid.UUID | None = None
@@ -98,6 +101,8 @@ class Campaign(_Out):
     confirm_timeout_s: int
     margin_failed_sessions: int
     margin_error_readings: int
+    #: None: a campaign from before the silence gate (not checked).
+    silence_window_s: int | None = None
     state: str
     paused_reason: str | None
     targets: int
@@ -121,6 +126,9 @@ class CampaignTarget(_Out):
     issued_at: datetime | None
     finished_at: datetime | None
     reason: str | None
+    #: When it last reported (the hub's status; the device seen or read by its hub): the
+    #: health gate's silence window counts from here.
+    last_report_at: datetime | None = None
 
 
 class CampaignEvent(_Out):

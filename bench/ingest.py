@@ -55,6 +55,7 @@ from paho.mqtt.properties import Properties
 
 from bench import fleet as fleet_bench
 from bench import gateway as gateway_bench
+from bench import ui_nurse as ui_bench
 from hemhub.contract import (
     ClockSource,
     ClockTrust,
@@ -1216,6 +1217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fleet: simulated hubs through the shipped Mosquitto configuration",
             lambda: fleet_bench.run(server_url, hubs=max(100, int(10_000 * scale))),
         )
+        nurse_pages: dict[str, Any] = step(
+            "nurse's pages: open queue and 90-day chart over a year of readings",
+            lambda: ui_bench.run(server_url, residents=max(200, int(ui_bench.RESIDENTS * scale))),
+        )
 
     results = {
         "copy_limit_readings_per_s": round(a),
@@ -1242,6 +1247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "alert_latency_max_ms": round(lat.max_ms, 1) if lat else None,
         "gateway": {k: round(v, 3) for k, v in hub.items()},
         "fleet": fleet,
+        "nurse_pages": nurse_pages,
         "targets_met": {r.name.split(" ", 1)[1]: r.met for r in rows if r.met is not None},
         "details": {
             "batched": _rounded(batched),
@@ -1276,6 +1282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(gateway_bench.table(hub))
     print()
     print(fleet_bench.table(fleet))
+    print()
+    print(ui_bench.table(nurse_pages))
     print()
     if floor:
         print(

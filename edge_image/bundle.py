@@ -12,53 +12,44 @@ The archive is reproducible: the same inputs and the same `created_at` give the 
 bytes (members sorted, every mtime `created_at`, owner root, modes 0644/0755, no
 compression). It is not signed itself: the TUF repository signs its length and hashes
 (edge_image/repository.py), and the hub installs only what TUF verified
-(gateway/update/fetch.py). `read_manifest` checks what the slot installer relies on.
+(gateway/update/fetch.py). `read_manifest` checks the archive against its manifest; the
+manifest itself is parsed by edge_image/bundle_format.py, which the hub's slot installer
+shares.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import re
 import tarfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-FORMAT = 1
-PYTHON = "3.11"
-MANIFEST = "manifest.json"
-WHEELS, UNITS, CONFIG_MIGRATIONS = "wheels", "units", "config_migrations"
-#: A version goes into a file name: letters, digits and . _ + - only.
-VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$")
-_MEMBER_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,199}$")
+from edge_image.bundle_format import (
+    CONFIG_MIGRATIONS,
+    FORMAT,
+    MANIFEST,
+    MEMBER_RE,
+    PYTHON,
+    UNITS,
+    WHEELS,
+    BundleError,
+    Manifest,
+    check_version,
+    parse_manifest,
+)
 
-
-class BundleError(ValueError):
-    """A bundle that cannot be built or read, with the reason."""
-
-
-@dataclass(frozen=True)
-class Manifest:
-    version: str
-    created_at: datetime
-    wheels: tuple[str, ...]
-    units: tuple[str, ...]
-    config_migrations: tuple[str, ...]
-    python: str = PYTHON
-    format: int = FORMAT
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "format": self.format,
-            "version": self.version,
-            "python": self.python,
-            "created_at": self.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "wheels": list(self.wheels),
-            "units": list(self.units),
-            "config_migrations": list(self.config_migrations),
-        }
+__all__ = [
+    "FORMAT",
+    "PYTHON",
+    "BundleError",
+    "Manifest",
+    "build_bundle",
+    "bundle_name",
+    "check_version",
+    "read_manifest",
+]
 
 
 def bundle_name(version: str) -> str:
@@ -67,20 +58,13 @@ def bundle_name(version: str) -> str:
     return f"hemhub-hub-{version}.tar"
 
 
-def check_version(version: str) -> None:
-    if not VERSION_RE.match(version):
-        raise BundleError(
-            f"version {version!r}: use 1 to 64 letters, digits and . _ + - (e.g. 0.2.0)"
-        )
-
-
 def _files(kind: str, paths: Iterable[Path], suffix: str | None) -> list[Path]:
     files = sorted(paths, key=lambda p: p.name)
     names = [p.name for p in files]
     for path in files:
         if not path.is_file():
             raise BundleError(f"{kind}: {path} is not a file")
-        if not _MEMBER_RE.match(path.name):
+        if not MEMBER_RE.match(path.name):
             raise BundleError(f"{kind}: {path.name!r} is not a plain file name")
         if suffix and not path.name.endswith(suffix):
             raise BundleError(f"{kind}: {path.name} does not end in {suffix}")
@@ -149,42 +133,6 @@ def build_bundle(
     return target
 
 
-def _parse_manifest(raw: bytes) -> Manifest:
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"manifest.json is not JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise BundleError("manifest.json is not an object")
-    if doc.get("format") != FORMAT:
-        raise BundleError(f"manifest.json: format {doc.get('format')!r}, expected {FORMAT}")
-    lists: dict[str, tuple[str, ...]] = {}
-    for key in (WHEELS, UNITS, CONFIG_MIGRATIONS):
-        value = doc.get(key)
-        if not isinstance(value, list) or not all(
-            isinstance(v, str) and _MEMBER_RE.match(v) for v in value
-        ):
-            raise BundleError(f"manifest.json: {key} must be a list of plain file names")
-        lists[key] = tuple(value)
-    version, python, created = doc.get("version"), doc.get("python"), doc.get("created_at")
-    if not isinstance(version, str) or not VERSION_RE.match(version):
-        raise BundleError(f"manifest.json: bad version {version!r}")
-    if not isinstance(python, str):
-        raise BundleError("manifest.json: python must be a string")
-    try:
-        created_at = datetime.fromisoformat(str(created))
-    except ValueError as exc:
-        raise BundleError(f"manifest.json: bad created_at {created!r}") from exc
-    return Manifest(
-        version=version,
-        created_at=created_at,
-        wheels=lists[WHEELS],
-        units=lists[UNITS],
-        config_migrations=lists[CONFIG_MIGRATIONS],
-        python=python,
-    )
-
-
 def read_manifest(bundle: Path) -> Manifest:
     """The bundle's manifest, after checking that the archive holds what it lists.
 
@@ -213,7 +161,7 @@ def read_manifest(bundle: Path) -> Manifest:
             files.add(info.name)
     if raw is None:
         raise BundleError(f"{bundle.name}: no manifest.json")
-    manifest = _parse_manifest(raw)
+    manifest = parse_manifest(raw)
     listed = {
         *(f"{WHEELS}/{n}" for n in manifest.wheels),
         *(f"{UNITS}/{n}" for n in manifest.units),

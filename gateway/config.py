@@ -8,8 +8,9 @@ import stat
 import tomllib
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.credentials import BrokerCredentials, InsecureCredentialsError
 from hemhub.contract import AllowedDevice, HubId
@@ -24,6 +25,44 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _repository_url(value: str) -> str:
+    """An http(s) base URL. Plain http is allowed: TUF's signatures, not the transport,
+    protect the metadata and files (a mirror on a LAN need not have TLS)."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{value!r}: a repository URL has no query or fragment")
+    return value if value.endswith("/") else value + "/"
+
+
+class UpdateSettings(BaseModel):
+    """Where the hub's update agent (gateway/update/agent.py) gets its software: the TUF
+    repository (docs/firmware.md, "On the hub")."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    #: The repository's base URL: its metadata under `metadata/`, its files under
+    #: `targets/` (unless `targets_url` says otherwise).
+    repository_url: str
+    #: Another base for the (large) target files, e.g. a CDN; TUF checks them all the same.
+    targets_url: str | None = None
+    #: The repository's root.json the image ships: the trust anchor, copied into
+    #: `metadata_dir` the first time (afterwards the hub follows the root chain).
+    trusted_root: Path
+    #: Where TUF's client keeps the metadata it trusts (writable; default
+    #: <data_dir>/update/metadata). Keeping it is what keeps the rollback protection.
+    metadata_dir: Path | None = None
+    #: How long a new slot has to confirm itself, and how many starts it gets.
+    confirm_timeout_s: Annotated[float, Field(ge=10, le=86400)] = 300.0
+    max_boots: Annotated[int, Field(ge=1, le=20)] = 3
+
+    @field_validator("repository_url", "targets_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _repository_url(value)
 
 
 class GatewayConfig(BaseModel):
@@ -62,6 +101,15 @@ class GatewayConfig(BaseModel):
     #: The A/B slots root (docs/firmware.md): a slot on trial confirms itself
     #: once healthy, or goes back to the previous slot. None: not run from slots.
     slots_root: Path | None = None
+    #: The hub's software updates (needs slots_root). None: the hub does not update its
+    #: own software, and ignores the `software` a configuration asks for.
+    update: UpdateSettings | None = None
+    #: The update repository (TUF, docs/firmware.md): its base URL (`metadata/` and
+    #: `targets/` below it) and the trusted root.json the hub image installed. The
+    #: firmware images of the hub's devices come from it, verified. None: the hub
+    #: updates no device.
+    update_repository_url: str | None = None
+    update_trusted_root: Path | None = None
     #: Replay rate after an outage, so a week of backlog does not flood the broker.
     max_readings_per_s: Annotated[float, Field(gt=0)] = 500.0
     #: A reading the broker acknowledged is published again when ingest's receipt has
@@ -83,6 +131,15 @@ class GatewayConfig(BaseModel):
     allow_insecure: bool = False
 
     @model_validator(mode="after")
+    def _update_repository(self) -> GatewayConfig:
+        if (self.update_repository_url is None) != (self.update_trusted_root is None):
+            raise ValueError(
+                "update_repository_url and update_trusted_root go together: the repository"
+                " is trusted only through its root.json"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _username_is_hub_id(self) -> GatewayConfig:
         # The broker's ACL confines a user to hemhub/v1/hubs/<user name>/...: a hub
         # logged in under another name has every reading acknowledged and then dropped.
@@ -101,6 +158,12 @@ class GatewayConfig(BaseModel):
                     f" {target.host!r}: use mqtts:// (TLS), or set allow_insecure = true"
                     " (never in production)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _update_needs_slots(self) -> GatewayConfig:
+        if self.update is not None and self.slots_root is None:
+            raise ValueError("update needs slots_root: the agent installs into the A/B slots")
         return self
 
     @property

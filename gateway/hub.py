@@ -44,6 +44,14 @@ from gateway.provisioning import ConfigRejected, ProvisioningStore
 from gateway.publisher import OutboxPublisher
 from gateway.readings import to_reading
 from gateway.update.confirm import confirm_when_healthy
+from gateway.update.device_firmware import FirmwareOutcome
+from gateway.update.device_reconcile import (
+    DeviceFirmwareReconciler,
+    FirmwareImages,
+    TufFirmwareImages,
+    UpdateTimings,
+)
+from gateway.update.device_safety import DeviceSituation
 from gateway.update.reconcile import Reconciler, UpdateAgent
 from hemhub import __version__
 from hemhub.contract import (
@@ -56,6 +64,7 @@ from hemhub.contract import (
     HubAlarm,
     HubCommand,
     HubConfig,
+    UpdateProgress,
 )
 
 log = logging.getLogger(__name__)
@@ -117,7 +126,7 @@ class DeviceState:
     firmware: str | None = None
     battery_level: int | None = None
 
-    def health(self) -> DeviceHealth:
+    def health(self, firmware_update: UpdateProgress | None = None) -> DeviceHealth:
         return DeviceHealth(
             address=self.allowed.address,
             profile=self.allowed.profile,
@@ -130,6 +139,7 @@ class DeviceState:
             sessions_failed=self.sessions_failed,
             consecutive_failures=self.consecutive_failures,
             last_error=self.last_error[:512] if self.last_error else None,
+            firmware_update=firmware_update,
         )
 
 
@@ -141,6 +151,8 @@ class HubGateway:
         *,
         clock_synced: Callable[[], bool] = hub_clock_synced,
         update_agent: UpdateAgent | None = None,
+        firmware_images: FirmwareImages | None = None,
+        firmware_timings: UpdateTimings | None = None,
     ) -> None:
         self.config = config
         self.backends = backends or BleakBackends()
@@ -205,6 +217,66 @@ class HubGateway:
             else None
         )
         self._update_wake = asyncio.Event()
+        #: Drives the devices' firmware towards the configuration's `firmware`; None:
+        #: the hub has no update repository, and updates no device.
+        self.firmware = self._firmware_reconciler(firmware_images, firmware_timings)
+
+    def _firmware_reconciler(
+        self, images: FirmwareImages | None, timings: UpdateTimings | None
+    ) -> DeviceFirmwareReconciler | None:
+        config = self.config
+        if images is None and config.update_repository_url and config.update_trusted_root:
+            images = TufFirmwareImages(
+                config.update_repository_url,
+                config.update_trusted_root,
+                config.data_dir / "device-firmware",
+            )
+        if images is None:
+            return None
+        firmware = DeviceFirmwareReconciler(
+            images,
+            config.data_dir / "device-firmware.json",
+            backends=self.backends,
+            zone=self._zone,
+            slots=self._slots,
+            on_progress=self.publisher.publish_status,
+            on_finished=self._firmware_finished,
+            timings=timings or UpdateTimings(connect_timeout=config.connect_timeout_s),
+        )
+        current = self.provisioning.current
+        firmware.set_desired(current.firmware if current else None)
+        for address, state in self.devices.items():
+            state.firmware = firmware.confirmed_version(address)
+        return firmware
+
+    def _firmware_finished(self, address: str, outcome: FirmwareOutcome) -> None:
+        state = self.devices.get(address)
+        if state is not None:
+            # The hub just talked to it; what it runs now (Device Information).
+            state.last_seen = time.time()
+            state.firmware = outcome.version_after or outcome.running_version or state.firmware
+
+    def _claimed_for_firmware(self, device: BLEDevice, state: DeviceState) -> bool:
+        """Whether the device's firmware update takes this advertisement (safe now)."""
+        firmware = self.firmware
+        if firmware is None or firmware.pending(state.allowed.address) is None:
+            return False
+
+        def situation(s: DeviceState) -> DeviceSituation:
+            return DeviceSituation(
+                address=s.allowed.address,
+                kind=s.allowed.profile.value,
+                # One hub serves one home: its devices are the resident's.
+                resident=self.config.hub_id,
+                battery_level=s.battery_level,
+                measuring=s.allowed.address in self._sessions,
+                update_pending=firmware.in_flight(s.allowed.address),
+            )
+
+        household = [situation(s) for s in self.devices.values()]
+        # Every device on the list was prescribed: the resident depends on each kind.
+        kinds = {s.allowed.profile.value for s in self.devices.values()}
+        return firmware.claim(device, situation(state), household, kinds)
 
     # -- running -------------------------------------------------------------------------
 
@@ -225,6 +297,8 @@ class HubGateway:
             confirming.cancel()
             updating.cancel()
             await asyncio.gather(unbonding, confirming, updating, return_exceptions=True)
+            if self.firmware is not None:
+                await self.firmware.stop()
             for command_task in list(self._command_tasks):
                 command_task.cancel()
             await asyncio.gather(*self._command_tasks, return_exceptions=True)
@@ -284,27 +358,35 @@ class HubGateway:
         outcome = await confirm_when_healthy(self.config.slots_root, self.slot_checks, stop)
         if outcome == "reverted":
             stop.set()
+        elif outcome == "confirmed":
+            self._update_wake.set()  # the reconciler records (and reports) it now
 
     async def _reconcile_updates(self, stop: asyncio.Event) -> None:
         """The update reconciler's passes: on a configuration, on each connection and
-        every UPDATE_CHECK_S. Ready (a trial slot may confirm): the scanner runs and the
-        broker is connected (the status goes with it)."""
+        every UPDATE_CHECK_S. Ready (a trial slot may confirm): `slot_checks` all hold."""
         if self.updater is None:
             return
         while not stop.is_set():
             self._update_wake.clear()
             current = self.provisioning.current
+            # The same checks as the slot's own confirmation (one rule).
+            ready = all(self.slot_checks().values())
             try:
-                await self.updater.reconcile(
-                    current.software if current else None,
-                    ready=self.started.is_set() and self.publisher.connected,
-                )
+                await self.updater.reconcile(current.software if current else None, ready=ready)
             except Exception:
                 log.exception("hub %s: update pass failed", self.config.hub_id)
+            # A new slot waiting only for the checks (its status acknowledged) looks again soon.
+            soon = not ready and self.updater.awaiting_confirmation
             try:
-                await asyncio.wait_for(self._update_wake.wait(), timeout=UPDATE_CHECK_S)
+                await asyncio.wait_for(
+                    self._update_wake.wait(), timeout=1.0 if soon else UPDATE_CHECK_S
+                )
             except TimeoutError:
                 pass
+
+    def session_running(self, address: str) -> bool:
+        """A reading session with the device is under way."""
+        return address.upper() in self._sessions
 
     def healthy(self) -> bool:
         """False when a part that runs outside the event loop is wedged (the publisher):
@@ -321,11 +403,17 @@ class HubGateway:
             waiter.set_result(device)  # a command waits for it (a wipe)
         if self.wiped or address in self._busy:
             return
+        if self.firmware is not None and self.firmware.busy(address):
+            return  # its firmware is being updated: no reading session meanwhile
         state = self.devices.get(address)
         if state is None:
             return  # never connect to, bond with or read a device not on the list
         state.last_seen, state.rssi = time.time(), adv.rssi
-        if state.allowed.address in self._sessions or time.monotonic() < state.not_before:
+        if state.allowed.address in self._sessions:
+            return
+        if self._claimed_for_firmware(device, state):
+            return
+        if time.monotonic() < state.not_before:
             return
         driver = DRIVERS.get(state.allowed.profile)
         if driver is None:
@@ -447,6 +535,8 @@ class HubGateway:
             len(wanted),
             len(removed),
         )
+        if self.firmware is not None:
+            self.firmware.set_desired(config.firmware)
         self._update_wake.set()
         self.publisher.publish_status()
 
@@ -710,7 +800,10 @@ class HubGateway:
             "memory_rss_bytes": health.memory_rss_bytes(),
             "cpu_temperature_c": health.cpu_temperature_c(),
             "alarms": alarms,
-            "devices": [s.health() for s in self.devices.values()],
+            "devices": [
+                s.health(self.firmware.progress(a) if self.firmware else None)
+                for a, s in self.devices.items()
+            ],
             "software_update": self.updater.progress if self.updater else None,
         }
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from hemhub import fleet_cli, ota_cli
+from hemhub import audit_cli, fleet_cli, ota_cli
 from hemhub.logs import LOG_FORMATS, setup_logging
 from hemhub.settings import Settings
 
@@ -159,7 +159,9 @@ def _cmd_api(args: argparse.Namespace) -> int:
     except SelfMadeKeyRefused as exc:
         print(f"hemhub api: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port)
+    # Open live streams get a second to finish when stopping, then are cut: a browser
+    # holding the alert stream must not keep the API from stopping (it reconnects).
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, timeout_graceful_shutdown=1)
     return 0
 
 
@@ -261,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("token", help="print a bearer token signed with the demo key")
-    p.add_argument("--role", default="nurse", choices=["nurse", "hmc", "admin", "integration"])
+    p.add_argument(
+        "--role", default="nurse", choices=["nurse", "hmc", "admin", "integration", "auditor"]
+    )
     p.add_argument("--tenant", default="demo")
     p.add_argument("--sub", default="nurse@demo")
     p.add_argument("--hours", type=float, default=12.0, help="validity (default 12 h)")
@@ -316,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fleet_cli.add_parser(sub)
     ota_cli.add_parser(sub)
+    audit_cli.add_parser(sub)
 
     p = sub.add_parser("gateway", help="run the hub gateway", parents=[logs])
     p.add_argument("--config", required=True, help="hub configuration file (.toml or .json)")

@@ -23,7 +23,8 @@ import psycopg
 import uvicorn
 
 from api.app import create_app
-from api.auth import Role, ensure_demo_key, issue_token
+from api.auth import Role, ensure_demo_key
+from api.demo_idp import DEMO_USERS, PRINCIPALS, demo_password
 from device_drivers.simulation.home import (
     ProducedLog,
     SimulatedDevice,
@@ -79,9 +80,11 @@ def _address(home: int, device: int) -> str:
     return f"C0:FF:EE:{device:02X}:{(home + 1) // 256:02X}:{(home + 1) % 256:02X}"
 
 
-def plan_homes(count: int) -> list[Home]:
+def plan_homes(count: int, *, hub_prefix: str = "demo-hub", start: int = 0) -> list[Home]:
+    """`count` homes; `start` offsets the numbering (device addresses and serials), so
+    that two plans (two principals' homes) never share a device."""
     homes = []
-    for i in range(count):
+    for i in range(start, start + count):
         devices = [
             SimulatedDevice(
                 address=_address(i, 0),
@@ -113,7 +116,7 @@ def plan_homes(count: int) -> list[Home]:
         homes.append(
             Home(
                 index=i,
-                hub_id=f"demo-hub-{i + 1:03d}",
+                hub_id=f"{hub_prefix}-{i + 1:03d}",
                 resident=name,
                 programme=programme,
                 scenario=SimulationScenario(devices=devices),
@@ -140,19 +143,19 @@ PRODUCTS: dict[str, dict[str, object]] = {
 }
 
 
-def seed(database_url: str, homes: list[Home]) -> None:
-    """Register the demo principal and its residents, then its fleet as a technician
-    would, through the fleet's service functions (those behind the API): a catalogue,
-    each home's hub placed at the resident's home, each device registered and assigned
-    through the hub (which gets its retained configuration). Once per data directory."""
+def seed(database_url: str, homes: list[Home], tenant: str = DEMO_TENANT) -> None:
+    """Register the demo principals (the demo users' two: PRINCIPALS), then `tenant`'s
+    residents and fleet as a technician would, through the fleet's service functions
+    (those behind the API): a catalogue, each home's hub placed at the resident's home,
+    each device registered and assigned through the hub (which gets its retained
+    configuration). Once per data directory."""
     with psycopg.connect(database_url) as conn:
-        registry.ensure_tenant(conn, DEMO_TENANT, "Demo municipality")
-        placed = {
-            r[0] for r in conn.execute("SELECT id FROM hubs WHERE tenant_id = %s", (DEMO_TENANT,))
-        }
+        for principal, name in PRINCIPALS.items():
+            registry.ensure_tenant(conn, principal, name)
+        placed = {r[0] for r in conn.execute("SELECT id FROM hubs WHERE tenant_id = %s", (tenant,))}
         residents = {
             home.hub_id: registry.create_patient(
-                conn, DEMO_TENANT, home.resident, programme=home.programme
+                conn, tenant, home.resident, programme=home.programme
             )
             for home in homes
             if home.hub_id not in placed
@@ -160,15 +163,19 @@ def seed(database_url: str, homes: list[Home]) -> None:
         conn.commit()
     if residents:
         asyncio.run(
-            _seed_fleet(database_url, [h for h in homes if h.hub_id in residents], residents)
+            _seed_fleet(
+                database_url, tenant, [h for h in homes if h.hub_id in residents], residents
+            )
         )
 
 
-async def _seed_fleet(database_url: str, homes: list[Home], residents: dict[str, UUID]) -> None:
-    actor = Actor(DEMO_HMC, DEMO_TENANT)
+async def _seed_fleet(
+    database_url: str, tenant: str, homes: list[Home], residents: dict[str, UUID]
+) -> None:
+    actor = Actor(f"hmc@{tenant}", tenant)
     started = datetime.now(UTC) - timedelta(days=30)
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        products = {p["kind"]: p["id"] for p in await inventory.list_products(conn, DEMO_TENANT)}
+        products = {p["kind"]: p["id"] for p in await inventory.list_products(conn, tenant)}
         for kind, spec in PRODUCTS.items():
             if kind not in products:
                 made = await inventory.create_product(conn, actor, **spec)  # type: ignore[arg-type]
@@ -227,6 +234,36 @@ async def run_home(
             await simulated.stop()
 
 
+#: Seconds the API gives open responses (live streams) to finish when stopping; then
+#: they are cut, so that Ctrl-C stops the demo within seconds with browsers attached.
+GRACEFUL_SHUTDOWN_S = 1
+
+
+ROLE_WORDS = {Role.NURSE: "nurse", Role.HMC: "HMC technician", Role.ADMIN: "admin"}
+
+
+def banner(settings: Settings, homes: int, password: str) -> str:
+    """What `hemhub demo` prints last: where to go, who to sign in as, and the password."""
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    width = max(len(u.login) for u in DEMO_USERS)
+    users = "\n".join(
+        f"      {u.login:<{width}}  {u.name}, {ROLE_WORDS[u.role]}, {PRINCIPALS[u.tenant]}"
+        for u in DEMO_USERS
+    )
+    return (
+        f"\nhemhub demo is running with {homes} simulated homes.\n\n"
+        f"  Open {base}/ in a browser and sign in (Logga in) as a demo user:\n"
+        f"{users}\n"
+        f"  Password (every demo user): {password}\n\n"
+        f"  API documentation: {base}/docs\n"
+        f"  A token for scripts: .venv/bin/hemhub token --role nurse --tenant {DEMO_TENANT}"
+        f" --data-dir '{settings.data_dir}'\n"
+        f"  Log: {settings.data_dir / LOG_FILE}\n"
+        f"  Simulated measurements: {settings.data_dir / 'simulated-readings.jsonl'}\n\n"
+        "Ctrl-C stops everything.\n"
+    )
+
+
 async def _serve(settings: Settings, homes: list[Home], database_url: str, mqtt_url: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -237,21 +274,25 @@ async def _serve(settings: Settings, homes: list[Home], database_url: str, mqtt_
     worker_thread = threading.Thread(target=worker.run, name="ingest", daemon=True)
     worker_thread.start()
 
-    # The demo verifies the tokens it prints with its own key: allowed here, and only here.
-    # The API runs the hub link: the hubs' retained configurations reach them.
+    # The demo verifies the tokens of its own identity provider with its own key:
+    # allowed here, and only here. The API runs the hub link: the hubs' retained
+    # configurations reach them.
     api_settings = settings.model_copy(
         update={
             "database_url": database_url,
             "mqtt_url": mqtt_url,
             "jwt_allow_self_made_key": True,
+            "demo_idp": True,
         }
     )
+    password = demo_password(api_settings)
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(api_settings),
             host=settings.api_host,
             port=settings.api_port,
             log_level="warning",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     )
     api_task = asyncio.create_task(server.serve())
@@ -260,38 +301,85 @@ async def _serve(settings: Settings, homes: list[Home], database_url: str, mqtt_
     home_tasks = [
         asyncio.create_task(run_home(h, mqtt_url, settings.data_dir, produced, stop)) for h in homes
     ]
-    token = issue_token(settings, sub="nurse@demo", role=Role.NURSE, tenant=DEMO_TENANT)
-    hmc_token = issue_token(settings, sub=DEMO_HMC, role=Role.HMC, tenant=DEMO_TENANT)
-    base = f"http://{settings.api_host}:{settings.api_port}"
-    print(
-        f"\nhemhub demo is running with {len(homes)} simulated homes.\n"
-        f"  API and nurse web UI: {base}/  (OpenAPI docs at {base}/docs)\n"
-        f"  A nurse token (12 h):  hemhub token --role nurse --tenant {DEMO_TENANT}"
-        f" --data-dir {settings.data_dir}\n"
-        f"  Try: curl -H 'Authorization: Bearer {token}' {base}/api/v1/alerts?status=open\n"
-        f"  An HMC token (12 h):   hemhub token --role hmc --tenant {DEMO_TENANT}"
-        f" --sub {DEMO_HMC} --data-dir {settings.data_dir}\n"
-        f"  Try: HEMHUB_API_URL={base} HEMHUB_API_TOKEN={hmc_token} hemhub fleet hubs list\n"
-        f"  Simulated measurements: {settings.data_dir / 'simulated-readings.jsonl'}\n"
-        "Ctrl-C stops everything.\n",
-        flush=True,
-    )
+    # The banner last: once the API answers, so that the URL it names works.
+    while not server.started and not api_task.done() and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.05)
+    if server.started:
+        print(banner(settings, len(homes), password), flush=True)
     try:
         await stop.wait()
     finally:
+        _console_quiet_from_now()
         print("stopping…", flush=True)
-        await asyncio.gather(*home_tasks, return_exceptions=True)
         server.should_exit = True
-        await api_task
+        await asyncio.gather(*home_tasks, api_task, return_exceptions=True)
         worker.stop()
         await asyncio.to_thread(worker_thread.join, 15)
         produced.close()
+
+
+#: INFO and up go to this file under the data directory; the console gets warnings only.
+LOG_FILE = "demo.log"
+#: Warnings that are normal in a demo on the embedded servers (the file keeps them):
+#: amqtt speaks MQTT 3.1.1 only (ingest falls back to it), and hands hubs other hubs'
+#: retained configurations (each hub checks the hub id and ignores them); the demo's
+#: self-made signing key is the point of a demo (the banner says it is one).
+NORMAL_IN_DEMO = (
+    ("ingest.worker", "ingest.mqtt_fallback"),
+    ("ingest.worker", "ingest.mqtt_disconnected reason='Normal disconnection'"),
+    ("ingest.worker", "ingest.dead_letter topic=hemhub/v1/hubs/"),
+    ("gateway.hub", "ignores a configuration: configuration is for hub"),
+    ("api.app", "SECURITY: tokens are verified with a self-made signing key"),
+)
+
+
+class _DemoConsole(logging.Filter):
+    """The console's filter: warnings and errors, less those normal in a demo; once
+    stopping, errors only (connections closing are expected then)."""
+
+    stopping = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.stopping:
+            return record.levelno >= logging.ERROR
+        if record.levelno >= logging.ERROR:
+            return True
+        message = record.getMessage()
+        return not any(
+            record.name.startswith(name) and text in message for name, text in NORMAL_IN_DEMO
+        )
+
+
+_console_filter = _DemoConsole()
+
+
+def _console_quiet_from_now() -> None:
+    _console_filter.stopping = True
+
+
+def _quiet_logging(data_dir: Path) -> None:
+    """Everything from INFO to <data-dir>/demo.log; warnings and errors on the console."""
+    root = logging.getLogger()
+    console = [h for h in root.handlers if isinstance(h, logging.StreamHandler)]
+    formatter = console[0].formatter if console else None
+    for handler in console:
+        handler.setLevel(logging.WARNING)
+        handler.addFilter(_console_filter)
+    to_file = logging.FileHandler(data_dir / LOG_FILE, encoding="utf-8")
+    to_file.setFormatter(
+        formatter or logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    to_file.setLevel(logging.INFO)
+    root.addHandler(to_file)
+    root.setLevel(min(root.level, logging.INFO) if root.level else logging.INFO)
 
 
 def run_demo(settings: Settings, homes: int = 5) -> int:
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = settings.model_copy(update={"data_dir": data_dir})
+    _quiet_logging(data_dir)
     ensure_demo_key(settings.demo_key_file)
     plan = plan_homes(homes)
     with contextlib.ExitStack() as stack:
@@ -305,4 +393,5 @@ def run_demo(settings: Settings, homes: int = 5) -> int:
         log.info("database ready; readings partitioning: %s", report.partitioning)
         seed(database_url, plan)
         asyncio.run(_serve(settings, plan, database_url, mqtt_url))
+    print("stopped.", flush=True)
     return 0

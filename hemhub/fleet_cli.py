@@ -119,8 +119,9 @@ def add_commands(
     groups: argparse._SubParsersAction[argparse.ArgumentParser],
     found: Sequence[FleetCommand],
     prog: str = "hemhub fleet",
-) -> None:
-    """A sub-command per group and verb of `found` (`hemhub fleet`, `hemhub ota`)."""
+) -> dict[str, argparse._SubParsersAction[argparse.ArgumentParser]]:
+    """A sub-command per group and verb of `found` (`hemhub fleet`, `hemhub ota`,
+    `hemhub audit`); the verbs' sub-parsers by group, for verbs of other kinds."""
     by_group: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
     for command in found:
         if command.group not in by_group:
@@ -149,6 +150,7 @@ def add_commands(
         if command.csv:
             verb.add_argument("--format", choices=["json", "csv"], default="json")
         verb.set_defaults(func=lambda args, c=command: run(c, args, prog))
+    return by_group
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

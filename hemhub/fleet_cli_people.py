@@ -117,6 +117,24 @@ COMMANDS = [
     ),
     FleetCommand(
         "residents",
+        "erase",
+        "POST",
+        "/api/v1/residents/{patient_id}/erasure",
+        "erase a deactivated resident: clinical data deleted, the access log pseudonymised"
+        " (docs/audit.md); prints the pseudonym to keep with the journal",
+        path_args=("patient_id",),
+        body_args=(
+            Arg(
+                "basis",
+                "why",
+                required=True,
+                choices=("request", "retention", "registered_in_error"),
+            ),
+        ),
+        path_help=_RESIDENT,
+    ),
+    FleetCommand(
+        "residents",
         "place",
         "PUT",
         "/api/v1/patients/{patient_id}/care-unit",

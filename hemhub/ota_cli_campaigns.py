@@ -49,6 +49,11 @@ COMMANDS = [
             Arg("confirm_timeout_s", "a target not confirmed after this long fails", type=int),
             Arg("margin_failed_sessions", "failed sessions a target may add", type=int),
             Arg("margin_error_readings", "error readings a target may add", type=int),
+            Arg(
+                "silence_window_s",
+                "a confirmed target silent longer than this fails the gate",
+                type=int,
+            ),
             Arg("care_unit_id", "only hubs/devices of this care unit's residents"),
             Arg("model", "only hubs/devices of this product (id)"),
             Arg("hardware_revision", "only devices of this hardware revision"),

@@ -52,6 +52,21 @@ class Settings(BaseSettings):
     #: can read that file can mint any token: it refuses to start unless this says so
     #: (`hemhub demo` and tests do), and then warns.
     jwt_allow_self_made_key: bool = False
+    #: Sign-in of the web app (OpenID Connect, authorization code + PKCE): the identity
+    #: provider's issuer URL (its /.well-known/openid-configuration) and the web app's
+    #: public client id there. Unset issuer: the demo identity provider when it runs.
+    oidc_issuer: str | None = None
+    oidc_client_id: str = "hemhub-web"
+    oidc_scope: str = "openid profile"
+    #: The web app's language until the user picks one (remembered in the browser).
+    ui_default_language: Literal["sv", "en"] = "sv"
+    #: Serve the demo identity provider at /idp (demo users, one password): only with the
+    #: self-made signing key (`hemhub demo`, tests); the API refuses it otherwise.
+    demo_idp: bool = False
+    #: The demo users' password; None: made once and kept in <data_dir>/demo-password.
+    demo_password: str | None = None
+    #: How long the demo identity provider's access tokens last.
+    demo_token_ttl_s: int = Field(default=8 * 3600, ge=10)
     #: The principal that runs the platform: its admins create principals and list them
     #: all (`hemhub fleet principals ...`); None: principals are created only by hand
     #: (`hemhub demo`, ingest.registry.ensure_tenant). Every other admin sees its own.
@@ -85,6 +100,10 @@ class Settings(BaseSettings):
     @property
     def hub_link_mqtt_url(self) -> str | None:
         return self.backend_mqtt_url or self.mqtt_url
+
+    @property
+    def demo_password_file(self) -> Path:
+        return self.data_dir / "demo-password"
 
     @property
     def demo_key_file(self) -> Path:

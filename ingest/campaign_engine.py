@@ -9,7 +9,9 @@ The health gate of a wave (docs/firmware.md): every target of the waves so far
 either confirmed (the hub reports the new version as confirmed and is online) or failed;
 any failure (failed, reverted, not confirmed within the campaign's time) pauses the
 campaign with the reason; so does a confirmed target whose devices had more failed
-sessions or error readings since it was asked than the campaign's margins. Only a wave
+sessions or error readings since it was asked than the campaign's margins, whose hub is
+offline, or that went silent: nothing reported (a hub's status, a device seen or read
+by its hub) for longer than the campaign's silence window. Only a wave
 that passes its gate lets the next one start; the next hubs are asked inside the window
 of their home's local time, at most `max_parallel` in flight at once.
 """
@@ -62,6 +64,9 @@ class Campaign:
     confirm_timeout: timedelta
     margin_failed_sessions: int
     margin_error_readings: int
+    #: A confirmed target that reports nothing for longer than this fails the gate
+    #: (None: not checked).
+    silence_window: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,9 @@ class Target:
     failed_sessions: int = 0
     #: Error readings of the hub's devices (the device's) since the target was asked.
     error_readings: int = 0
+    #: When it last reported: the hub's last status (hub software), the device's last
+    #: advertisement or reading its hub saw (firmware). None: never.
+    last_report_at: datetime | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -154,7 +162,18 @@ def _outcome(c: Campaign, t: Target, now: datetime) -> tuple[str, str | None] | 
     return None
 
 
-def _unhealthy(c: Campaign, t: Target) -> str | None:
+def _silent_for(c: Campaign, t: Target, now: datetime) -> timedelta | None:
+    """How long a target has been silent, when longer than the campaign's window. Its
+    silence counts from its last report, but never from before it was asked."""
+    if c.silence_window is None:
+        return None
+    since = max((at for at in (t.last_report_at, t.issued_at) if at is not None), default=None)
+    if since is None or now - since <= c.silence_window:
+        return None
+    return now - since
+
+
+def _unhealthy(c: Campaign, t: Target, now: datetime) -> str | None:
     if t.failed_sessions > c.margin_failed_sessions:
         return (
             f"{t.name}: {t.failed_sessions} failed session(s) since the update"
@@ -167,6 +186,13 @@ def _unhealthy(c: Campaign, t: Target) -> str | None:
         )
     if not t.online:
         return f"{t.name}: offline after the update"
+    silent = _silent_for(c, t, now)
+    if silent is not None:
+        window = int(c.silence_window.total_seconds()) if c.silence_window else 0
+        return (
+            f"{t.name}: silent for {int(silent.total_seconds())} s after the update"
+            f" (window {window} s)"
+        )
     return None
 
 
@@ -203,7 +229,7 @@ def decide(c: Campaign, targets: Sequence[Target], now: datetime) -> Plan:
         )
     for t in targets:
         if states[t.key] == TargetState.CONFIRMED and t.wave <= c.wave:
-            reason = _unhealthy(c, t)
+            reason = _unhealthy(c, t, now)
             if reason is not None:
                 return Plan(Action.PAUSE, reason, tuple(confirm))
     so_far = [t for t in targets if t.wave <= c.wave]

@@ -41,6 +41,10 @@ from ingest.health import ERROR_READING_SQL
 log = logging.getLogger(__name__)
 
 ENGINE = "engine"
+#: A confirmed target silent for longer than this fails the gate, unless the campaign
+#: says otherwise: a hub reports its status every minute; a sleepy device is seen only
+#: when its resident uses it, at least daily in a self-monitoring programme.
+DEFAULT_SILENCE_WINDOW_S = {"hub_software": 900, "device_firmware": 86400}
 #: One API replica at a time runs the campaigns (advisory lock).
 TICK_LOCK = 0x68656D6F  # "hemo"
 
@@ -214,6 +218,7 @@ async def create_campaign(
     confirm_timeout_s: int,
     margin_failed_sessions: int,
     margin_error_readings: int,
+    silence_window_s: int | None = None,
     window: tuple[time, time] | None = None,
     time_zone: str = "UTC",
     care_unit_id: uuid.UUID | None = None,
@@ -278,8 +283,8 @@ async def create_campaign(
             conn,
             "INSERT INTO ota_campaigns (tenant_id, name, artifact_id, selector, waves,"
             " window_start, window_end, time_zone, max_parallel, confirm_timeout_s,"
-            " margin_failed_sessions, margin_error_readings, created_by)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            " margin_failed_sessions, margin_error_readings, silence_window_s, created_by)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (
                 actor.tenant,
                 name,
@@ -293,6 +298,7 @@ async def create_campaign(
                 confirm_timeout_s,
                 margin_failed_sessions,
                 margin_error_readings,
+                silence_window_s or DEFAULT_SILENCE_WINDOW_S[artifact["kind"]],
                 actor.subject,
             ),
         )
@@ -336,6 +342,13 @@ SELECT t.hub_id, t.address, t.wave, t.state, t.from_version, t.issued_at, t.fini
                       CASE WHEN jsonb_typeof(h.last_status->'devices') = 'array'
                            THEN h.last_status->'devices' ELSE '[]'::jsonb END) d
                   WHERE upper(d->>'address') = t.address LIMIT 1) END AS progress,
+       CASE WHEN t.address = '' THEN h.last_seen_at
+            ELSE (SELECT greatest((d->>'last_seen_at')::timestamptz,
+                                  (d->>'last_reading_at')::timestamptz)
+                  FROM jsonb_array_elements(
+                      CASE WHEN jsonb_typeof(h.last_status->'devices') = 'array'
+                           THEN h.last_status->'devices' ELSE '[]'::jsonb END) d
+                  WHERE upper(d->>'address') = t.address LIMIT 1) END AS last_report_at,
        (SELECT jsonb_object_agg(x.address, x.sessions_failed) FROM hub_device_health x
         WHERE x.hub_id = t.hub_id AND x.listed
           AND (t.address = '' OR x.address = t.address)) AS sessions_failed
@@ -567,6 +580,7 @@ def _targets(
                 progress=_progress(r["progress"], campaign["id"]),
                 failed_sessions=_failed_since(r["sessions_failed"], r["baseline"]),
                 error_readings=errors_by.get((r["hub_id"], r["address"]), 0),
+                last_report_at=r["last_report_at"],
             )
         )
     return targets
@@ -600,6 +614,11 @@ async def tick(conn: AConn, campaign_id: uuid.UUID, now: datetime | None = None)
             confirm_timeout=timedelta(seconds=campaign["confirm_timeout_s"]),
             margin_failed_sessions=campaign["margin_failed_sessions"],
             margin_error_readings=campaign["margin_error_readings"],
+            silence_window=(
+                timedelta(seconds=campaign["silence_window_s"])
+                if campaign["silence_window_s"] is not None
+                else None
+            ),
         )
         plan = decide(view, _targets(rows, errors_by, campaign, at), at)
         await _carry_out(conn, campaign, plan, rows)

@@ -7,12 +7,16 @@ creates NOLOGIN when missing, for an operator to grant to login users
 afresh on every table of the schema, so tables that later migrations add are covered
 without each migration granting:
 
-- the API: SELECT, INSERT, UPDATE on every table; INSERT only on `audit_log`;
+- the API: SELECT, INSERT, UPDATE on every table; SELECT and INSERT only on `audit_log`
+  (it appends and, for the auditors' review, reads back; it never changes a row);
 - ingest: SELECT, INSERT, UPDATE on every table but `audit_log` (nothing there);
+- neither: anything on `audit_chain_head` (only the chaining trigger, as the owner,
+  writes it: ingest/sql/0017_audit_chain.sql);
 - both: SELECT only on migrate's bookkeeping (`schema_migrations`, `hemhub_meta`), the
   sequences their inserts draw from, and EXECUTE on what each calls as the owner
   (ingest: `hemhub_ensure_partitions`, which creates monthly partitions ahead, and
-  `hemhub_prune_health_history`, the fleet-health history's retention).
+  `hemhub_prune_health_history`, the fleet-health history's retention; the API:
+  `hemhub_erase_resident`, a resident's erasure, ingest/sql/0024_resident_erasure.sql).
 
 Neither role may DELETE or TRUNCATE anything, or create objects in the schema.
 """
@@ -28,11 +32,18 @@ from psycopg import sql
 #: Tables only `hemhub migrate` writes.
 BOOKKEEPING = frozenset({"schema_migrations", "hemhub_meta"})
 AUDIT_LOG = "audit_log"
+#: Tables no runtime role touches (written by owner functions only).
+OWNER_ONLY = frozenset({"audit_chain_head"})
 #: Functions owned by the owner that a runtime role calls (SECURITY DEFINER).
 INGEST_FUNCTIONS = (
     ("hemhub_ensure_partitions", "integer"),
     # the fleet-health history's retention (ingest.health, migration 0014)
     ("hemhub_prune_health_history", "interval, interval"),
+)
+#: ... and those the API calls.
+API_FUNCTIONS = (
+    # a resident's erasure: deletes and pseudonymises as the owner (migration 0024)
+    ("hemhub_erase_resident", "uuid, text, uuid"),
 )
 
 
@@ -49,8 +60,10 @@ class RuntimeRoles:
 def _table_privileges(role: str, table: str) -> tuple[str, ...]:
     if table in BOOKKEEPING:
         return ("SELECT",)
+    if table in OWNER_ONLY:
+        return ()
     if role == "api":
-        return ("INSERT",) if table == AUDIT_LOG else ("SELECT", "INSERT", "UPDATE")
+        return ("SELECT", "INSERT") if table == AUDIT_LOG else ("SELECT", "INSERT", "UPDATE")
     return () if table == AUDIT_LOG else ("SELECT", "INSERT", "UPDATE")
 
 
@@ -159,10 +172,9 @@ def grant_runtime_roles(conn: psycopg.Connection[Any], roles: RuntimeRoles) -> N
                     sql.Identifier(schema, sequence), role
                 )
             )
-        if kind == "ingest":
-            for function, arguments in INGEST_FUNCTIONS:
-                conn.execute(
-                    sql.SQL("GRANT EXECUTE ON FUNCTION {}({}) TO {}").format(
-                        sql.Identifier(schema, function), sql.SQL(arguments), role
-                    )
+        for function, arguments in INGEST_FUNCTIONS if kind == "ingest" else API_FUNCTIONS:
+            conn.execute(
+                sql.SQL("GRANT EXECUTE ON FUNCTION {}({}) TO {}").format(
+                    sql.Identifier(schema, function), sql.SQL(arguments), role
                 )
+            )

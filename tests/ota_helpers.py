@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,14 +50,26 @@ def make_wheel(directory: Path, name: str = "hemhub_standin", version: str = "1.
     return wheel
 
 
-def make_bundle(directory: Path, version: str) -> Path:
-    """A bundle of `version` holding a stand-in wheel of the same version."""
+def make_bundle(directory: Path, version: str, *, padding: int = 0) -> Path:
+    """A bundle of `version` holding a stand-in wheel of the same version; `padding`
+    bytes of comments in a configuration migration make it larger (a slow download)."""
     wheel = make_wheel(directory / f"wheels-{version}", version=version)
     unit = directory / f"units-{version}" / "hemhub-gateway.service"
     unit.parent.mkdir(parents=True, exist_ok=True)
     unit.write_text("[Service]\nExecStart=/bin/true\n")
+    migrations = []
+    if padding:
+        migration = directory / f"migrations-{version}" / "0001_padding.py"
+        migration.parent.mkdir(parents=True, exist_ok=True)
+        migration.write_text("# padding\n" * (padding // 10 + 1))
+        migrations.append(migration)
     return build_bundle(
-        version, directory / "out", wheels=[wheel], units=[unit], created_at=CREATED_AT
+        version,
+        directory / "out",
+        wheels=[wheel],
+        units=[unit],
+        config_migrations=migrations,
+        created_at=CREATED_AT,
     )
 
 
@@ -69,8 +82,8 @@ class SignedRepo:
     online_keys: Path
     work: Path
 
-    def add_bundle(self, version: str) -> str:
-        bundle = make_bundle(self.work, version)
+    def add_bundle(self, version: str, *, padding: int = 0) -> str:
+        bundle = make_bundle(self.work, version, padding=padding)
         info = self.repo.add_target(
             bundle, [self.online_keys], custom={"kind": "hub-software", "version": version}
         )
@@ -103,14 +116,29 @@ def signed_repo(
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
+    #: While set, files under targets/ go out slowly (4 KiB every 50 ms: 80 KiB/s).
+    slow: threading.Event | None = None
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def copyfile(self, source: Any, outputfile: Any) -> None:
+        if self.slow is None or not self.path.startswith("/targets/"):
+            super().copyfile(source, outputfile)
+            return
+        while chunk := source.read(4096):
+            outputfile.write(chunk)
+            outputfile.flush()
+            if self.slow.is_set():
+                time.sleep(0.05)
+
 
 @contextmanager
-def http_server(directory: Path) -> Iterator[str]:
-    """A real HTTP server on 127.0.0.1 serving `directory`; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(directory)))
+def http_server(directory: Path, *, slow: threading.Event | None = None) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 serving `directory`; yields its base URL. While
+    `slow` is set, target files are served at 80 KiB/s."""
+    handler = type("Handler", (_QuietHandler,), {"slow": slow})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

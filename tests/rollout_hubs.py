@@ -3,12 +3,14 @@ gateway's `OutboxPublisher`: retained status, last will, the retained configurat
 cached by the real `ProvisioningStore`) driven by the real update reconciler
 (`gateway.update.reconcile`), over the real broker.
 
-What installs is `DirectorySlots`, a minimal A/B installer on a temporary directory
-(two slots, the one to boot, a trial flag, a revert on a failed confirmation): a
-stand-in for gateway/update/slots.py and the TUF fetch of gateway/update/fetch.py until
-they are on main. It copies bundles from a directory and reads their manifest; it fakes
-no result: a version that cannot confirm (`broken`: say, it cannot reach the broker)
-really stays unconfirmed, and the hub goes back to the previous slot on its own.
+What installs is either the hub's real update agent (`RealSlots`: gateway/update/agent.py
+over a TUF repository on a local HTTP server and real A/B slots with their virtual
+environments), or `DirectorySlots`, a minimal A/B installer on a temporary directory
+(two slots, the one to boot, a trial flag, a revert on a failed confirmation) for the
+20-hub campaign, where 40 virtual environments would take minutes. It copies bundles
+from a directory and reads their manifest; it fakes no result: a version that cannot
+confirm (`broken`: say, it cannot reach the broker) really stays unconfirmed, and the
+hub goes back to the previous slot on its own.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gateway.config import UpdateSettings
 from gateway.outbox import Outbox
 from gateway.provisioning import ConfigRejected, ProvisioningStore, write_atomic
 from gateway.publisher import OutboxPublisher
-from gateway.update.reconcile import Reconciler, UpdateFailed
+from gateway.update import slots
+from gateway.update.agent import SlotUpdateAgent
+from gateway.update.reconcile import Reconciler, UpdateAgent, UpdateFailed
 from hemhub.contract import UpdateProgress
 
 
@@ -142,17 +147,59 @@ class DirectorySlots:
         return True
 
 
+class RealSlots:
+    """The hub's real update agent over real slots under `root`. Each boot runs the boot
+    check first (the unit's ExecStartPre) and then starts a new agent (a new process).
+    A version in `broken` dies at each start before it could confirm: the boot check
+    counts those starts and, after max_boots, goes back to the previous slot."""
+
+    def __init__(
+        self, root: Path, data_dir: Path, settings: UpdateSettings, broken: set[str]
+    ) -> None:
+        self.root = root
+        self.data_dir = data_dir
+        self.settings = settings
+        self.broken = broken
+        self.agent = SlotUpdateAgent(settings, root, data_dir)
+
+    def boot(self) -> bool:
+        state, _ = slots.check_boot(self.root)
+        if state.trying and state.versions.get(state.active or "") in self.broken:
+            return False
+        self.agent = SlotUpdateAgent(self.settings, self.root, self.data_dir)
+        return True
+
+    @property
+    def restart_wanted(self) -> threading.Event:
+        return self.agent.restart_requested
+
+    def running_version(self) -> str:
+        return self.agent.running_version()
+
+    def previous_version(self) -> str | None:
+        return self.agent.previous_version()
+
+
 class SimulatedHub:
     """One hub: publisher + provisioning store + reconciler; restarts when the update
     asks (a new publisher: a new MQTT session, offline then online)."""
 
     def __init__(
-        self, hub_id: str, mqtt_url: str, data_dir: Path, repo: Path, *, broken: set[str]
+        self,
+        hub_id: str,
+        mqtt_url: str,
+        data_dir: Path,
+        repo: Path,
+        *,
+        broken: set[str],
+        real_slots: RealSlots | None = None,
     ) -> None:
         self.hub_id = hub_id
         self.mqtt_url = mqtt_url
         self.data_dir = data_dir
-        self.slots = DirectorySlots(data_dir, repo, "A", broken)
+        self.slots: DirectorySlots | RealSlots = real_slots or DirectorySlots(
+            data_dir, repo, "A", broken
+        )
         self.store = ProvisioningStore(data_dir / "hub-config.json", hub_id, [])
         self.publisher: OutboxPublisher | None = None
         self.restarts = 0
@@ -173,8 +220,11 @@ class SimulatedHub:
             if not self.slots.boot():
                 self.restarts += 1
                 continue  # the broken slot never came up; back into the previous one
+            agent: UpdateAgent = (
+                self.slots.agent if isinstance(self.slots, RealSlots) else self.slots
+            )
             self.reconciler = Reconciler(
-                self.slots,
+                agent,
                 self.data_dir / "update-state.json",
                 on_progress=lambda _: self.publisher.publish_status() if self.publisher else None,
             )

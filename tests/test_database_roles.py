@@ -25,6 +25,7 @@ from device_drivers.simulation.cuff import SimulatedCuff
 from hemhub.contract import DeviceIdentity, topic_readings, topic_status
 from hemhub.settings import Settings
 from ingest import registry
+from ingest.audit_chain import verify_database
 from ingest.migrations import MigrationError, ensure_partitions, migrate
 from ingest.pipeline import store
 from ingest.roles import RuntimeRoles
@@ -195,6 +196,43 @@ async def test_api_and_ingest_work_under_their_roles(
     assert len(actions) >= 4, actions
 
 
+async def test_review_and_erasure_work_under_the_api_role(
+    installation: Installation, api: tuple[httpx.AsyncClient, dict[str, str]], tmp_path: Path
+) -> None:
+    """The API's role reads the log back for the auditors and erases a resident through
+    hemhub_erase_resident (the owner's function); the chain it leaves verifies as the owner."""
+    client, tokens = api
+    fleet = {"Authorization": tokens["hmc"]}
+    settings = Settings(data_dir=tmp_path / "api", jwt_allow_self_made_key=True)
+    auditor = {
+        "Authorization": "Bearer "
+        + issue_token(settings, sub="auditor.roles", role=Role.AUDITOR, tenant=TENANT)
+    }
+    with psycopg.connect(installation.owner_url) as conn:
+        registry.ensure_tenant(conn, TENANT, "End-to-end municipality")
+        patient = registry.create_patient(conn, TENANT, "Greta Holm")
+    r = await client.post(
+        f"/api/v1/residents/{patient}/deactivate", headers=fleet, json={"reason": "moved"}
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/api/v1/residents/{patient}/erasure", headers=fleet, json={"basis": "retention"}
+    )
+    assert r.status_code == 200, r.text
+    pseudonym = r.json()["pseudonym"]
+    r = await client.get("/api/v1/audit", headers=auditor, params={"patient": pseudonym})
+    assert r.status_code == 200, r.text
+    assert [e["action"] for e in r.json()["entries"]] == ["resident.deactivate", "resident.erase"]
+    r = await client.get("/api/v1/audit/export", headers=auditor)
+    assert r.status_code == 200 and r.text.count("\r\n") == 4  # header, 2 rows, the review
+    verdict = verify_database(installation.owner_url)
+    assert verdict.ok and verdict.erasures == 1, verdict.as_dict()
+    with psycopg.connect(installation.owner_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM patients WHERE display_name = 'Greta Holm'"
+        ).fetchone() == (0,)
+
+
 def test_ingest_role_runs_the_periodic_jobs(installation: Installation) -> None:
     """The periodic jobs run as ingest's role: the partitions job adds the months ahead
     (as the owner, through hemhub_ensure_partitions) and moves their readings out of the
@@ -244,9 +282,15 @@ def test_runtime_roles_cannot_alter_the_audit_log(installation: Installation, wh
             " VALUES ('x', 'nurse', 't', 'a', 'r')"
         )
         if who == "api":
-            conn.execute(insert)  # the API appends; it does not read the log back
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute("SELECT * FROM audit_log")
+            conn.execute(insert)  # the API appends, and reads back for the auditors' review
+            assert conn.execute("SELECT count(*) FROM audit_log").fetchone() == (2,)
+            # ... but it cannot touch the chain's head (only the chaining trigger does)
+            for statement in (
+                "SELECT * FROM audit_chain_head",
+                "UPDATE audit_chain_head SET seq = 0",
+            ):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(statement)  # type: ignore[arg-type]
         else:
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(insert)

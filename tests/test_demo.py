@@ -8,12 +8,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 
 from hemhub.embedded import free_port
+
+#: The longest a Ctrl-C may take with a live stream open (see the test's comment).
+STOP_BOUND_S = 15.0
 
 
 def test_demo_serves_alerts_that_match_simulated_readings(tmp_path: Path) -> None:
@@ -93,8 +97,16 @@ def test_demo_serves_alerts_that_match_simulated_readings(tmp_path: Path) -> Non
 
         # The fleet was seeded as a technician would: the printed HMC token sees each
         # hub placed, and each hub's status confirms the configuration the backend issued.
-        printed = (tmp_path / "demo.log").read_text()
-        hmc_token = printed.split("HEMHUB_API_TOKEN=")[1].split()[0]
+        hmc_token = subprocess.run(
+            [
+                *[sys.executable, "-m", "hemhub.cli", "token", "--role", "hmc"],
+                *["--tenant", "demo", "--sub", "hmc@demo", "--data-dir", str(data_dir)],
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         hmc = {"Authorization": f"Bearer {hmc_token}"}
         deadline = time.monotonic() + 90
         while True:
@@ -108,12 +120,58 @@ def test_demo_serves_alerts_that_match_simulated_readings(tmp_path: Path) -> Non
         assert {d["state"] for d in devices} == {"assigned"} and len(devices) == 5
         # HMC sees no clinical values
         assert httpx.get(f"{base}/api/v1/alerts", headers=hmc).status_code == 403
-    finally:
+
+        # Quiet start-up: the console has no INFO lines (they go to <data-dir>/demo.log),
+        # and the banner names the URL, every demo user and their password.
+        printed = (tmp_path / "demo.log").read_text()
+        assert " INFO " not in printed, printed[:3000]
+        assert " INFO " in (data_dir / "demo.log").read_text()
+        shown = printed[printed.index("hemhub demo is running") :]
+        assert f"http://127.0.0.1:{port}/" in shown
+        assert (data_dir / "demo-password").read_text().strip() in shown
+        for login in ("nurse-a", "hmc-a", "nurse-b", "hmc-b", "admin"):
+            assert f"  {login} " in shown
+        config = httpx.get(f"{base}/api/v1/ui-config").json()
+        assert config["demo"] and config["issuer"] == f"{base}/idp"
+
+        # Ctrl-C while a browser holds the live alert stream: everything still stops.
+        ready, ended = threading.Event(), threading.Event()
+
+        def hold_stream() -> None:
+            try:
+                with httpx.stream(
+                    "GET",
+                    f"{base}/api/v1/alerts/stream",
+                    headers=auth,
+                    timeout=httpx.Timeout(10, read=None),
+                ) as r:
+                    for line in r.iter_lines():
+                        if line == "event: ready":
+                            ready.set()
+            except httpx.HTTPError:
+                pass  # the server cut the stream: what a stopping server does
+            finally:
+                ended.set()
+
+        threading.Thread(target=hold_stream, daemon=True).start()
+        assert ready.wait(30), "the live stream did not open"
+        asked = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+        proc.wait(timeout=60)
+        stopped_in = time.monotonic() - asked
+        assert ended.wait(5), "the stream was left open"
+        # Within the 5 s on an idle machine (one second of grace for the streams);
+        # the bound here leaves room for a loaded CI machine, and is far below the minutes
+        # a held stream used to keep the demo alive.
+        assert stopped_in < STOP_BOUND_S, f"the demo took {stopped_in:.1f} s to stop"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                raise
         log.close()
-    assert code == 0, (tmp_path / "demo.log").read_text()[-3000:]
+    assert proc.returncode == 0, (tmp_path / "demo.log").read_text()[-3000:]
+    assert "stopped." in (tmp_path / "demo.log").read_text()

@@ -7,10 +7,12 @@ engine (`ingest.campaigns.tick`) decides from what ingest stored."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 
+from gateway.config import UpdateSettings
+from gateway.update import slots
 from hemhub.contract import topic_config, topic_status
 from hemhub.settings import MqttTarget
 from ingest import campaigns, hub_fleet, registry
@@ -26,7 +30,8 @@ from ingest.fleet_common import Actor
 from ingest.hub_link import HubLink
 from ingest.worker import IngestWorker
 from tests.factories import unique_hub_id
-from tests.rollout_hubs import SimulatedHub, build_bundle
+from tests.ota_helpers import http_server, make_bundle, signed_repo
+from tests.rollout_hubs import RealSlots, SimulatedHub, build_bundle
 
 TENANT = "hmc-ota"
 HMC = Actor(subject="hmc-operator", tenant=TENANT)
@@ -79,6 +84,17 @@ def fleet(database_url: str, mqtt_url: str, hub_link: HubLink) -> Iterator[list[
         clear_retained(mqtt_url, hubs)
 
 
+@pytest.fixture(scope="module")
+def slots_at_1_0(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real slots with 1.0 installed and confirmed (a virtual environment: made once,
+    copied per hub)."""
+    tmp = tmp_path_factory.mktemp("rollout-slots")
+    root = tmp / "opt-hemhub"
+    slots.install_bundle(make_bundle(tmp, "1.0"), root)
+    slots.switch(root)
+    return root
+
+
 def versions(database_url: str, hubs: list[str]) -> dict[str, str | None]:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
@@ -105,19 +121,41 @@ async def run_campaign(
     broken: set[str],
     until: set[str],
     then_rollback: bool = False,
+    first: str = "A",
+    real_slots_from: Path | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]], list[SimulatedHub]]:
+    """With `real_slots_from` (slots with `first` installed and confirmed), each hub
+    gets a copy and updates with the real agent from a real TUF repository over HTTP;
+    else with the minimal installer (`DirectorySlots`)."""
     repo = tmp_path / "repo"
-    target = build_bundle(repo, version)
-    sims = [SimulatedHub(h, mqtt_url, tmp_path / h, repo, broken=broken) for h in hubs]
+    resources = ExitStack()
+    if real_slots_from is None:
+        target = build_bundle(repo, version)
+        sims = [SimulatedHub(h, mqtt_url, tmp_path / h, repo, broken=broken) for h in hubs]
+    else:
+        signed = signed_repo(tmp_path / "release")
+        target = signed.add_bundle(version)
+        url = resources.enter_context(http_server(signed.repo.path))
+        trusted_root = tmp_path / "update-root.json"
+        trusted_root.write_bytes((signed.repo.metadata_dir / "root.json").read_bytes())
+        settings = UpdateSettings(repository_url=url, trusted_root=trusted_root)
+        sims = []
+        for h in hubs:
+            root = tmp_path / h / "opt-hemhub"
+            shutil.copytree(real_slots_from, root, symlinks=True)
+            real = RealSlots(root, tmp_path / h, settings, broken)
+            sims.append(
+                SimulatedHub(h, mqtt_url, tmp_path / h, repo, broken=broken, real_slots=real)
+            )
     stop = asyncio.Event()
     tasks = [asyncio.create_task(s.run(stop)) for s in sims]
     try:
         await wait_until(
             lambda: (
-                set(versions(database_url, hubs).values()) == {"A"}
+                set(versions(database_url, hubs).values()) == {first}
                 and len(versions(database_url, hubs)) == len(hubs)
             ),
-            "every hub online at A",
+            f"every hub online at {first}",
         )
         async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
             artifact = await campaigns.register_artifact(
@@ -133,7 +171,7 @@ async def run_campaign(
                 confirm_timeout_s=60,
                 margin_failed_sessions=0,
                 margin_error_readings=0,
-                current_version="A",
+                current_version=first,
             )
             assert campaign["targets"] == len(hubs)
             cid: uuid.UUID = campaign["id"]
@@ -160,6 +198,7 @@ async def run_campaign(
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        resources.close()
 
 
 async def test_a_campaign_brings_20_hubs_from_a_to_b_through_canary_and_waves(
@@ -245,3 +284,64 @@ async def test_a_rollback_brings_the_hubs_back_to_their_previous_slot(
     assert all(s.slots.previous_version() == "B" for s in sims)
     assert all(s.restarts == 2 for s in sims)
     assert [e["kind"] for e in events][-2:] == ["rollback", "rolled_back"]
+
+
+async def test_with_the_real_agent_hubs_update_from_a_tuf_repository_and_roll_back(
+    database_url: str, mqtt_url: str, fleet: list[str], tmp_path: Path, slots_at_1_0: Path
+) -> None:
+    hubs = fleet[:3]
+    final, events, targets, sims = await run_campaign(
+        database_url,
+        mqtt_url,
+        hubs,
+        tmp_path,
+        version="2.0",
+        broken=set(),
+        until={"completed"},
+        then_rollback=True,
+        first="1.0",
+        real_slots_from=slots_at_1_0,
+    )
+    kinds = [e["kind"] for e in events]
+    assert "completed" in kinds and kinds[-2:] == ["rollback", "rolled_back"]
+    assert final["state"] == "rolled_back"
+    assert {t["state"] for t in targets} == {"restored"}
+    assert {t["running"] for t in targets} == {"1.0"}
+    for sim in sims:
+        state = slots.load_state(sim.data_dir / "opt-hemhub")
+        # 2.0 was installed into slot b, confirmed, then left for slot a: kept for another try.
+        assert (state.active, state.previous, state.trying) == ("a", "b", False)
+        assert state.versions == {"a": "1.0", "b": "2.0"}
+        assert sim.slots.previous_version() == "2.0" and sim.restarts == 2
+
+
+async def test_with_the_real_agent_a_crash_looping_2_0_reverts_the_canary_and_pauses(
+    database_url: str, mqtt_url: str, fleet: list[str], tmp_path: Path, slots_at_1_0: Path
+) -> None:
+    hubs = fleet[:5]
+    final, _, targets, sims = await run_campaign(
+        database_url,
+        mqtt_url,
+        hubs,
+        tmp_path,
+        version="2.0",
+        broken={"2.0"},
+        until={"paused"},
+        first="1.0",
+        real_slots_from=slots_at_1_0,
+    )
+    (canary,) = [t for t in targets if t["wave"] == 0]
+    assert final["paused_reason"] == (
+        f"hub {canary['hub_id']}: reverted: crash_loop: 2.0 was started 3 times without"
+        " confirming (a crash loop); back to 1.0"
+    )
+    assert canary["state"] == "failed" and canary["running"] == "1.0"
+    assert {t["state"] for t in targets if t["wave"] > 0} == {"pending"}
+    assert {t["running"] for t in targets} == {"1.0"}
+    for sim in sims:
+        state = slots.load_state(sim.data_dir / "opt-hemhub")
+        assert state.active == "a" and not state.trying
+        if sim.hub_id == canary["hub_id"]:
+            assert state.outcome == ("reverted", "crash_loop") and state.previous is None
+        else:
+            assert "b" not in state.versions

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query
 
-from api import queries, schemas
+from api import nurse_queries, queries, schemas
 from api.access import not_found, patient_data
 from api.auth import Nurse, Principal
 from api.db import Conn, DbConn
+from api.nurse_schemas import AcknowledgeRequest
 from ingest.alerts import NOTIFY_CHANNEL
 
 router = APIRouter()
@@ -57,10 +58,12 @@ async def _transition(
     condition: str,
     params: dict[str, Any],
     conflict_status: schemas.AlertStatus | None,
+    note: str | None = None,
 ) -> schemas.Alert:
     """Apply a status change atomically; an alert already in the target state is returned as is.
 
-    A change is announced on NOTIFY (`event`), delivered at commit with the audit row.
+    A change is announced on NOTIFY (`event`), delivered at commit with the audit row,
+    and kept as a step of the alert's history (`alert_events`, with the note).
     """
     scope = queries.TRANSITION_SCOPE if principal.care_units is not None else ""
     sql = queries.TRANSITION_SQL.format(assignments=assignments, condition=condition, scope=scope)
@@ -101,13 +104,30 @@ async def _transition(
                 alert.patient_id,
                 {"outcome": "conflict", "status": alert.status.value},
             )
+        if changed is not None:
+            await conn.execute(
+                nurse_queries.INSERT_ALERT_EVENT_SQL,
+                {
+                    "id": alert_id,
+                    "tenant": principal.tenant,
+                    "sub": principal.sub,
+                    "event": event,
+                    "note": note,
+                },
+            )
         await access.record(alert.patient_id, {"changed": changed is not None})
     return alert
 
 
 @router.post("/api/v1/alerts/{alert_id}/ack", response_model=schemas.Alert, tags=["alerts"])
-async def acknowledge_alert(alert_id: uuid.UUID, principal: Nurse, conn: DbConn) -> schemas.Alert:
-    """open -> acknowledged (by the caller); idempotent; 409 when already resolved."""
+async def acknowledge_alert(
+    alert_id: uuid.UUID,
+    principal: Nurse,
+    conn: DbConn,
+    body: Annotated[AcknowledgeRequest | None, Body()] = None,
+) -> schemas.Alert:
+    """open -> acknowledged (by the caller, with an optional note); idempotent; 409 when
+    already resolved."""
     return await _transition(
         conn,
         principal,
@@ -118,6 +138,7 @@ async def acknowledge_alert(alert_id: uuid.UUID, principal: Nurse, conn: DbConn)
         condition="status = 'open'",
         params={},
         conflict_status=schemas.AlertStatus.RESOLVED,
+        note=body.note if body else None,
     )
 
 
@@ -140,4 +161,5 @@ async def resolve_alert(
         condition="status <> 'resolved'",
         params={"note": body.note if body else None},
         conflict_status=None,
+        note=body.note if body else None,
     )

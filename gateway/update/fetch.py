@@ -127,10 +127,12 @@ def fetch_verified(
     *,
     progress: Progress | None = None,
     installed_version: str | None = None,
+    targets_url: str | None = None,
 ) -> Path:
     """Verify the repository's metadata, then download `target_name` to `dest_dir`.
 
-    `repo_url` is the repository's base (its `metadata/` and `targets/` below it).
+    `repo_url` is the repository's base (its `metadata/` and `targets/` below it);
+    `targets_url`, when given, is where the target files are instead (a CDN).
     `progress(received, total)` follows the download. With `installed_version`, a target
     whose signed version (custom `version`) is older is refused as `rollback`: pass it
     unless going back is what was asked for (a rollback campaign).
@@ -141,6 +143,7 @@ def fetch_verified(
     if "/" in target_name or target_name.startswith("."):
         raise UpdateRefused("not_found", f"target {target_name!r}: not a plain file name")
     base = repo_url.rstrip("/")
+    targets_base = (targets_url or f"{base}/targets").rstrip("/")
     fetcher = _WatchedFetcher()
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / target_name
@@ -148,7 +151,7 @@ def fetch_verified(
         updater = Updater(
             metadata_dir=str(metadata_dir),
             metadata_base_url=f"{base}/metadata/",
-            target_base_url=f"{base}/targets/",
+            target_base_url=f"{targets_base}/",
             target_dir=str(dest_dir),
             fetcher=fetcher,
             bootstrap=None,
@@ -165,7 +168,7 @@ def fetch_verified(
             return dest
         sha256 = info.hashes.get("sha256")
         if progress is not None and sha256:
-            fetcher.watch = (f"{base}/targets/{sha256}.{target_name}", info.length, progress)
+            fetcher.watch = (f"{targets_base}/{sha256}.{target_name}", info.length, progress)
         partial = dest_dir / f".{target_name}.partial"
         updater.download_target(info, str(partial))
         partial.replace(dest)

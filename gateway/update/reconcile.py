@@ -17,7 +17,9 @@ was:
   (the boot counter, a crash loop) -> reverted, with the agent's reason;
 - a desired version that is the previous slot's (a rollback): switch back, restart;
 - a fetch refused (unsigned, altered, expired, rollback, freeze, ...) or an install that
-  failed -> failed with the reason; the running version is untouched.
+  failed -> failed with the reason; the running version is untouched;
+- a step deferred (the repository unreachable, a slot still on trial) -> downloading
+  with the reason, tried again at the next pass.
 
 A campaign's version that failed or reverted is not tried again (HMC decides: roll
 back, or a new campaign); a download or install interrupted by a restart is.
@@ -49,6 +51,16 @@ class UpdateFailed(Exception):
         self.message = message
 
 
+class UpdateDeferred(Exception):
+    """A step that cannot be done now but may be later (the repository unreachable, a
+    slot still on trial): the progress says why and the next pass tries again."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
 class UpdateAgent(Protocol):
     """What the reconciler drives (blocking calls: run in a thread)."""
 
@@ -59,7 +71,8 @@ class UpdateAgent(Protocol):
         """The version kept in the other slot, if any (a manual or campaign rollback)."""
 
     def fetch(self, target: str, progress: Callable[[int], None]) -> Path:
-        """The verified bundle (TUF); raise UpdateFailed (reason: refused) otherwise."""
+        """The verified bundle (TUF); raise UpdateFailed (reason: refused) otherwise, or
+        UpdateDeferred when the repository cannot be reached now."""
 
     def install(self, bundle: Path) -> None:
         """Install into the other slot and switch to it on trial; UpdateFailed otherwise."""
@@ -96,6 +109,12 @@ class Reconciler:
         self.on_progress = on_progress
         self.progress: UpdateProgress | None = self._load()
         self._lock = asyncio.Lock()
+
+    @property
+    def awaiting_confirmation(self) -> bool:
+        """Switched (or switching) to the new version: a pass with the hub ready confirms it."""
+        p = self.progress
+        return p is not None and p.state in (UpdateState.INSTALLING, UpdateState.CONFIRMING)
 
     def _load(self) -> UpdateProgress | None:
         try:
@@ -168,7 +187,12 @@ class Reconciler:
             return
         if await asyncio.to_thread(agent.previous_version) == desired.version:
             self._set(desired, UpdateState.CONFIRMING)
-            await asyncio.to_thread(agent.switch_to_previous)
+            try:
+                await asyncio.to_thread(agent.switch_to_previous)
+            except UpdateFailed as exc:
+                self._set(desired, UpdateState.FAILED, reason=f"{exc.reason}: {exc.message}")
+                log.warning("hub software %s: no way back: %s", desired.version, exc)
+                return
             await asyncio.to_thread(agent.restart)
             return
         try:
@@ -186,6 +210,11 @@ class Reconciler:
             bundle = await asyncio.to_thread(agent.fetch, desired.target, progress)
             self._set(desired, UpdateState.INSTALLING)
             await asyncio.to_thread(agent.install, bundle)
+        except UpdateDeferred as exc:
+            # Downloading still (the next pass starts the step again), saying why it waits.
+            self._set(desired, UpdateState.DOWNLOADING, percent=0, reason=str(exc))
+            log.warning("hub software %s deferred: %s", desired.version, exc)
+            return
         except UpdateFailed as exc:
             self._set(desired, UpdateState.FAILED, reason=f"{exc.reason}: {exc.message}")
             log.warning("hub software %s failed: %s", desired.version, exc)

@@ -12,7 +12,8 @@ state.json is the truth and `current` follows it: every step writes the state fi
 then the link, and the boot check (`ExecStartPre`) points the link at the state's active
 slot again, so a hub killed between the two ends on the state's slot.
 
-Standard library only (plus gateway.failpoints, also standard library only): the boot
+Standard library only (plus gateway.failpoints and edge_image.bundle_format, also
+standard library only): the boot
 check runs with the system's python3 from `boot/`, not from a slot that may be broken.
 Run as `python3 -m gateway.update.slots COMMAND --root ROOT`.
 """
@@ -30,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edge_image.bundle_format import MANIFEST, Manifest, parse_manifest
+from edge_image.bundle_format import BundleError as ManifestError
 from gateway.failpoints import failpoint
 from gateway.update import slot_state
 from gateway.update.slot_state import (
@@ -44,7 +47,6 @@ from gateway.update.slot_state import (
 STATE_FILE = "state.json"
 CURRENT = "current"
 BOOT_DIR = "boot"
-BUNDLE_FORMAT = 1
 
 
 class BundleError(SlotError):
@@ -99,21 +101,19 @@ def slot_python(root: Path, slot: str) -> Path:
     return root / slot / "venv" / "bin" / "python"
 
 
-def read_manifest(bundle_dir: Path) -> dict[str, object]:
-    """The unpacked bundle's manifest (shared interface 1), checked for what we use."""
+def read_manifest(bundle_dir: Path) -> Manifest:
+    """The unpacked bundle's manifest (edge_image/bundle_format.py, the one parser of
+    it), and the wheels it lists present."""
     try:
-        manifest = json.loads((bundle_dir / "manifest.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise BundleError("bad_bundle", f"no readable manifest.json: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise BundleError("bad_bundle", f"manifest format is not {BUNDLE_FORMAT}")
-    version, wheels = manifest.get("version"), manifest.get("wheels")
-    if not isinstance(version, str) or not version:
-        raise BundleError("bad_bundle", "manifest has no version")
-    if not isinstance(wheels, list) or not wheels or not all(isinstance(w, str) for w in wheels):
+        manifest = parse_manifest((bundle_dir / MANIFEST).read_bytes())
+    except OSError as exc:
+        raise BundleError("bad_bundle", f"no readable {MANIFEST}: {exc}") from exc
+    except ManifestError as exc:
+        raise BundleError("bad_bundle", str(exc)) from exc
+    if not manifest.wheels:
         raise BundleError("bad_bundle", "manifest lists no wheels")
-    for name in wheels:
-        if "/" in name or not (bundle_dir / "wheels" / name).is_file():
+    for name in manifest.wheels:
+        if not (bundle_dir / "wheels" / name).is_file():
             raise BundleError("bad_bundle", f"wheel {name!r} is not in the bundle")
     return manifest
 
@@ -161,14 +161,14 @@ def install_bundle(bundle: Path, slots_root: Path, *, python: str | None = None)
                 "--disable-pip-version-check",
                 "--find-links",
                 str(wheels),
-                *(str(wheels / str(name)) for name in manifest["wheels"]),  # type: ignore[attr-defined]
+                *(str(wheels / name) for name in manifest.wheels),
             ]
         )
         failpoint("slots.install.pip")
     except SlotError as exc:
         _commit(root, slot_state.install_failed(load_state(root), exc.reason))
         raise
-    version = str(manifest["version"])
+    version = manifest.version
     (slot_dir / "version").write_text(version + "\n")
     return _commit(root, slot_state.installed(load_state(root), version))
 
@@ -241,6 +241,9 @@ def install_boot_helper(slots_root: Path) -> Path:
     (tmp / "gateway" / "update").mkdir(parents=True)
     for name in ("__init__.py", "failpoints.py"):
         shutil.copy2(source / name, tmp / "gateway" / name)
+    (tmp / "edge_image").mkdir()
+    for name in ("__init__.py", "bundle_format.py"):  # the manifest parser slots imports
+        shutil.copy2(source.parent / "edge_image" / name, tmp / "edge_image" / name)
     for name in ("__init__.py", "slot_state.py", "slots.py"):
         shutil.copy2(source / "update" / name, tmp / "gateway" / "update" / name)
     script = tmp / "hemhub-slots"

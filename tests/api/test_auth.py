@@ -45,7 +45,14 @@ async def test_issued_token_round_trip(settings: Settings) -> None:
     async with api_client(settings) as client:
         r = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200
-    assert r.json() == {"sub": "anna", "role": "nurse", "tenant": "a", "care_units": None}
+    assert r.json() == {
+        "sub": "anna",
+        "role": "nurse",
+        "tenant": "a",
+        "care_units": None,
+        "name": None,
+        "time_zone": "Europe/Stockholm",  # the principal's (the default: no tenant row here)
+    }
 
 
 @pytest.mark.parametrize(

@@ -90,9 +90,10 @@ async def test_ui_is_served_with_a_strict_csp(client: httpx.AsyncClient) -> None
     r = await client.get("/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert "default-src 'self'" in r.headers["Content-Security-Policy"]
-    assert '<script src="/static/app.js"' in r.text
-    js = await client.get("/static/app.js")
-    assert js.status_code == 200 and ".innerHTML" not in js.text
+    assert '<script type="module" src="/static/js/core/main.js"' in r.text
+    for module in ("main", "shell", "dom", "api", "auth", "i18n", "live", "router"):
+        js = await client.get(f"/static/js/core/{module}.js")
+        assert js.status_code == 200 and ".innerHTML" not in js.text, module
 
 
 # --- patients and observations ---------------------------------------------------------------

@@ -148,3 +148,62 @@ def test_rolling_back_ends_when_every_target_runs_its_previous_version() -> None
     restored = replace(back, state=TargetState.RESTORED)
     plan = decide(c, [restored, replace(still, running="A")], NOW)
     assert plan.action == Action.ROLLED_BACK and plan.restore == (("h1", ""),)
+
+
+SILENCE = replace(CAMPAIGN, silence_window=timedelta(hours=1))
+
+
+def confirmed(hub: str, address: str = "", **kw: object) -> Target:
+    return replace(
+        target(hub, 0, TargetState.CONFIRMED, issued_at=NOW - timedelta(hours=3), **kw),
+        address=address,
+        online=True,
+        running="B",
+    )
+
+
+def test_a_device_silent_longer_than_the_window_after_its_update_pauses_the_campaign() -> None:
+    quiet = confirmed("h0", "C4:00:00:00:00:01", last_report_at=NOW - timedelta(minutes=61))
+    plan = decide(SILENCE, [quiet, target("h1", 1)], NOW)
+    assert plan.action == Action.PAUSE
+    assert plan.reason == (
+        "hub h0 device C4:00:00:00:00:01: silent for 3660 s after the update (window 3600 s)"
+    )
+    assert plan.issue == ()
+
+
+def test_a_hub_silent_longer_than_the_window_pauses_even_while_marked_online() -> None:
+    # The broker has not yet published its last will: the stale status still says online.
+    plan = decide(SILENCE, [confirmed("h0", last_report_at=NOW - timedelta(hours=2))], NOW)
+    assert plan.action == Action.PAUSE
+    assert plan.reason is not None and plan.reason.startswith("hub h0: silent for 7200 s")
+
+
+def test_a_target_reporting_within_the_window_passes() -> None:
+    recent = confirmed("h0", "C4:00:00:00:00:01", last_report_at=NOW - timedelta(minutes=59))
+    plan = decide(SILENCE, [recent, target("h1", 1)], NOW)
+    assert plan.action == Action.ADVANCE
+
+
+def test_silence_counts_from_when_the_target_was_asked_at_the_earliest() -> None:
+    # Last heard of long before it was asked; asked 30 minutes ago: not silent yet.
+    asked = replace(
+        confirmed("h0", last_report_at=NOW - timedelta(days=3)),
+        issued_at=NOW - timedelta(minutes=30),
+    )
+    assert decide(SILENCE, [asked], NOW).action == Action.COMPLETE
+    # Never reported since it was asked, 2 hours ago: silent.
+    never = replace(asked, last_report_at=None, issued_at=NOW - timedelta(hours=2))
+    plan = decide(SILENCE, [never], NOW)
+    assert plan.action == Action.PAUSE and "silent for 7200 s" in (plan.reason or "")
+
+
+def test_without_a_silence_window_silence_is_not_checked() -> None:
+    quiet = confirmed("h0", last_report_at=NOW - timedelta(days=2))
+    assert decide(CAMPAIGN, [quiet], NOW).action == Action.COMPLETE
+
+
+def test_silence_of_a_target_of_a_later_wave_than_the_gate_is_not_judged_yet() -> None:
+    later = replace(confirmed("h1", last_report_at=NOW - timedelta(days=2)), wave=1)
+    plan = decide(SILENCE, [confirmed("h0", last_report_at=NOW), later], NOW)
+    assert plan.action == Action.ADVANCE
