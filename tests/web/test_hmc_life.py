@@ -221,3 +221,50 @@ def test_an_hmc_registers_a_hub_and_issues_its_password_once(
         ).fetchone()
     assert hub == ("demo", "in_stock", "SN-NEW-1")
     assert stored == (1,) and leaked == (0,)
+
+
+def test_an_hmc_registers_a_resident_and_says_what_is_measured(
+    web_stack: WebStack, browser_page: Any, sign_in: Callable[[Any, str], Any]
+) -> None:
+    page = browser_page
+    sign_in(page, "hmc-a")
+    t = texts(page)
+    page.get_by_role("link", name=t("hmc.nav.registry")).click()
+    for home in web_stack.homes["demo"]:
+        expect(page.get_by_role("link", name=home.resident, exact=True)).to_be_visible()
+    for home in web_stack.homes["demo-b"]:
+        expect(page.get_by_text(home.resident, exact=True)).to_have_count(0)
+
+    page.get_by_role("button", name=t("hmc.action.new_resident")).click()
+    dialog(page).get_by_label(t("hmc.field.display_name"), exact=True).fill("Dora Ek")
+    dialog(page).get_by_label(t("hmc.field.programme"), exact=True).select_option("copd")
+    dialog(page).get_by_role("button", name=t("hmc.action.create")).click()
+    expect(page.locator("#page-title")).to_have_text(t("hmc.registry.title_of", name="Dora Ek"))
+    expect(page.locator("main")).to_contain_text(t("code.resident_programme.copd"))
+
+    page.get_by_role("button", name=t("hmc.action.schedule")).click()
+    dialog(page).get_by_label(t("hmc.field.measurement"), exact=True).select_option(
+        "pulse_oximetry"
+    )
+    dialog(page).get_by_label(t("hmc.field.every"), exact=True).select_option("PT12H")
+    dialog(page).get_by_role("button", name=t("hmc.action.save")).click()
+    schedules = page.locator(
+        "section", has=page.get_by_role("heading", name=t("hmc.registry.schedules"))
+    )
+    expect(schedules).to_contain_text(t("code.schedule_measurement.pulse_oximetry"))
+    expect(schedules).to_contain_text(t("hmc.every.hours", n=12))
+
+    with psycopg.connect(web_stack.database_url) as conn:
+        resident = conn.execute(
+            "SELECT id, tenant_id, programme FROM patients WHERE display_name = 'Dora Ek'"
+        ).fetchone()
+        assert resident is not None
+        schedule = conn.execute(
+            "SELECT measurement_type, every, active FROM monitoring_schedules"
+            " WHERE patient_id = %s",
+            (resident[0],),
+        ).fetchall()
+    assert resident[1:] == ("demo", "copd")
+    assert [(s[0], s[1].total_seconds(), s[2]) for s in schedule] == [
+        ("pulse_oximetry", 12 * 3600, True)
+    ]

@@ -7,6 +7,7 @@ import { renderReadings } from "./readings.js";
 import { renderFigures } from "./figures.js";
 import { renderCampaigns, renderCampaign } from "./campaigns.js";
 import { renderCatalogue } from "./catalogue.js";
+import { renderRegistry, renderResident } from "./registry.js";
 
 const ROLES = ["hmc", "admin"];
 
@@ -26,4 +27,6 @@ export const pages = [
   { path: "/rollouts", roles: ROLES, titleKey: "hmc.nav.rollouts", nav: true, render: renderCampaigns },
   { path: "/rollouts/:id", roles: ROLES, titleKey: "hmc.nav.campaign", nav: false, render: renderCampaign },
   { path: "/catalogue", roles: ROLES, titleKey: "hmc.nav.catalogue", nav: true, render: renderCatalogue },
+  { path: "/registry", roles: ROLES, titleKey: "hmc.nav.registry", nav: true, render: renderRegistry },
+  { path: "/registry/:id", roles: ROLES, titleKey: "hmc.nav.resident", nav: false, render: renderResident },
 ];
