@@ -75,9 +75,10 @@ export function table(columns, rows, emptyKey = "hmc.empty") {
       }),
     ),
   );
+  // Focusable, so that a keyboard can scroll it sideways when it is wider than the screen.
   return el(
     "div",
-    { class: "table-wrap" },
+    { class: "table-wrap", tabindex: "0" },
     el("table", { class: "hmc-table" }, el("thead", {}, head), el("tbody", {}, ...body)),
   );
 }
