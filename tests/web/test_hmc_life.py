@@ -222,6 +222,22 @@ def test_an_hmc_registers_a_hub_and_issues_its_password_once(
     assert hub == ("demo", "in_stock", "SN-NEW-1")
     assert stored == (1,) and leaked == (0,)
 
+    # Place it at a resident's home: the residents are asked for when the dialog opens.
+    resident = web_stack.homes["demo"][1].resident
+    page.get_by_role("button", name=t("hmc.action.place")).click()
+    dialog(page).get_by_label(t("hmc.field.resident"), exact=True).select_option(label=resident)
+    dialog(page).get_by_role("button", name=t("hmc.action.place")).click()
+    expect(page.locator(".hmc-state-line")).to_contain_text(t("code.life_state.assigned"))
+    life = page.locator("section", has=page.get_by_role("heading", name=t("hmc.hub.life")))
+    expect(life).to_contain_text(resident)
+    with psycopg.connect(web_stack.database_url) as conn:
+        placed = conn.execute(
+            "SELECT h.state, p.display_name FROM hubs h JOIN hub_placements hp ON hp.hub_id = h.id"
+            " JOIN patients p ON p.id = hp.patient_id WHERE h.id = %s AND hp.ended_at IS NULL",
+            (hub_id,),
+        ).fetchone()
+    assert placed == ("assigned", resident)
+
 
 def test_an_hmc_registers_a_resident_and_says_what_is_measured(
     web_stack: WebStack, browser_page: Any, sign_in: Callable[[Any, str], Any]

@@ -216,6 +216,11 @@ export async function act(ctx, dialog, request, doneKey, after) {
   } catch (error) {
     ctx.notify("hmc.error.action_failed", { reason: errorText(error) }, "error");
   }
+  // The page was drawn anew: a keyboard user goes on from its heading, not the top.
+  if (!document.activeElement || document.activeElement === document.body) {
+    const title = document.getElementById("page-title");
+    if (title) title.focus();
+  }
 }
 
 /** A `datetime-local` value (browser time) as ISO 8601 with its offset, or null. */
