@@ -51,6 +51,7 @@ from device_drivers.bleak_backends import BleakBackends
 from device_drivers.codecs.dispenser import DoseSchedule
 from device_drivers.drivers.dispenser import update_schedule
 from gateway.config import UpdateSettings
+from gateway.failpoints import failpoint
 from gateway.provisioning import write_atomic
 from gateway.update.device_firmware import (
     FirmwareImage,
@@ -256,6 +257,8 @@ class DeviceFirmwareReconciler:
         )
         self.updates[address] = update
         self._save()
+        if state in IN_FLIGHT and (state != UpdateState.DOWNLOADING or (percent or 0) > 0):
+            failpoint(f"device_firmware.{state.value}")  # a kill test's step (mid-upload)
         if self.on_progress is not None:
             self.on_progress()
 
