@@ -123,7 +123,19 @@ def test_the_fleet_overview_lists_the_principals_hubs_and_a_hubs_page_its_device
     life = page.locator("section", has=page.get_by_role("heading", name=t("hmc.hub.life")))
     expect(life).to_contain_text(t("code.life_state.assigned"))
     expect(life).to_contain_text(first.resident)
-    assert not [m for m in page.console_messages_seen if "pageerror" in m]
+
+    # In English and back: the same page in the other language's words.
+    other = "en" if page.evaluate("document.documentElement.lang") == "sv" else "sv"
+    page.locator(f".language-switch button[data-lang={other}]").click()
+    expect(page.locator("html")).to_have_attribute("lang", other)
+    t2 = texts(page)
+    expect(page.locator("#page-title")).to_have_text(t2("hmc.hub.title", id=first.hub_id))
+    expect(page.get_by_role("heading", name=t2("hmc.hub.devices"))).to_be_visible()
+    expect(page.locator("main")).to_contain_text(t2("code.device_profile.blood_pressure"))
+    page.locator(f".language-switch button[data-lang={'sv' if other == 'en' else 'en'}]").click()
+    expect(page.get_by_role("heading", name=t("hmc.hub.devices"))).to_be_visible()
+    problems = [m for m in page.console_messages_seen if "pageerror" in m or "i18n:" in m]
+    assert not problems, problems
 
 
 def test_an_hmc_of_principal_b_never_sees_principal_as_hubs_or_devices(

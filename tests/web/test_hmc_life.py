@@ -179,3 +179,108 @@ def test_an_hmc_pauses_a_running_rollout(
     assert state == ("paused", "a hub went offline in wave 1")
     assert event == [("hmc@demo", "a hub went offline in wave 1")]
     assert audit == [("hmc@demo",)]
+
+
+def test_an_hmc_registers_a_hub_and_issues_its_password_once(
+    web_stack: WebStack, browser_page: Any, sign_in: Callable[[Any, str], Any]
+) -> None:
+    page = browser_page
+    hub_id = f"{web_stack.hub_ids[0]}-new"
+    sign_in(page, "hmc-a")
+    t = texts(page)
+    page.get_by_role("link", name=t("hmc.nav.catalogue")).click()
+    page.get_by_role("button", name=t("hmc.action.register_hub")).click()
+    dialog(page).get_by_label(t("hmc.field.hub_id"), exact=True).fill(hub_id)
+    dialog(page).get_by_label(t("hmc.field.serial"), exact=True).fill("SN-NEW-1")
+    dialog(page).get_by_role("button", name=t("hmc.action.register")).click()
+    # Straight to its page: in stock, never reported, no password yet.
+    expect(page.locator("#page-title")).to_have_text(t("hmc.hub.title", id=hub_id))
+    expect(page.locator(".hmc-state-line")).to_contain_text(t("code.life_state.in_stock"))
+
+    page.get_by_role("button", name=t("hmc.action.issue_credentials")).click()
+    dialog(page).get_by_role("button", name=t("hmc.action.issue_credentials")).click()
+    shown = page.locator(".hmc-once .hmc-secret")
+    expect(shown).to_be_visible()
+    password = shown.inner_text()
+    assert len(password) >= 16
+    # Only its hash is kept; the page now offers to revoke, not to issue again.
+    expect(page.get_by_role("button", name=t("hmc.action.revoke_credentials"))).to_be_visible()
+    expect(page.get_by_role("button", name=t("hmc.action.issue_credentials"))).to_have_count(0)
+
+    with psycopg.connect(web_stack.database_url) as conn:
+        hub = conn.execute(
+            "SELECT tenant_id, state, serial FROM hubs WHERE id = %s", (hub_id,)
+        ).fetchone()
+        stored = conn.execute(
+            "SELECT count(*) FROM hub_credentials WHERE hub_id = %s AND revoked_at IS NULL",
+            (hub_id,),
+        ).fetchone()
+        leaked = conn.execute(
+            "SELECT count(*) FROM hub_credentials WHERE hub_id = %s AND password_hash LIKE %s",
+            (hub_id, f"%{password}%"),
+        ).fetchone()
+    assert hub == ("demo", "in_stock", "SN-NEW-1")
+    assert stored == (1,) and leaked == (0,)
+
+    # Place it at a resident's home: the residents are asked for when the dialog opens.
+    resident = web_stack.homes["demo"][1].resident
+    page.get_by_role("button", name=t("hmc.action.place")).click()
+    dialog(page).get_by_label(t("hmc.field.resident"), exact=True).select_option(label=resident)
+    dialog(page).get_by_role("button", name=t("hmc.action.place")).click()
+    expect(page.locator(".hmc-state-line")).to_contain_text(t("code.life_state.assigned"))
+    life = page.locator("section", has=page.get_by_role("heading", name=t("hmc.hub.life")))
+    expect(life).to_contain_text(resident)
+    with psycopg.connect(web_stack.database_url) as conn:
+        placed = conn.execute(
+            "SELECT h.state, p.display_name FROM hubs h JOIN hub_placements hp ON hp.hub_id = h.id"
+            " JOIN patients p ON p.id = hp.patient_id WHERE h.id = %s AND hp.ended_at IS NULL",
+            (hub_id,),
+        ).fetchone()
+    assert placed == ("assigned", resident)
+
+
+def test_an_hmc_registers_a_resident_and_says_what_is_measured(
+    web_stack: WebStack, browser_page: Any, sign_in: Callable[[Any, str], Any]
+) -> None:
+    page = browser_page
+    sign_in(page, "hmc-a")
+    t = texts(page)
+    page.get_by_role("link", name=t("hmc.nav.registry")).click()
+    for home in web_stack.homes["demo"]:
+        expect(page.get_by_role("link", name=home.resident, exact=True)).to_be_visible()
+    for home in web_stack.homes["demo-b"]:
+        expect(page.get_by_text(home.resident, exact=True)).to_have_count(0)
+
+    page.get_by_role("button", name=t("hmc.action.new_resident")).click()
+    dialog(page).get_by_label(t("hmc.field.display_name"), exact=True).fill("Dora Ek")
+    dialog(page).get_by_label(t("hmc.field.programme"), exact=True).select_option("copd")
+    dialog(page).get_by_role("button", name=t("hmc.action.create")).click()
+    expect(page.locator("#page-title")).to_have_text(t("hmc.registry.title_of", name="Dora Ek"))
+    expect(page.locator("main")).to_contain_text(t("code.resident_programme.copd"))
+
+    page.get_by_role("button", name=t("hmc.action.schedule")).click()
+    dialog(page).get_by_label(t("hmc.field.measurement"), exact=True).select_option(
+        "pulse_oximetry"
+    )
+    dialog(page).get_by_label(t("hmc.field.every"), exact=True).select_option("PT12H")
+    dialog(page).get_by_role("button", name=t("hmc.action.save")).click()
+    schedules = page.locator(
+        "section", has=page.get_by_role("heading", name=t("hmc.registry.schedules"))
+    )
+    expect(schedules).to_contain_text(t("code.schedule_measurement.pulse_oximetry"))
+    expect(schedules).to_contain_text(t("hmc.every.hours", n=12))
+
+    with psycopg.connect(web_stack.database_url) as conn:
+        resident = conn.execute(
+            "SELECT id, tenant_id, programme FROM patients WHERE display_name = 'Dora Ek'"
+        ).fetchone()
+        assert resident is not None
+        schedule = conn.execute(
+            "SELECT measurement_type, every, active FROM monitoring_schedules"
+            " WHERE patient_id = %s",
+            (resident[0],),
+        ).fetchall()
+    assert resident[1:] == ("demo", "copd")
+    assert [(s[0], s[1].total_seconds(), s[2]) for s in schedule] == [
+        ("pulse_oximetry", 12 * 3600, True)
+    ]

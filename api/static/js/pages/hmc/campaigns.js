@@ -60,7 +60,12 @@ export async function renderCampaigns(root, params, ctx) {
   const artifacts = el("div");
   root.append(
     el("p", { class: "muted" }, t("hmc.rollouts.intro")),
-    el("div", { class: "hmc-actions" }, ui.button("hmc.action.new_campaign", () => create(ctx), "button-primary")),
+    el(
+      "div",
+      { class: "hmc-actions" },
+      ui.button("hmc.action.new_campaign", () => create(ctx), "button-primary"),
+      ui.button("hmc.action.register_artifact", () => registerArtifact(ctx, () => renderCampaigns(root, params, ctx)), "button"),
+    ),
     list,
     ui.section("hmc.rollouts.artifacts", artifacts),
   );
@@ -80,6 +85,46 @@ export async function renderCampaigns(root, params, ctx) {
       ),
     ),
   ]);
+}
+
+async function registerArtifact(ctx, after) {
+  let products;
+  try {
+    products = (await api("/api/v1/products")).filter((p) => p.kind !== "hub");
+  } catch (error) {
+    ctx.notify("hmc.error.action_failed", { reason: ui.errorText(error) }, "error");
+    return;
+  }
+  await ui.act(
+    ctx,
+    {
+      titleKey: "hmc.dialog.register_artifact.title",
+      questionKey: "hmc.dialog.register_artifact.question",
+      fields: [
+        {
+          name: "kind",
+          key: "hmc.field.artifact_kind",
+          type: "select",
+          options: ui.codeOptions("artifact_kind", ["hub_software", "device_firmware"]),
+        },
+        { name: "version", key: "hmc.field.version", required: true, placeholder: "2.5.0" },
+        { name: "target", key: "hmc.field.target_name", required: true, hintKey: "hmc.field.target_name_hint" },
+        {
+          name: "product_id",
+          key: "hmc.field.firmware_product",
+          type: "select",
+          options: [["", t("hmc.field.none")], ...products.map((p) => [p.id, `${p.manufacturer} ${p.model}`])],
+          hintKey: "hmc.field.firmware_product_hint",
+        },
+        { name: "sha256", key: "hmc.field.sha256" },
+        { name: "notes", key: "hmc.field.notes", type: "textarea" },
+      ],
+      confirmKey: "hmc.action.register",
+    },
+    (v) => ["/api/v1/ota/artifacts", { method: "POST", body: ui.compact(v) }],
+    "hmc.done.artifact_registered",
+    after,
+  );
 }
 
 async function create(ctx) {

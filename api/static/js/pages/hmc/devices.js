@@ -24,10 +24,23 @@ function residentName(residents, id) {
   return found ? found.display_name : t("hmc.resident.unknown");
 }
 
-/** The principal's residents by id (administrative names only; HMC may read them). */
+/** The principal's residents by id (administrative names only; HMC may read them).
+ * Each read is audited per resident shown: pages that name a few ask for those few. */
 export async function residentsById() {
   const list = await api("/api/v1/residents", { query: { limit: 5000 } });
   return new Map(list.map((r) => [r.id, r]));
+}
+
+/** The residents with these ids (one read each; an unknown or foreign one is left out). */
+export async function residentsOf(ids) {
+  const wanted = [...new Set(ids.filter(Boolean))];
+  const found = await Promise.all(wanted.map((id) => api(`/api/v1/residents/${id}`).catch(() => null)));
+  return new Map(found.filter(Boolean).map((r) => [r.id, r]));
+}
+
+/** The residents a state-change history names (assignments, placements, returns). */
+export function residentIds(...changes) {
+  return changes.flat().map((c) => c && c.detail && c.detail.patient_id);
 }
 
 export async function renderInventory(root, params, ctx) {
@@ -183,7 +196,7 @@ function healthTable(entries) {
   );
 }
 
-function actions(ctx, device, residents, hubs, rerender) {
+function actions(ctx, device, rerender) {
   const base = `/api/v1/devices/${device.id}`;
   const name = deviceName(device);
   const buttons = [];
@@ -191,7 +204,19 @@ function actions(ctx, device, residents, hubs, rerender) {
     buttons.push(
       ui.button(
         "hmc.action.assign",
-        () => {
+        async () => {
+          // Who and through which hub: read when asked (each read of residents is audited).
+          let residents;
+          let hubs;
+          try {
+            [residents, hubs] = await Promise.all([
+              residentsById(),
+              api("/api/v1/hubs", { query: { state: "assigned", limit: 5000 } }),
+            ]);
+          } catch (error) {
+            ctx.notify("hmc.error.action_failed", { reason: ui.errorText(error) }, "error");
+            return;
+          }
           const active = [...residents.values()].filter((r) => !r.deactivated_at);
           if (!active.length || !hubs.length) {
             ctx.notify(active.length ? "hmc.assign.no_hubs" : "hmc.assign.no_residents", {}, "error");
@@ -269,15 +294,14 @@ export async function renderDevice(root, params, ctx) {
   const id = params.id;
   const render = () =>
     ui.fill(root, async () => {
-      const [device, history, health, wipe, residents, hubs] = await Promise.all([
+      const [device, history, health, wipe] = await Promise.all([
         api(`/api/v1/devices/${id}`),
         api(`/api/v1/devices/${id}/history`),
         api(`/api/v1/fleet/devices/${id}/health-history`, { query: { limit: 50 } }).catch(() => ({ entries: [] })),
         latestWipe(id),
-        residentsById().catch(() => new Map()),
-        api("/api/v1/hubs", { query: { state: "assigned" } }).catch(() => []),
       ]);
-      const buttons = actions(ctx, device, residents, hubs, render);
+      const residents = await residentsOf([device.patient_id, ...residentIds(history)]);
+      const buttons = actions(ctx, device, render);
       ctx.setTitle(t("hmc.device.title", { name: deviceName(device) }));
       return [
         el("p", {}, ui.link("/inventory", t("hmc.inventory.back"))),

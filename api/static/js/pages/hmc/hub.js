@@ -7,7 +7,7 @@ import { api } from "../../core/api.js";
 import * as ui from "./ui.js";
 import * as life from "./life.js";
 import { connectionBadge, batteryText } from "./fleet.js";
-import { devicePath, residentsById, WIPE_TONE } from "./devices.js";
+import { devicePath, residentIds, residentsById, residentsOf, WIPE_TONE } from "./devices.js";
 
 function deviceCell(d) {
   const name = [d.manufacturer, d.model].filter(Boolean).join(" ") || d.address;
@@ -97,17 +97,24 @@ function credentialsBox(credentials) {
   );
 }
 
-function actions(ctx, hub, residents, rerender, showOnce) {
+function actions(ctx, hub, rerender, showOnce) {
   const base = `/api/v1/hubs/${encodeURIComponent(hub.id)}`;
   const name = hub.id;
   const vars = { name };
   const buttons = [];
   if (hub.next_states.includes("assigned")) {
-    const active = [...residents.values()].filter((r) => !r.deactivated_at);
     buttons.push(
       ui.button(
         "hmc.action.place",
-        () => {
+        async () => {
+          let residents;
+          try {
+            residents = await residentsById();
+          } catch (error) {
+            ctx.notify("hmc.error.action_failed", { reason: ui.errorText(error) }, "error");
+            return;
+          }
+          const active = [...residents.values()].filter((r) => !r.deactivated_at);
           if (!active.length) {
             ctx.notify("hmc.assign.no_residents", {}, "error");
             return;
@@ -239,15 +246,15 @@ export async function renderHub(root, params, ctx) {
   const once = el("div");
   const render = () =>
     ui.fill(root, async () => {
-      const [hub, health, commands, history, healthHistory, configs, residents] = await Promise.all([
+      const [hub, health, commands, history, healthHistory, configs] = await Promise.all([
         api(`/api/v1/hubs/${path}`),
         api(`/api/v1/fleet/hubs/${path}`),
         api(`/api/v1/hubs/${path}/commands`, { query: { limit: 20 } }),
         api(`/api/v1/hubs/${path}/history`),
         api(`/api/v1/fleet/hubs/${path}/history`, { query: { limit: 50 } }),
         api(`/api/v1/hubs/${path}/configs`, { query: { limit: 10 } }),
-        residentsById().catch(() => new Map()),
       ]);
+      const residents = await residentsOf([hub.patient_id, ...residentIds(history)]);
       const h = health.hub;
       ctx.setTitle(t("hmc.hub.title", { id: hub.id }));
       const resident = hub.patient_id ? residents.get(hub.patient_id) : null;
@@ -258,7 +265,7 @@ export async function renderHub(root, params, ctx) {
         el(
           "div",
           { class: "hmc-actions", role: "group", "aria-label": t("hmc.actions") },
-          ...actions(ctx, hub, residents, render, (node) => once.replaceChildren(node)),
+          ...actions(ctx, hub, render, (node) => once.replaceChildren(node)),
         ),
         ui.section(
           "hmc.hub.health",

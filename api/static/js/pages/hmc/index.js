@@ -6,6 +6,8 @@ import { renderInventory, renderDevice } from "./devices.js";
 import { renderReadings } from "./readings.js";
 import { renderFigures } from "./figures.js";
 import { renderCampaigns, renderCampaign } from "./campaigns.js";
+import { renderCatalogue } from "./catalogue.js";
+import { renderRegistry, renderResident } from "./registry.js";
 
 const ROLES = ["hmc", "admin"];
 
@@ -24,4 +26,7 @@ export const pages = [
   { path: "/figures", roles: ROLES, titleKey: "hmc.nav.figures", nav: true, render: renderFigures },
   { path: "/rollouts", roles: ROLES, titleKey: "hmc.nav.rollouts", nav: true, render: renderCampaigns },
   { path: "/rollouts/:id", roles: ROLES, titleKey: "hmc.nav.campaign", nav: false, render: renderCampaign },
+  { path: "/catalogue", roles: ROLES, titleKey: "hmc.nav.catalogue", nav: true, render: renderCatalogue },
+  { path: "/registry", roles: ROLES, titleKey: "hmc.nav.registry", nav: true, render: renderRegistry },
+  { path: "/registry/:id", roles: ROLES, titleKey: "hmc.nav.resident", nav: false, render: renderResident },
 ];

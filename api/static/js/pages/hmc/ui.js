@@ -75,9 +75,10 @@ export function table(columns, rows, emptyKey = "hmc.empty") {
       }),
     ),
   );
+  // Focusable, so that a keyboard can scroll it sideways when it is wider than the screen.
   return el(
     "div",
-    { class: "table-wrap" },
+    { class: "table-wrap", tabindex: "0" },
     el("table", { class: "hmc-table" }, el("thead", {}, head), el("tbody", {}, ...body)),
   );
 }
@@ -214,6 +215,11 @@ export async function act(ctx, dialog, request, doneKey, after) {
     if (after) await after(result);
   } catch (error) {
     ctx.notify("hmc.error.action_failed", { reason: errorText(error) }, "error");
+  }
+  // The page was drawn anew: a keyboard user goes on from its heading, not the top.
+  if (!document.activeElement || document.activeElement === document.body) {
+    const title = document.getElementById("page-title");
+    if (title) title.focus();
   }
 }
 
