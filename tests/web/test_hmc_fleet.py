@@ -238,3 +238,31 @@ def test_readings_of_a_principals_device_sent_by_another_principals_hub_are_show
         expect(page_b.locator("main")).not_to_contain_text(serial)
     finally:
         context_b.close()
+
+
+def test_the_follow_up_figures_in_words_and_as_the_apis_csv(
+    web_stack: WebStack, browser_page: Any, sign_in: Callable[[Any, str], Any]
+) -> None:
+    page = browser_page
+    sign_in(page, "hmc-a")
+    t = texts(page)
+    page.get_by_role("link", name=t("hmc.nav.figures")).click()
+    # Devices per product and state, now: the seeded cuffs are all lent out.
+    table = page.locator(".page-body table")
+    expect(table.locator("th").first).to_have_text(t("hmc.figures.col.kind"))
+    cuffs = table.locator("tbody tr", has_text=t("code.product_kind.blood_pressure"))
+    expect(cuffs.locator("td").nth(3)).to_have_text(str(len(web_stack.homes["demo"])))
+    expect(cuffs.locator("td").nth(4)).to_have_text(str(len(web_stack.homes["demo"])))
+
+    with page.expect_download() as got:
+        page.get_by_role("button", name=t("hmc.action.download_csv")).click()
+    download = got.value
+    assert download.suggested_filename.startswith("hemhub-devices-")
+    lines = Path(download.path()).read_text().splitlines()
+    assert lines[0].startswith("product_id,kind,manufacturer,model,devices,in_use")
+    assert any(",blood_pressure," in line for line in lines[1:])
+
+    # Another figure, by its name in words.
+    page.get_by_label(t("hmc.figures.figure"), exact=True).select_option("readings-per-week")
+    expect(page.get_by_role("heading", name=t("code.figure.readings-per-week"))).to_be_visible()
+    expect(table.locator("th").first).to_have_text(t("hmc.figures.col.patient_id"))
