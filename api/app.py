@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import psycopg
 from fastapi import FastAPI, Request, Response
@@ -37,6 +38,7 @@ from api.routers import (
     campaigns,
     care_units,
     devices,
+    docs,
     erasure,
     fleet,
     fleet_figures,
@@ -66,6 +68,7 @@ STATIC_DIR = ops.STATIC_DIR
 #: Every route of the API, by resource.
 ROUTERS = (
     ops.router,
+    docs.router,
     ui_config.router,
     me.router,
     patients.router,
@@ -101,14 +104,24 @@ async def _security_headers(
     if request.url.path.startswith(("/api/", "/fhir/")):
         # Patient data must not linger in browser or proxy caches.
         response.headers["Cache-Control"] = "no-store"
-    elif request.url.path == "/" or request.url.path.startswith("/static/"):
-        # The UI handles bearer tokens: only our own script, no inline code, no framing.
-        # (Not on /docs: Swagger UI needs its CDN script and an inline bootstrap.)
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-        )
+    elif request.url.path in ("/", "/docs") or request.url.path.startswith("/static/"):
+        # The UI handles bearer tokens: only our own scripts, no inline code, no framing;
+        # it talks to this API and to the identity provider (sign-in), nothing else.
+        settings: Settings = request.app.state.settings
+        response.headers.setdefault("Content-Security-Policy", _csp(settings))
     return response
+
+
+def _csp(settings: Settings) -> str:
+    connect = "'self'"
+    if settings.oidc_issuer:
+        # Discovery and the token endpoint are fetched from the provider's origin.
+        parts = urlsplit(settings.oidc_issuer)
+        connect += f" {parts.scheme}://{parts.netloc}"
+    return (
+        f"default-src 'self'; connect-src {connect}; img-src 'self' data:;"
+        " frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    )
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -199,6 +212,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         summary="Readings and alerts of home-monitored patients, per principal.",
         lifespan=lifespan,
+        # /docs is served from this server (api/routers/docs.py), never from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.dependency_overrides[get_settings] = lambda: resolved
     app.state.settings = resolved
@@ -207,6 +223,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if resolved.demo_idp:
         app.include_router(demo_idp_router(resolved))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=docs.SWAGGER_UI_DIR), name="docs-assets")
     # Added first, so inside the security headers: a 413 carries them too.
     app.add_middleware(BodySizeLimit, max_bytes=resolved.api_max_body_bytes)
     app.middleware("http")(_security_headers)

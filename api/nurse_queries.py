@@ -52,14 +52,35 @@ LIMIT %(limit)s
 """
 )
 
-#: Unresolved alerts per severity under the same scope and filters.
-TRIAGE_COUNTS_SQL = """
-SELECT a.severity, count(*)::int AS n
-FROM alerts a
-JOIN patients p ON p.id = a.patient_id AND p.tenant_id = a.tenant_id
-WHERE {scope} {filters}
-GROUP BY a.severity
+#: The threshold versions of some residents, as rows of `ingest.thresholds.SETS_SQL`
+#: in JSON (timestamps as text).
+_SETS_JSON = """
+(SELECT coalesce(json_agg(json_build_object(
+        'patient_id', t.patient_id, 'id', t.id, 'version', t.version, 'programme', t.programme,
+        'rules', t.rules, 'created_by', t.created_by, 'created_at', t.created_at,
+        'applies_from', t.applies_from, 'note', t.note) ORDER BY t.applies_from, t.version), '[]')
+ FROM threshold_sets t WHERE t.patient_id = ANY({patients}))"""
+
+#: What the queue shows besides its rows, in one round trip: the unresolved alerts per
+#: severity under the same scope and filters, the care units to filter by (`{units}`),
+#: and the threshold versions of the residents shown (%(patients)s).
+TRIAGE_EXTRAS_SQL = (
+    """
+SELECT
+  (SELECT coalesce(json_object_agg(c.severity, c.n), '{{}}') FROM (
+      SELECT a.severity, count(*)::int AS n
+      FROM alerts a
+      JOIN patients p ON p.id = a.patient_id AND p.tenant_id = a.tenant_id
+      WHERE {scope} {filters}
+      GROUP BY a.severity) c) AS counts,
+  (SELECT coalesce(json_agg(json_build_object('id', u.id, 'name', u.name)
+                            ORDER BY u.name, u.id), '[]')
+   FROM care_units u WHERE u.tenant_id = %(tenant)s {units}) AS care_units,
+  """
+    + _SETS_JSON.format(patients="%(patients)s::uuid[]")
+    + """ AS sets
 """
+)
 
 #: The filters of the queue: unresolved, in a care unit (of the caller's principal),
 #: in a programme.
@@ -67,13 +88,6 @@ ACTIVE_FILTER = "AND a.status <> 'resolved'"
 UNIT_FILTER = "AND p.tenant_id = %(tenant)s AND p.care_unit_id = %(care_unit)s"
 PROGRAMME_FILTER = "AND p.programme = %(programme)s"
 ALERT_FILTER = "AND a.id = %(alert)s"
-
-#: The care units a caller can filter by (its principal's; a unit token: its own).
-CARE_UNITS_SQL = """
-SELECT id, name FROM care_units
-WHERE tenant_id = %(tenant)s {units}
-ORDER BY name, id
-"""
 
 #: A resident's readings of some types in [since, until), oldest first.
 READINGS_SQL = """
@@ -99,14 +113,53 @@ INSERT INTO alert_events (alert_id, tenant_id, actor, action, note)
 VALUES (%(id)s, %(tenant)s, %(sub)s, %(event)s, %(note)s)
 """
 
-#: The resident as the chart heads it (`{scope}`: `visible(at=None)`).
-CHART_PATIENT_SQL = """
+#: Everything of the chart but its readings, in one round trip: the resident as the
+#: chart heads it (`{scope}`: `visible(at=None)`), its alerts measured in the period
+#: (markers; `{alert_scope}`), its active schedules each with its last valid reading (one
+#: with some value) and the device errors (readings without any value) since then
+#: (`{reading_scope}`), and its threshold versions.
+CHART_CONTEXT_SQL = (
+    """
 SELECT p.id, p.display_name, p.programme,
-       CASE WHEN p.tenant_id = %(tenant)s THEN cu.name END AS care_unit_name
+       CASE WHEN p.tenant_id = %(tenant)s THEN cu.name END AS care_unit_name,
+       (SELECT coalesce(json_agg(json_build_object(
+                   'id', a.id, 'measured_at', a.measured_at, 'rule', a.rule,
+                   'severity', a.severity, 'status', a.status) ORDER BY a.measured_at), '[]')
+        FROM alerts a
+        WHERE a.patient_id = p.id AND a.tenant_id = p.tenant_id
+          AND a.measured_at >= %(since)s AND a.measured_at < %(until)s AND {alert_scope}
+       ) AS markers,
+       (SELECT coalesce(json_agg(json_build_object(
+                   'measurement_type', ms.measurement_type,
+                   'every_s', extract(epoch FROM ms.every), 'starts_at', ms.starts_at,
+                   'last_valid_at', last.measured_at, 'error_readings', errs.n,
+                   'error_flags', errs.flags) ORDER BY ms.measurement_type), '[]')
+        FROM monitoring_schedules ms
+        LEFT JOIN LATERAL (
+            SELECT r.measured_at FROM readings r
+            WHERE r.patient_id = ms.patient_id AND r.measurement_type = ms.measurement_type
+              AND jsonb_path_exists(r."values", '$[*] ? (@.value != null)') AND {reading_scope}
+            ORDER BY r.measured_at DESC LIMIT 1
+        ) last ON true
+        LEFT JOIN LATERAL (
+            SELECT count(*)::int AS n,
+                   coalesce(array_agg(DISTINCT f) FILTER (WHERE f IS NOT NULL), '{{}}') AS flags
+            FROM readings r LEFT JOIN LATERAL unnest(r.status) f ON true
+            WHERE r.patient_id = ms.patient_id AND r.measurement_type = ms.measurement_type
+              AND r.measured_at > coalesce(last.measured_at, ms.starts_at)
+              AND NOT jsonb_path_exists(r."values", '$[*] ? (@.value != null)')
+              AND r.event IS NULL AND {reading_scope}
+        ) errs ON true
+        WHERE ms.patient_id = p.id AND ms.active
+       ) AS schedules,
+       """
+    + _SETS_JSON.format(patients="ARRAY[p.id]")
+    + """ AS sets
 FROM patients p
 LEFT JOIN care_units cu ON cu.id = p.care_unit_id AND cu.tenant_id = p.tenant_id
 WHERE p.id = %(patient)s AND {scope}
 """
+)
 
 #: The chart's readings: measured_at and values only, of the charted types, oldest
 #: first; whether the hub could vouch for the time.
@@ -118,42 +171,6 @@ JOIN patients p ON p.id = r.patient_id
 WHERE r.patient_id = %(patient)s AND r.measurement_type = ANY(%(types)s)
   AND r.measured_at >= %(since)s AND r.measured_at < %(until)s AND {scope}
 ORDER BY r.measured_at
-"""
-
-#: The resident's alerts measured in the period (chart markers).
-CHART_ALERTS_SQL = """
-SELECT a.id, a.measured_at, a.rule, a.severity, a.status
-FROM alerts a
-JOIN patients p ON p.id = a.patient_id AND p.tenant_id = a.tenant_id
-WHERE a.patient_id = %(patient)s AND a.measured_at >= %(since)s AND a.measured_at < %(until)s
-  AND {scope}
-ORDER BY a.measured_at
-"""
-
-#: The resident's active schedules, each with its last valid reading (one with some
-#: value) and the device errors (readings without any value) since then.
-SCHEDULES_SQL = """
-SELECT ms.measurement_type, ms.every, ms.starts_at, last.measured_at AS last_valid_at,
-       errs.n AS error_readings, errs.flags AS error_flags
-FROM monitoring_schedules ms
-JOIN patients p ON p.id = ms.patient_id
-LEFT JOIN LATERAL (
-    SELECT r.measured_at FROM readings r
-    WHERE r.patient_id = ms.patient_id AND r.measurement_type = ms.measurement_type
-      AND jsonb_path_exists(r."values", '$[*] ? (@.value != null)') AND {scope}
-    ORDER BY r.measured_at DESC LIMIT 1
-) last ON true
-LEFT JOIN LATERAL (
-    SELECT count(*)::int AS n,
-           coalesce(array_agg(DISTINCT f) FILTER (WHERE f IS NOT NULL), '{{}}') AS flags
-    FROM readings r LEFT JOIN LATERAL unnest(r.status) f ON true
-    WHERE r.patient_id = ms.patient_id AND r.measurement_type = ms.measurement_type
-      AND r.measured_at > coalesce(last.measured_at, ms.starts_at)
-      AND NOT jsonb_path_exists(r."values", '$[*] ? (@.value != null)')
-      AND r.event IS NULL AND {scope}
-) errs ON true
-WHERE ms.patient_id = %(patient)s AND ms.active
-ORDER BY ms.measurement_type
 """
 
 #: The dispenser's dose events in [since, until): (measured_at, kind).

@@ -53,6 +53,7 @@ class ErasureReport(_Out):
     basis: ErasureBasis
     readings_deleted: int
     alerts_deleted: int
+    alert_events_deleted: int
     threshold_sets_deleted: int
     schedules_deleted: int
     shares_deleted: int

@@ -101,15 +101,11 @@ class GatewayConfig(BaseModel):
     #: The A/B slots root (docs/firmware.md): a slot on trial confirms itself
     #: once healthy, or goes back to the previous slot. None: not run from slots.
     slots_root: Path | None = None
-    #: The hub's software updates (needs slots_root). None: the hub does not update its
-    #: own software, and ignores the `software` a configuration asks for.
+    #: The hub's software updates (needs slots_root), and where its devices' firmware
+    #: images come from (the same repository). None: the hub updates neither its own
+    #: software nor its devices, and ignores the `software` and `firmware` a
+    #: configuration asks for.
     update: UpdateSettings | None = None
-    #: The update repository (TUF, docs/firmware.md): its base URL (`metadata/` and
-    #: `targets/` below it) and the trusted root.json the hub image installed. The
-    #: firmware images of the hub's devices come from it, verified. None: the hub
-    #: updates no device.
-    update_repository_url: str | None = None
-    update_trusted_root: Path | None = None
     #: Replay rate after an outage, so a week of backlog does not flood the broker.
     max_readings_per_s: Annotated[float, Field(gt=0)] = 500.0
     #: A reading the broker acknowledged is published again when ingest's receipt has
@@ -129,15 +125,6 @@ class GatewayConfig(BaseModel):
     #: Send a password over plain mqtt:// to a host other than this machine. Never in
     #: production: anyone on the path reads it. Without it the gateway refuses to start.
     allow_insecure: bool = False
-
-    @model_validator(mode="after")
-    def _update_repository(self) -> GatewayConfig:
-        if (self.update_repository_url is None) != (self.update_trusted_root is None):
-            raise ValueError(
-                "update_repository_url and update_trusted_root go together: the repository"
-                " is trusted only through its root.json"
-            )
-        return self
 
     @model_validator(mode="after")
     def _username_is_hub_id(self) -> GatewayConfig:

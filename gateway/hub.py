@@ -225,12 +225,8 @@ class HubGateway:
         self, images: FirmwareImages | None, timings: UpdateTimings | None
     ) -> DeviceFirmwareReconciler | None:
         config = self.config
-        if images is None and config.update_repository_url and config.update_trusted_root:
-            images = TufFirmwareImages(
-                config.update_repository_url,
-                config.update_trusted_root,
-                config.data_dir / "device-firmware",
-            )
+        if images is None and config.update is not None:
+            images = TufFirmwareImages(config.update, config.data_dir / "device-firmware")
         if images is None:
             return None
         firmware = DeviceFirmwareReconciler(
@@ -276,7 +272,7 @@ class HubGateway:
         household = [situation(s) for s in self.devices.values()]
         # Every device on the list was prescribed: the resident depends on each kind.
         kinds = {s.allowed.profile.value for s in self.devices.values()}
-        return firmware.claim(device, situation(state), household, kinds)
+        return firmware.claim(device, situation(state), household, kinds, bond=state.allowed.bond)
 
     # -- running -------------------------------------------------------------------------
 

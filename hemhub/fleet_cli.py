@@ -223,9 +223,17 @@ def build_request(command: FleetCommand, args: argparse.Namespace) -> urllib.req
 
 def _detail(raw: bytes) -> str:
     try:
-        detail = json.loads(raw).get("detail", raw.decode(errors="replace"))
+        body = json.loads(raw)
+        detail = (
+            body
+            if isinstance(body, dict) and "issue" in body
+            else body.get("detail", raw.decode(errors="replace"))
+        )
     except (json.JSONDecodeError, AttributeError):
         return raw.decode(errors="replace").strip()
+    if isinstance(detail, dict) and detail.get("resourceType") == "OperationOutcome":
+        # The FHIR API's errors (/fhir/r4/...): the diagnostics of each issue.
+        return "; ".join(str(i.get("diagnostics", i.get("code"))) for i in detail["issue"])
     return detail if isinstance(detail, str) else json.dumps(detail)
 
 
@@ -247,7 +255,7 @@ def run(command: FleetCommand, args: argparse.Namespace, prog: str = "hemhub fle
         reason = getattr(exc, "reason", exc)
         print(f"{name}: the API at {_api_url(args)} cannot be reached: {reason}", file=sys.stderr)
         return EXIT_FAILED
-    if kind == "application/json":
+    if kind == "application/json" or kind.endswith("+json"):  # FHIR: application/fhir+json
         print(json.dumps(json.loads(raw) if raw else None, indent=2, ensure_ascii=False))
     else:
         sys.stdout.write(raw.decode())

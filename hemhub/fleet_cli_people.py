@@ -92,6 +92,16 @@ COMMANDS = [
     ),
     FleetCommand(
         "residents",
+        "subject-access",
+        "GET",
+        "/fhir/r4/Patient/{patient_id}/$subject-access",
+        "everything held about the resident as one FHIR Bundle (a request for access:"
+        " redirect to a file; audited; docs/fhir.md)",
+        path_args=("patient_id",),
+        path_help=_RESIDENT,
+    ),
+    FleetCommand(
+        "residents",
         "create",
         "POST",
         "/api/v1/residents",

@@ -67,6 +67,9 @@ async def register_artifact(
     the product (device model) it is for; hub software names none."""
     if (kind == "device_firmware") != (product_id is not None):
         raise FleetError("device firmware names its product (model); hub software names none")
+    if "/" in target:
+        # The repository publishes, and the hub's verified fetch asks for, plain names.
+        raise FleetError(f"target {target!r}: a plain file name, as the repository publishes it")
     if product_id is not None:
         product = await _one(
             conn,

@@ -3,12 +3,9 @@ against a real API and PostgreSQL, as an auditor, a technician and an operator u
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
-import os
-import sys
 from pathlib import Path
 
 import psycopg
@@ -18,31 +15,13 @@ from hemhub import audit_cli, fleet_cli
 from ingest import registry
 from ingest.migrations import migrate
 from tests.api.helpers import live_server, make_settings
-from tests.test_cli_fleet import fleet
+from tests.test_cli_fleet import fleet, hemhub_command
 
 
 async def audit(
     base_url: str | None, token: str | None, *argv: str, env_extra: dict[str, str] | None = None
 ) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEMHUB_")}
-    if base_url:
-        env["HEMHUB_API_URL"] = base_url
-    if token:
-        env["HEMHUB_API_TOKEN"] = token
-    env.update(env_extra or {})
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hemhub.cli",
-        "audit",
-        *argv,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await hemhub_command("audit", base_url, token, *argv, env_extra=env_extra)
 
 
 async def test_audit_and_erase_commands(tmp_path: Path, database_url: str) -> None:

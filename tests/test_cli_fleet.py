@@ -19,16 +19,28 @@ from tests.api.helpers import live_server, make_settings
 
 
 async def fleet(base_url: str | None, token: str | None, *argv: str) -> tuple[int, str, str]:
+    return await hemhub_command("fleet", base_url, token, *argv)
+
+
+async def hemhub_command(
+    command: str,
+    base_url: str | None,
+    token: str | None,
+    *argv: str,
+    env_extra: dict[str, str] | None = None,
+) -> tuple[int, str, str]:
+    """`hemhub COMMAND ARGV...` as a process, with no HEMHUB_* of the machine's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEMHUB_")}
     if base_url:
         env["HEMHUB_API_URL"] = base_url
     if token:
         env["HEMHUB_API_TOKEN"] = token
+    env.update(env_extra or {})
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "hemhub.cli",
-        "fleet",
+        command,
         *argv,
         env=env,
         stdout=asyncio.subprocess.PIPE,

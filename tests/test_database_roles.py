@@ -176,6 +176,14 @@ async def test_api_and_ingest_work_under_their_roles(
 
         await eventually(stored_and_shown)
 
+    # The FHIR API under the same role (no superuser: the commit horizon reads only what
+    # pg_stat_activity shows every role), the reading the real worker stored.
+    fhir = await client.get(f"/fhir/r4/Observation?patient={home.patient_id}", headers=auth)
+    assert fhir.status_code == 200, fhir.text
+    assert {e["resource"]["code"]["coding"][0]["code"] for e in fhir.json()["entry"]} == {
+        "85354-9",
+        "8867-4",
+    }
     [alert] = (await client.get("/api/v1/alerts?status=open", headers=auth)).json()
     acked = await client.post(f"/api/v1/alerts/{alert['id']}/ack", headers=auth)
     assert acked.status_code == 200, acked.text

@@ -31,7 +31,7 @@ from device_drivers.simulation.home import (
 )
 from device_drivers.simulation.mcuboot import BootOutcome
 from device_drivers.simulation.radio import SimulatedRadio
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, UpdateSettings
 from gateway.hub import HubGateway
 from gateway.update.device_reconcile import UpdateTimings
 from hemhub.contract import DeviceProfile, topic_config, topic_readings, topic_status
@@ -194,8 +194,8 @@ async def fleet(fleet_setup: Fleet, mqtt_url: str) -> AsyncIterator[Fleet]:
                     mqtt_url=mqtt_url,
                     data_dir=home.data_dir / "hub",
                     status_interval_s=1.0,
-                    update_repository_url=url,
-                    update_trusted_root=root,
+                    slots_root=home.data_dir / "slots",  # none on trial
+                    update=UpdateSettings(repository_url=url, trusted_root=root),
                 )
                 home.gateway = HubGateway(
                     config, home.radio.bleak_backends(), firmware_timings=FAST
@@ -238,10 +238,12 @@ async def run_campaign(
     window: tuple[datetime, datetime] | None = None,
     before_start: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     while_running: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    then_rollback: bool = False,
     **options: Any,
 ) -> Run:
     """Publish B, register it, create and start a campaign to the cuffs, and let the
-    API's campaign runner drive it until its state is in `until`."""
+    API's campaign runner drive it until its state is in `until` (then, with
+    `then_rollback`, roll it back until it is rolled_back)."""
     target = fleet.images.publish(MODEL, "1.1.0")
     await readings_flow(fleet, {})  # every hub online, every cuff read (battery known)
     pool = create_pool(fleet.database_url, max_size=2)
@@ -285,6 +287,14 @@ async def run_campaign(
                 return state in until
 
             await eventually(settled, f"campaign {until}", 200)
+            if then_rollback:
+                await campaigns.rollback(conn, HMC, cid, "calls from homes")
+
+                async def rolled_back() -> bool:
+                    state = (await campaigns.get_campaign(conn, TENANT, cid))["state"]
+                    return bool(state == "rolled_back")
+
+                await eventually(rolled_back, "campaign rolled back", 200)
             return Run(
                 await campaigns.get_campaign(conn, TENANT, cid),
                 await campaigns.campaign_targets(conn, TENANT, cid),
@@ -388,3 +398,28 @@ async def test_a_cuff_that_goes_silent_after_its_update_pauses_the_campaign(
     assert "wave_advanced" in kinds and kinds[-1] == "paused"
     assert {t["state"] for t in run.targets if t["wave"] > 0} == {"pending"}
     assert run.campaign["silence_window_s"] == 10
+
+
+async def test_a_rollback_brings_every_cuff_back_to_its_previous_image(fleet: Fleet) -> None:
+    # The way back is the previous version's image, published and registered as well.
+    previous = fleet.images.publish(MODEL, "1.0.0")
+    async with await psycopg.AsyncConnection.connect(fleet.database_url, autocommit=True) as conn:
+        await campaigns.register_artifact(
+            conn,
+            HMC,
+            kind="device_firmware",
+            version="1.0.0",
+            target=previous,
+            product_id=fleet.product,
+        )
+    run = await run_campaign(fleet, until={"completed"}, waves=[50, 100], then_rollback=True)
+    assert run.campaign["state"] == "rolled_back"
+    assert {t["state"] for t in run.targets} == {"restored"}
+    assert {t["running"] for t in run.targets} == {"1.0.0"}
+    for home in fleet.homes:
+        mcuboot = home.cuff.mcuboot
+        assert home.cuff.firmware == "1.0.0" and mcuboot is not None
+        assert mcuboot.primary.confirmed
+        assert mcuboot.boots == [BootOutcome.SWAPPED, BootOutcome.SWAPPED]
+    assert [e["kind"] for e in run.events][-2:] == ["rollback", "rolled_back"]
+    await readings_flow(fleet, await asyncio.to_thread(fleet.stored))

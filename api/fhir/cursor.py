@@ -34,6 +34,17 @@ class Cursor:
     after: list[Any]
 
 
+def is_xid(value: object) -> bool:
+    """A transaction id as the token writes it: decimal digits within xid8's range."""
+    return (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) <= 20
+        and int(value) < 2**64
+    )
+
+
 def search_hash(resource: str, canonical: list[tuple[str, str]]) -> str:
     text = json.dumps([resource, canonical], separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -62,6 +73,6 @@ def decode(token: str, *, tenant: str, search: str) -> Cursor:
         raise SearchError("_cursor belongs to another search: keep the parameters of its link")
     after = body.get("a")
     horizon = body.get("h")
-    if not isinstance(after, list) or (horizon is not None and not str(horizon).isdigit()):
+    if not isinstance(after, list) or (horizon is not None and not is_xid(horizon)):
         raise SearchError("_cursor is not a paging token of this server")
     return Cursor(tenant, search, int(horizon) if horizon is not None else None, after)

@@ -3,43 +3,65 @@ of what a caller sees); filters are fixed fragments, values bound parameters."""
 
 from __future__ import annotations
 
-#: Readings with the transaction that stored them, in commit order, below the horizon
-#: and from a position on (`{scope}`: visible on readings `r` and patients `p`).
-OBSERVATIONS_SQL = """
-SELECT k.stored_xid::text AS xid, k.stored_at, r.idempotency_key, r.measured_at,
+#: What an Observation is made of: a reading and the transaction that stored it.
+_READING_COLUMNS = """k.stored_xid::text AS xid, k.stored_at, r.idempotency_key, r.measured_at,
        r.measurement_type, r."values", r.status, r.event, r.clock_source, r.clock_offset_s,
-       r.hub_clock_synced, r.late, r.device_id, r.patient_id
+       r.hub_clock_synced, r.late, r.device_id, r.patient_id"""
+
+#: Readings with the transaction that stored them, in commit order, below the horizon
+#: and from a position on (`{scope}`: visible on readings `r` and patients `p`): a pull
+#: of every resident the caller sees.
+OBSERVATIONS_SQL = f"""
+SELECT {_READING_COLUMNS}
 FROM reading_keys k
-JOIN readings r ON r.idempotency_key = k.idempotency_key AND r.measured_at = k.measured_at
+-- A probe per key, in the keys' index order: the page streams (LIMIT stops the scan)
+-- instead of joining every reading of the caller's to every key since the position.
+CROSS JOIN LATERAL (
+    SELECT * FROM readings r
+    WHERE r.measured_at = k.measured_at AND r.idempotency_key = k.idempotency_key
+    LIMIT 1
+) r
 JOIN patients p ON p.id = r.patient_id
-WHERE {scope}
+WHERE {{scope}}
   AND k.stored_xid < %(horizon)s::text::xid8
   AND (k.stored_xid, k.idempotency_key) >= (%(after_xid)s::text::xid8, %(after_key)s)
-  {filters}
+  {{filters}}
+ORDER BY k.stored_xid, k.idempotency_key
+LIMIT %(limit)s
+"""
+
+#: One resident's readings in commit order (`patient=`): from the resident's readings
+#: (readings_patient_time) to their keys, a resident's history being small beside the
+#: keys of every principal since the position.
+OBSERVATIONS_OF_PATIENT_SQL = f"""
+SELECT {_READING_COLUMNS}
+FROM readings r
+JOIN reading_keys k ON k.idempotency_key = r.idempotency_key AND k.measured_at = r.measured_at
+JOIN patients p ON p.id = r.patient_id
+WHERE r.patient_id = %(patient)s AND {{scope}}
+  AND k.stored_xid < %(horizon)s::text::xid8
+  AND (k.stored_xid, k.idempotency_key) >= (%(after_xid)s::text::xid8, %(after_key)s)
+  {{filters}}
 ORDER BY k.stored_xid, k.idempotency_key
 LIMIT %(limit)s
 """
 
 #: One reading by key (a read of an Observation).
-OBSERVATION_SQL = """
-SELECT k.stored_xid::text AS xid, k.stored_at, r.idempotency_key, r.measured_at,
-       r.measurement_type, r."values", r.status, r.event, r.clock_source, r.clock_offset_s,
-       r.hub_clock_synced, r.late, r.device_id, r.patient_id
+OBSERVATION_SQL = f"""
+SELECT {_READING_COLUMNS}
 FROM reading_keys k
 JOIN readings r ON r.idempotency_key = k.idempotency_key AND r.measured_at = k.measured_at
 JOIN patients p ON p.id = r.patient_id
-WHERE k.idempotency_key = %(key)s AND {scope}
+WHERE k.idempotency_key = %(key)s AND {{scope}}
 """
 
 #: A subject-access export: every reading of one resident, in commit order.
-PATIENT_READINGS_SQL = """
-SELECT k.stored_xid::text AS xid, k.stored_at, r.idempotency_key, r.measured_at,
-       r.measurement_type, r."values", r.status, r.event, r.clock_source, r.clock_offset_s,
-       r.hub_clock_synced, r.late, r.device_id, r.patient_id
+PATIENT_READINGS_SQL = f"""
+SELECT {_READING_COLUMNS}
 FROM readings r
 JOIN reading_keys k ON k.idempotency_key = r.idempotency_key AND k.measured_at = r.measured_at
 JOIN patients p ON p.id = r.patient_id
-WHERE r.patient_id = %(patient)s AND {scope}
+WHERE r.patient_id = %(patient)s AND {{scope}}
 ORDER BY r.measured_at, r.idempotency_key
 """
 

@@ -8,6 +8,7 @@ resident it showed (one without a resident when it showed none), a read one row.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from api.fhir.paging import observation_page
 from api.fhir.params import Bound, SearchError, SearchQuery, parse_search
 
 router = APIRouter(prefix="/fhir/r4", tags=["fhir"])
+
+#: A position's reading key in a token: a key, or empty (before every key).
+_READING_KEY = re.compile(r"^[0-9a-f]{0,64}$")
 
 
 class FhirError(HTTPException):
@@ -105,10 +109,10 @@ def _after(found: cursor.Cursor | None) -> list[Any]:
     after = found.after
     if (
         len(after) != 3
-        or not isinstance(after[0], str)
-        or not after[0].isdigit()
+        or not cursor.is_xid(after[0])
         or not isinstance(after[1], str)
-        or not isinstance(after[2], int)
+        or not _READING_KEY.match(after[1])
+        or type(after[2]) is not int
     ):
         raise FhirError(400, "_cursor is not a paging token of this server", "invalid")
     return after
@@ -163,8 +167,9 @@ async def search_observations(request: Request, principal: Reader, conn: DbConn)
         "limit": query.count + 1,
     }
     filters: list[str] = []
+    sql = fhir_queries.OBSERVATIONS_SQL
     if query.patient is not None:
-        filters.append("AND r.patient_id = %(patient)s")
+        sql = fhir_queries.OBSERVATIONS_OF_PATIENT_SQL
         params["patient"] = query.patient
     if query.codes is not None:
         filters.append("AND r.measurement_type = ANY(%(types)s)")
@@ -174,9 +179,7 @@ async def search_observations(request: Request, principal: Reader, conn: DbConn)
     base = base_url(request)
     async with patient_data(conn, principal, "fhir.search", "fhir/Observation") as access:
         cur = await conn.execute(
-            fhir_queries.OBSERVATIONS_SQL.format(
-                scope=_reading_scope(principal), filters=" ".join(filters)
-            ),
+            sql.format(scope=_reading_scope(principal), filters=" ".join(filters)),
             params,
         )
         page = observation_page(

@@ -60,6 +60,28 @@ async def _book(conn: Conn, patient_ids: list[uuid.UUID]) -> thresholds.Threshol
     )
 
 
+def _book_of(
+    programmes: dict[uuid.UUID, str], sets: list[dict[str, Any]]
+) -> thresholds.ThresholdBook:
+    """The book from the residents' programmes and their versions as JSON (`_SETS_JSON`:
+    the columns of thresholds.SETS_SQL, timestamps as text): one round trip less."""
+    rows = [
+        (
+            s["patient_id"],
+            s["id"],
+            s["version"],
+            s["programme"],
+            s["rules"],
+            s["created_by"],
+            datetime.fromisoformat(s["created_at"]),
+            datetime.fromisoformat(s["applies_from"]),
+            s["note"],
+        )
+        for s in sets
+    ]
+    return thresholds.ThresholdBook.from_rows(list(programmes.items()), rows)
+
+
 def _fired_by(book: thresholds.ThresholdBook, row: dict[str, Any]) -> thresholds.Effective | None:
     """The threshold version the alert records: its set, else the programme profile."""
     set_id = row["threshold_set_id"]
@@ -117,24 +139,26 @@ async def triage_queue(
         params["programme"] = programme
     async with patient_data(conn, principal, "triage.read", "triage") as access:
         rows = await _alert_rows(conn, principal, filters, params, limit)
-        book = await _book(conn, list({r["patient_id"] for r in rows}))
-        alerts = [_triage_alert(r, _fired_by(book, r)) for r in rows]
-        counted = await conn.execute(
-            nurse_queries.TRIAGE_COUNTS_SQL.format(
-                scope=_scope(principal, "a.measured_at", "a"), filters=" ".join(filters)
-            ),
-            {**queries.scope_params(principal.tenant, principal.care_unit_list), **params},
-        )
-        counts: dict[ns.Severity, int] = dict.fromkeys(SEVERITIES, 0)
-        for c in await counted.fetchall():
-            counts[c["severity"]] = c["n"]
-        units = "AND id = ANY(%(units)s::uuid[])" if principal.care_units is not None else ""
-        unit_rows = await (
+        units = "AND u.id = ANY(%(units)s::uuid[])" if principal.care_units is not None else ""
+        extras = await (
             await conn.execute(
-                nurse_queries.CARE_UNITS_SQL.format(units=units),
-                queries.scope_params(principal.tenant, principal.care_unit_list),
+                nurse_queries.TRIAGE_EXTRAS_SQL.format(
+                    scope=_scope(principal, "a.measured_at", "a"),
+                    filters=" ".join(filters),
+                    units=units,
+                ),
+                {
+                    **queries.scope_params(principal.tenant, principal.care_unit_list),
+                    **params,
+                    "patients": list({r["patient_id"] for r in rows}),
+                },
             )
-        ).fetchall()
+        ).fetchone()
+        assert extras is not None  # an aggregate: always one row
+        book = _book_of({r["patient_id"]: r["programme"] for r in rows}, extras["sets"])
+        alerts = [_triage_alert(r, _fired_by(book, r)) for r in rows]
+        counts: dict[ns.Severity, int] = dict.fromkeys(SEVERITIES, 0)
+        counts.update(extras["counts"])
         await access.record_many(
             (a.patient_id for a in alerts),
             {
@@ -148,7 +172,7 @@ async def triage_queue(
         alerts=alerts,
         counts=counts,
         total=sum(counts.values()),
-        care_units=[ns.CareUnitOption.model_validate(u) for u in unit_rows],
+        care_units=[ns.CareUnitOption.model_validate(u) for u in extras["care_units"]],
         programmes=list(PROGRAMMES),
     )
 
@@ -286,6 +310,36 @@ def _rule_metrics(rule: str) -> list[str]:
     return []
 
 
+def _missing(
+    schedule: dict[str, Any],
+    rows: list[dict[str, Any]],
+    start: datetime,
+    end: datetime,
+    grace: timedelta,
+) -> ns.ChartMissing:
+    """Where a schedule stands (from CHART_CONTEXT_SQL's JSON) and its gaps in the period."""
+    every = timedelta(seconds=float(schedule["every_s"]))
+    starts_at = datetime.fromisoformat(schedule["starts_at"])
+    last = schedule["last_valid_at"] and datetime.fromisoformat(schedule["last_valid_at"])
+    due = (last or starts_at) + every
+    valid = [
+        r["measured_at"]
+        for r in rows
+        if r["measurement_type"] == schedule["measurement_type"]
+        and any(q.get("value") is not None for q in r["values"])
+    ]
+    return ns.ChartMissing(
+        measurement_type=schedule["measurement_type"],
+        every_s=every.total_seconds(),
+        last_valid_at=last or None,
+        due_at=due,
+        overdue=end > due + grace,
+        error_readings=schedule["error_readings"] or 0,
+        error_flags=schedule["error_flags"] or [],
+        gaps=chart_data.gaps(valid, max(start, starts_at), end, every, grace),
+    )
+
+
 @router.get("/api/v1/patients/{patient_id}/chart", response_model=ns.Chart, tags=["patients"])
 async def resident_chart(
     patient_id: uuid.UUID,
@@ -308,15 +362,17 @@ async def resident_chart(
             "since": start,
             "until": end,
         }
-        patient = await (
+        context = await (
             await conn.execute(
-                nurse_queries.CHART_PATIENT_SQL.format(
-                    scope=queries.visible(at=None, care_units=principal.care_units is not None)
+                nurse_queries.CHART_CONTEXT_SQL.format(
+                    scope=queries.visible(at=None, care_units=principal.care_units is not None),
+                    alert_scope=_scope(principal, "a.measured_at", "a"),
+                    reading_scope=_scope(principal, "r.measured_at"),
                 ),
                 base,
             )
         ).fetchone()
-        assert patient is not None  # reached through require_patient
+        assert context is not None  # reached through require_patient
         rows = await (
             await conn.execute(
                 nurse_queries.CHART_READINGS_SQL.format(scope=_scope(principal, "r.measured_at")),
@@ -330,53 +386,19 @@ async def resident_chart(
             series[metric], downsampled[metric] = chart_data.downsample(
                 points, start, end, chart_data.MAX_POINTS
             )
-        book = await _book(conn, [patient_id])
-        alert_rows = await (
-            await conn.execute(
-                nurse_queries.CHART_ALERTS_SQL.format(
-                    scope=_scope(principal, "a.measured_at", "a")
-                ),
-                base,
-            )
-        ).fetchall()
+        book = _book_of({patient_id: context["programme"]}, context["sets"])
         markers = [
             ns.ChartMarker.model_validate({**a, "metrics": _rule_metrics(a["rule"])})
-            for a in alert_rows
+            for a in context["markers"]
         ]
         grace = timedelta(hours=book.at(patient_id, end).thresholds.missing_data.grace_hours)
-        schedule_rows = await (
-            await conn.execute(
-                nurse_queries.SCHEDULES_SQL.format(scope=_scope(principal, "r.measured_at")),
-                base,
-            )
-        ).fetchall()
-        missing = []
-        for s in schedule_rows:
-            due = (s["last_valid_at"] or s["starts_at"]) + s["every"]
-            valid = sorted(
-                r["measured_at"]
-                for r in rows
-                if r["measurement_type"] == s["measurement_type"]
-                and any(q.get("value") is not None for q in r["values"])
-            )
-            missing.append(
-                ns.ChartMissing(
-                    measurement_type=s["measurement_type"],
-                    every_s=s["every"].total_seconds(),
-                    last_valid_at=s["last_valid_at"],
-                    due_at=due,
-                    overdue=end > due + grace,
-                    error_readings=s["error_readings"] or 0,
-                    error_flags=s["error_flags"] or [],
-                    gaps=chart_data.gaps(valid, max(start, s["starts_at"]), end, s["every"], grace),
-                )
-            )
+        missing = [_missing(s, rows, start, end, grace) for s in context["schedules"]]
         await access.record(patient_id, {"days": days, "readings": len(rows)})
     return ns.Chart(
         patient_id=patient_id,
-        display_name=patient["display_name"],
-        programme=patient["programme"],
-        care_unit_name=patient["care_unit_name"],
+        display_name=context["display_name"],
+        programme=context["programme"],
+        care_unit_name=context["care_unit_name"],
         days=days,
         start=start,
         end=end,

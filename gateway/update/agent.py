@@ -10,7 +10,8 @@ over the TUF-verified fetch (gateway/update/fetch.py) and the A/B slots
   `<data_dir>/update/downloads`; a signed release older than the running one is refused
   (`rollback`). A refusal is `UpdateFailed("refused", "<code>: ...")`; an unreachable
   repository defers (tried again at the next pass).
-- install: the bundle into the spare slot, then the switch to it on trial (the
+- install: the bundle checked (its members against its manifest, its version against
+  its name), into the spare slot, then the switch to it on trial (the
   settings' confirmation time and boot count); the download is then deleted.
 - restart: the gateway stops and the process exits with EXIT_RESTART; systemd
   (edge_image/systemd/hemhub-gateway.service: Restart=always, RestartForceExitStatus=75)
@@ -25,6 +26,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from edge_image.bundle import BundleError, bundle_name, read_manifest
 from gateway.config import UpdateSettings
 from gateway.provisioning import write_atomic
 from gateway.update import slots
@@ -62,15 +64,11 @@ class SlotUpdateAgent:
         settings: UpdateSettings,
         slots_root: Path,
         data_dir: Path,
-        *,
-        python: str | None = None,
     ) -> None:
         self.settings = settings
         self.slots_root = slots_root
         self.metadata_dir = settings.metadata_dir or data_dir / "update" / "metadata"
         self.downloads = data_dir / "update" / "downloads"
-        #: The interpreter that makes the new slot's virtual environment (default: ours).
-        self.python = python
         #: Set by `restart`; the service then exits with EXIT_RESTART.
         self.restart_requested = threading.Event()
         #: Called by `restart` (the service: stop the gateway).
@@ -131,7 +129,17 @@ class SlotUpdateAgent:
 
     def install(self, bundle: Path) -> None:
         try:
-            slots.install_bundle(bundle, self.slots_root, python=self.python)
+            # The whole archive against its manifest, and the version its name promises
+            # (a campaign's target is `hemhub-hub-<version>.tar` of the version it asks).
+            manifest = read_manifest(bundle)
+        except BundleError as exc:
+            raise UpdateFailed("bad_bundle", str(exc)) from exc
+        if bundle.name != bundle_name(manifest.version):
+            raise UpdateFailed(
+                "bad_bundle", f"{bundle.name} holds version {manifest.version}, not its name's"
+            )
+        try:
+            slots.install_bundle(bundle, self.slots_root)
             state = slots.switch(
                 self.slots_root,
                 confirm_timeout_s=self.settings.confirm_timeout_s,

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -51,6 +50,7 @@ from pydantic import ValidationError
 from device_drivers.bleak_backends import BleakBackends
 from device_drivers.codecs.dispenser import DoseSchedule
 from device_drivers.drivers.dispenser import update_schedule
+from gateway.config import UpdateSettings
 from gateway.provisioning import write_atomic
 from gateway.update.device_firmware import (
     FirmwareImage,
@@ -66,6 +66,7 @@ from gateway.update.device_safety import (
     safe_to_update,
 )
 from gateway.update.fetch import UpdateRefused, fetch_verified
+from gateway.update.reconcile import progress_towards
 from hemhub.contract import DesiredFirmware, UpdateProgress, UpdateState
 
 log = logging.getLogger(__name__)
@@ -95,26 +96,30 @@ class FirmwareImages(Protocol):
 
 
 class TufFirmwareImages:
-    """Device images from the update repository, verified by TUF's client like the hub's
-    own bundles (`fetch_verified`), with their own trusted metadata (seeded from the
-    hub's trusted root.json) so that the software agent and this never write the same
-    files at once."""
+    """Device images from the hub's update repository (`update` in hub.toml), verified by
+    TUF's client like the hub's own bundles (`fetch_verified`), with trusted metadata of
+    their own (seeded from the image's trusted root.json) so that the software agent and
+    this never write the same files at once."""
 
-    def __init__(self, repo_url: str, trusted_root: Path, work_dir: Path) -> None:
-        self.repo_url = repo_url
-        self.trusted_root = trusted_root
+    def __init__(self, settings: UpdateSettings, work_dir: Path) -> None:
+        self.settings = settings
         self.metadata_dir = work_dir / "metadata"
         self.images_dir = work_dir / "images"
 
     def fetch(self, target: str) -> Path:
         root = self.metadata_dir / "root.json"
-        if not root.exists() and self.trusted_root.is_file():
-            self.metadata_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.trusted_root, root)
+        if not root.exists() and self.settings.trusted_root.is_file():
+            write_atomic(root, self.settings.trusted_root.read_bytes())
         try:
             # No installed_version: going back to an older image is what a campaign's
             # rollback asks for; the signed metadata still stops rollback and freeze.
-            return fetch_verified(self.repo_url, self.metadata_dir, target, self.images_dir)
+            return fetch_verified(
+                self.settings.repository_url,
+                self.metadata_dir,
+                target,
+                self.images_dir,
+                targets_url=self.settings.targets_url,
+            )
         except UpdateRefused as exc:
             raise ImageUnavailable(
                 f"refused: {exc.reason}: {exc.message}", final=exc.reason != "unreachable"
@@ -211,8 +216,10 @@ class DeviceFirmwareReconciler:
         #: The device being updated now (one at a time: the adapter's slots are few).
         self.updating: str | None = None
         self._task: asyncio.Task[None] | None = None
-        #: Why the last device considered was not updated (logged once per change).
-        self._held: dict[str, str] = {}
+        #: Why a device with an update due is not updated now (`safe_to_update`'s reason,
+        #: a dose due), and until when a dispenser is left alone (its dose passed).
+        self.waiting: dict[str, str] = {}
+        self._hold_until: dict[str, datetime] = {}
 
     # -- state on disk -------------------------------------------------------------------
 
@@ -242,14 +249,7 @@ class DeviceFirmwareReconciler:
         current = self.updates.get(address)
         same = current is not None and self._same(current, desired)
         update = DeviceUpdate(
-            progress=UpdateProgress(
-                campaign_id=desired.campaign_id,
-                version=desired.version,
-                state=state,
-                percent=percent,
-                reason=reason[:512] if reason else None,
-                at=_now(),
-            ),
+            progress=progress_towards(desired, state, percent=percent, reason=reason),
             target=desired.target,
             attempts=current.attempts if same and current else 0,
             retry_at=current.retry_at if same and current else None,
@@ -306,9 +306,12 @@ class DeviceFirmwareReconciler:
         situation: DeviceSituation,
         household: Sequence[DeviceSituation],
         depends_on: Collection[str],
+        *,
+        bond: bool = False,
     ) -> bool:
         """At an advertisement: start the device's update if one is due and safe; True
-        when it did (the hub then starts no reading session with it)."""
+        when it did (the hub then starts no reading session with it). `bond`: the device
+        is read over an encrypted link (its dose schedule, a dispenser's)."""
         address = device.address.upper()
         desired = self.pending(address)
         if desired is None or self.updating is not None:
@@ -317,6 +320,8 @@ class DeviceFirmwareReconciler:
         now = _now()
         resuming = update is not None and self._same(update, desired)
         if resuming and update is not None and update.retry_at and now < update.retry_at:
+            return False
+        if now < self._hold_until.get(address, now):
             return False
         # The device's own unfinished update of this version is the one resumed, not a
         # second one on top of it (device_safety's last rule is about another update).
@@ -337,16 +342,19 @@ class DeviceFirmwareReconciler:
             # leaves it in a known state; it was judged safe when it started.
             ok = not situation.measuring
         if not ok:
-            if self._held.get(address) != reason:
-                self._held[address] = reason
-                log.info("firmware %s for %s waits: %s", desired.version, address, reason)
+            self._wait(address, desired, reason)
             return False
-        self._held.pop(address, None)
+        self.waiting.pop(address, None)
         self.updating = address
         self._task = asyncio.get_running_loop().create_task(
-            self._run(device, desired, situation.kind)
+            self._run(device, desired, situation.kind, bond)
         )
         return True
+
+    def _wait(self, address: str, desired: DesiredFirmware, reason: str) -> None:
+        if self.waiting.get(address) != reason:
+            log.info("firmware %s for %s waits: %s", desired.version, address, reason)
+        self.waiting[address] = reason
 
     async def stop(self) -> None:
         """Cancel an update under way (the hub stops); its state on disk resumes it."""
@@ -358,11 +366,13 @@ class DeviceFirmwareReconciler:
 
     # -- one update --------------------------------------------------------------------------
 
-    async def _run(self, device: BLEDevice, desired: DesiredFirmware, kind: str) -> None:
+    async def _run(
+        self, device: BLEDevice, desired: DesiredFirmware, kind: str, bond: bool
+    ) -> None:
         address = desired.address
         try:
             async with self.slots:
-                await self._update(device, desired, kind)
+                await self._update(device, desired, kind, bond)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # an update must never take the hub down
@@ -377,14 +387,19 @@ class DeviceFirmwareReconciler:
             if self.updating == address:
                 self.updating = None
 
-    async def _update(self, device: BLEDevice, desired: DesiredFirmware, kind: str) -> None:
+    async def _update(
+        self, device: BLEDevice, desired: DesiredFirmware, kind: str, bond: bool
+    ) -> None:
         address = desired.address
         update = self.updates.get(address)
         state = update.progress.state if update and self._same(update, desired) else None
         if kind == DISPENSER:
-            due = await self._dose_due(device)
+            due = await self._dose_due(device, bond)
             if due is not None:
-                log.info("firmware %s for %s waits: %s", desired.version, address, due)
+                # Its next dose must pass first (a dispenser advertises all the time:
+                # no connection to read its schedule at each advertisement meanwhile).
+                reason, self._hold_until[address] = due
+                self._wait(address, desired, reason)
                 return
         if state not in IN_FLIGHT:
             self._set(address, desired, UpdateState.DOWNLOADING, percent=0)
@@ -437,8 +452,9 @@ class DeviceFirmwareReconciler:
         else:
             self._retry_later(desired, outcome.reason or "failed")
 
-    async def _dose_due(self, device: BLEDevice) -> str | None:
-        """Why a dispenser must not be updated now (a dose due), else None."""
+    async def _dose_due(self, device: BLEDevice, bond: bool) -> tuple[str, datetime] | None:
+        """Why a dispenser must not be updated now (a dose due, or a schedule it could not
+        read) and until when, else None."""
         now = _now()
         try:
             schedule = await update_schedule(
@@ -446,12 +462,16 @@ class DeviceFirmwareReconciler:
                 backends=self.backends,
                 connect_timeout=self.timings.connect_timeout,
                 attempts=1,
+                bond=bond,
             )
         except (BleakError, TimeoutError, ValueError) as exc:
-            return f"dose schedule unreadable: {exc}"
+            retry = now + timedelta(seconds=self.timings.retry_start_s)
+            return f"dose schedule unreadable: {exc}", retry
         at = next_dose(schedule, now, self.zone)
         if at is not None and at <= now + self.policy.dose_window:
-            return f"dose due at {at.isoformat()}"
+            return f"dose due at {at.isoformat()}", at + timedelta(
+                minutes=schedule.late_after_minutes
+            )
         return None
 
     def _finish(self, desired: DesiredFirmware, state: UpdateState, reason: str | None) -> None:

@@ -37,7 +37,7 @@ from typing import Protocol
 from pydantic import ValidationError
 
 from gateway.provisioning import write_atomic
-from hemhub.contract import DesiredSoftware, UpdateProgress, UpdateState
+from hemhub.contract import DesiredFirmware, DesiredSoftware, UpdateProgress, UpdateState
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,25 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def progress_towards(
+    desired: DesiredSoftware | DesiredFirmware,
+    state: UpdateState,
+    *,
+    percent: int | None = None,
+    reason: str | None = None,
+) -> UpdateProgress:
+    """The progress report of an update towards `desired`, as of now (the hub software's
+    and each device firmware's alike)."""
+    return UpdateProgress(
+        campaign_id=desired.campaign_id,
+        version=desired.version,
+        state=state,
+        percent=percent,
+        reason=reason[:512] if reason else None,
+        at=_now(),
+    )
+
+
 class Reconciler:
     """One hub's software reconciler; `progress` is what its status reports."""
 
@@ -133,14 +152,7 @@ class Reconciler:
         percent: int | None = None,
         reason: str | None = None,
     ) -> None:
-        progress = UpdateProgress(
-            campaign_id=desired.campaign_id,
-            version=desired.version,
-            state=state,
-            percent=percent,
-            reason=reason[:512] if reason else None,
-            at=_now(),
-        )
+        progress = progress_towards(desired, state, percent=percent, reason=reason)
         write_atomic(self.state_path, progress.model_dump_json(exclude_none=True).encode())
         self.progress = progress
         if self.on_progress is not None:

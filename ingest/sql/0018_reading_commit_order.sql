@@ -11,3 +11,14 @@
 -- change; rows stored before this migration get the migration's id (all final).
 ALTER TABLE reading_keys ADD COLUMN stored_xid xid8 NOT NULL DEFAULT pg_current_xact_id();
 CREATE INDEX reading_keys_stored_xid ON reading_keys (stored_xid, idempotency_key);
+
+-- A pull reads the keys in that order and probes readings for each by measurement time
+-- (api.fhir.fhir_queries): natively partitioned readings need an index led by
+-- measured_at for the probe (a TimescaleDB hypertable has one: its time index).
+DO $$
+BEGIN
+    IF (SELECT value FROM hemhub_meta WHERE key = 'readings_partitioning') = 'native' THEN
+        CREATE INDEX readings_measured_at ON readings (measured_at);
+    END IF;
+END
+$$;

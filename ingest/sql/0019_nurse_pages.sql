@@ -2,10 +2,11 @@
 -- triage queue and of a resident's chart.
 
 -- A person's action on an alert, with its note: the alert row keeps only the latest
--- state, this keeps each step (acknowledged with a note, resolved with a note).
+-- state, this keeps each step (acknowledged with a note, resolved with a note). The
+-- steps go with their alert: erasing a resident (0024) deletes its alerts, notes too.
 CREATE TABLE alert_events (
     id        bigserial PRIMARY KEY,
-    alert_id  uuid NOT NULL REFERENCES alerts(id),
+    alert_id  uuid NOT NULL REFERENCES alerts(id) ON DELETE CASCADE,
     tenant_id text NOT NULL REFERENCES tenants(id),
     at        timestamptz NOT NULL DEFAULT now(),
     actor     text NOT NULL,

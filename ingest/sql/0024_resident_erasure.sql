@@ -3,8 +3,9 @@
 -- by hemhub_erase_resident, which the API's role may execute (the API checks the caller:
 -- HMC or admin of the resident's principal) and which runs with the owner's rights:
 --
---   deleted       readings, alerts, threshold sets, monitoring schedules, shares, and the
---                 resident's registry row (its name, deactivation reason, care unit);
+--   deleted       readings, alerts (and their events: who acked, the notes), threshold
+--                 sets, monitoring schedules, shares, and the resident's registry row
+--                 (its name, deactivation reason, care unit);
 --   pseudonymous  the device and hub periods (the fleet's traceability of each device)
 --                 move to a new registry row with a random id (the pseudonym), no name;
 --   audit log     kept (HSLF-FS 2016:40 4 kap. 9 §: at least five years); in every row
@@ -14,8 +15,9 @@
 --                 the row was about, and the set of rows changed is recorded, by count
 --                 and digest, in the erasure's own audit row (written by the API).
 --
--- It refuses (fails closed) while any table it does not know references patients, so a
--- later migration that adds resident data must teach it what to do with that data.
+-- It refuses (fails closed) while any table it does not know references the rows it
+-- deletes or moves, so a later migration that adds resident data must teach it what to
+-- do with that data.
 
 CREATE FUNCTION hemhub_scrub_json(doc jsonb, names text[], free_text_keys text[],
                                   parent_key text DEFAULT NULL) RETURNS jsonb
@@ -72,14 +74,22 @@ BEGIN
                 RAISE EXCEPTION 'the resident is active: deactivate it first'
                     USING ERRCODE = 'object_not_in_prerequisite_state';
             END IF;
-            SELECT string_agg(DISTINCT conrelid::regclass::text, ', ') INTO unknown
+            -- every reference to what is deleted or moved must be one handled below
+            SELECT string_agg(DISTINCT conrelid::regclass::text || ' -> '
+                              || confrelid::regclass::text, ', ') INTO unknown
               FROM pg_constraint
-             WHERE contype = 'f' AND confrelid = 'patients'::regclass
-               AND conrelid::regclass::text NOT IN ('device_assignments', 'hub_placements',
-                   'alerts', 'threshold_sets', 'monitoring_schedules', 'patient_shares');
+             WHERE contype = 'f'
+               AND confrelid IN ('patients'::regclass, 'alerts'::regclass,
+                                 'threshold_sets'::regclass, 'patient_shares'::regclass)
+               AND (conrelid::regclass::text, confrelid::regclass::text) NOT IN (
+                   ('device_assignments', 'patients'), ('hub_placements', 'patients'),
+                   ('alerts', 'patients'), ('threshold_sets', 'patients'),
+                   ('monitoring_schedules', 'patients'), ('patient_shares', 'patients'),
+                   ('alerts', 'threshold_sets'), ('alert_events', 'alerts'));
             IF unknown IS NOT NULL THEN
-                RAISE EXCEPTION 'erasure does not know what to do with %% (referencing patients)',
-                    unknown USING ERRCODE = 'feature_not_supported';
+                RAISE EXCEPTION 'erasure does not know what to do with the rows of %% (a'
+                    ' table that references resident data)', unknown
+                    USING ERRCODE = 'feature_not_supported';
             END IF;
 
             -- every name the resident had here: the current one and the renames the log saw
@@ -102,6 +112,11 @@ BEGIN
             UPDATE hub_placements SET patient_id = pseudonym WHERE patient_id = resident;
             GET DIAGNOSTICS n = ROW_COUNT;
             counts := counts || jsonb_build_object('hub_periods_pseudonymised', n);
+            -- who acknowledged or resolved the alerts, with their notes (migration 0019)
+            DELETE FROM alert_events
+             WHERE alert_id IN (SELECT id FROM alerts WHERE patient_id = resident);
+            GET DIAGNOSTICS n = ROW_COUNT;
+            counts := counts || jsonb_build_object('alert_events_deleted', n);
             DELETE FROM alerts WHERE patient_id = resident;
             GET DIAGNOSTICS n = ROW_COUNT;
             counts := counts || jsonb_build_object('alerts_deleted', n);

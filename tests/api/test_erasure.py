@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -14,7 +15,8 @@ from psycopg import sql
 from api.auth import Role
 from hemhub.settings import Settings
 from ingest.audit_chain import verify_database
-from tests.api.helpers import Seed, bearer
+from ingest.migrations import migrate
+from tests.api.helpers import Seed, api_client, bearer, make_settings, seed_database
 
 
 def _mentions(database_url: str, needles: list[str]) -> dict[str, int]:
@@ -71,6 +73,12 @@ async def test_after_erasure_nothing_identifies_the_resident_and_the_chain_verif
         headers=admin,
     )
     assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/api/v1/alerts/{seed.alert_a_open}/ack",
+        json={"note": "called Alice, she feels fine"},
+        headers=nurse,
+    )
+    assert r.status_code == 200, r.text
     probe = await client.get(
         f"/api/v1/residents/{alice}", headers=bearer(settings, Role.HMC, "b", "tech@b")
     )
@@ -105,7 +113,8 @@ async def test_after_erasure_nothing_identifies_the_resident_and_the_chain_verif
 
     needles = [str(alice), "Alice", "Andersson", "Lindqvist", "Solgården", "consented"]
     before = _mentions(database_url, needles)
-    assert {"patients", "readings", "alerts", "audit_log", "patient_shares"} <= set(before)
+    held = {"patients", "readings", "alerts", "alert_events", "audit_log", "patient_shares"}
+    assert held <= set(before)
 
     r = await client.post(
         f"/api/v1/residents/{alice}/erasure", json={"basis": "request"}, headers=hmc
@@ -114,7 +123,7 @@ async def test_after_erasure_nothing_identifies_the_resident_and_the_chain_verif
     report = r.json()
     pseudonym = uuid.UUID(report["pseudonym"])
     assert report["readings_deleted"] == 3
-    assert report["alerts_deleted"] == 2
+    assert report["alerts_deleted"] == 2 and report["alert_events_deleted"] == 1
     assert report["shares_deleted"] == 1 and report["schedules_deleted"] == 1
     assert report["device_periods_pseudonymised"] == 1
     assert report["audit_rows"] >= 8
@@ -182,3 +191,59 @@ async def test_a_forged_pseudonymisation_breaks_the_chain(
     verdict = verify_database(database_url)
     assert not verdict.ok
     assert verdict.problem is not None and "the erasure recorded" in verdict.problem
+
+
+async def test_erasure_on_a_hypertable(tmp_path: Path, timescaledb_url: str) -> None:
+    """On TimescaleDB the readings are a hypertable: the erasure deletes from it too."""
+    assert migrate(timescaledb_url).partitioning == "timescaledb"
+    seed = seed_database(timescaledb_url)
+    # one connection at a time on PGlite: no hub link, no campaign runner beside the pool
+    settings = make_settings(tmp_path, timescaledb_url, api_runs_hub_link=False, campaign_tick_s=0)
+    with psycopg.connect(timescaledb_url, autocommit=True) as conn:
+        conn.execute("UPDATE device_assignments SET ended_at = now()")
+    hmc = bearer(settings, Role.HMC, "a", "tech@a")
+    async with api_client(settings) as client:
+        r = await client.post(
+            f"/api/v1/residents/{seed.alice}/deactivate", json={"reason": "moved"}, headers=hmc
+        )
+        assert r.status_code == 200, r.text
+        r = await client.post(
+            f"/api/v1/residents/{seed.alice}/erasure", json={"basis": "retention"}, headers=hmc
+        )
+        assert r.status_code == 200, r.text
+    assert r.json()["readings_deleted"] == 3
+    with psycopg.connect(timescaledb_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM readings WHERE patient_id = %s", (seed.alice,)
+        ).fetchone() == (0,)
+    assert _mentions(timescaledb_url, [str(seed.alice), "Alice"]) == {}
+    assert verify_database(timescaledb_url).ok
+
+
+async def test_erasure_refuses_while_a_table_it_does_not_know_holds_resident_data(
+    client: httpx.AsyncClient, settings: Settings, seed: Seed, database_url: str
+) -> None:
+    """A later migration's table that references residents (or their alerts): erasure
+    refuses with the table's name rather than erase half."""
+    hmc = bearer(settings, Role.HMC, "a", "tech@a")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE device_assignments SET ended_at = now()")
+        conn.execute("CREATE TABLE alert_photos (alert_id uuid REFERENCES alerts(id), jpeg bytea)")
+    r = await client.post(
+        f"/api/v1/residents/{seed.alice}/deactivate", json={"reason": "moved"}, headers=hmc
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/api/v1/residents/{seed.alice}/erasure", json={"basis": "request"}, headers=hmc
+    )
+    assert r.status_code == 409
+    assert "alert_photos -> alerts" in r.json()["detail"]
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM readings WHERE patient_id = %s", (seed.alice,)
+        ).fetchone() == (3,)
+        last = conn.execute(
+            "SELECT action, patient_id, detail->>'outcome' FROM audit_log ORDER BY chain_seq DESC"
+            " LIMIT 1"
+        ).fetchone()
+    assert last == ("resident.erase", seed.alice, "conflict")

@@ -164,3 +164,42 @@ async def test_a_share_shows_the_shared_period_only(
     assert (await client.get(f"{BASE}/Patient/{seed.alice}", headers=b)).status_code == 200
     older = observation_id(seed.alice_readings[0], "bp")
     assert (await client.get(f"{BASE}/Observation/{older}", headers=b)).status_code == 404
+
+
+async def test_hostile_paging_tokens_are_400_never_500(
+    client: httpx.AsyncClient, settings: Settings, seed: Seed, database_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        add_many(
+            conn,
+            prefix="h",
+            n=10,
+            device=device_of(conn, seed.alice),
+            patient=seed.alice,
+            tenant="a",
+            start=NOW - timedelta(days=1),
+        )
+    a = bearer(settings, Role.INTEGRATION, "a")
+    page = (await client.get(f"{BASE}/Observation?_count=2", headers=a)).json()
+    next_url = next(link["url"] for link in page["link"] if link["relation"] == "next")
+    body = _token(next_url)
+    for edit in (
+        {"a": ["1", "\u0000", 0]},
+        {"a": ["9" * 40, "", 0]},
+        {"a": ["1", "", "0"]},
+        {"a": ["1", "", True]},
+        {"a": "x"},
+        {"h": "9" * 30},
+        {"h": -1},
+        {"v": 2},
+    ):
+        r = await client.get(_with_token(next_url, {**body, **edit}), headers=a)
+        assert r.status_code == 400, (edit, r.text)
+        validate(r.json())
+    patients = (await client.get(f"{BASE}/Patient?_count=1", headers=a)).json()
+    patient_next = next(link["url"] for link in patients["link"] if link["relation"] == "next")
+    for after in (["not-a-uuid"], [1], []):
+        r = await client.get(
+            _with_token(patient_next, {**_token(patient_next), "a": after}), headers=a
+        )
+        assert r.status_code == 400, after

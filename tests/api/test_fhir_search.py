@@ -338,6 +338,26 @@ async def test_errors_are_operation_outcomes(
             "not-supported",
         ),
         (f"{BASE}/Observation?_cursor=garbage", bearer(settings, Role.NURSE, "a"), 400, "invalid"),
+        (f"{BASE}/Observation?patient=%00", bearer(settings, Role.NURSE, "a"), 400, "invalid"),
+        (
+            f"{BASE}/Observation?date=gt9999-12-31",
+            bearer(settings, Role.NURSE, "a"),
+            400,
+            "invalid",
+        ),
+        (
+            f"{BASE}/Observation?_lastUpdated=0000",
+            bearer(settings, Role.NURSE, "a"),
+            400,
+            "invalid",
+        ),
+        (f"{BASE}/Observation?code=%00", bearer(settings, Role.NURSE, "a"), 400, "not-supported"),
+        (
+            f"{BASE}/Observation?patient=1&patient=2",
+            bearer(settings, Role.NURSE, "a"),
+            400,
+            "invalid",
+        ),
     ]
     for url, headers, status, code in cases:
         r = await client.get(url, headers=headers)

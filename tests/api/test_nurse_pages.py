@@ -328,3 +328,32 @@ async def test_adherence_calendar_counts_doses_per_local_day(
     )
     assert r.status_code == 422 and "time zone" in r.json()["detail"]
     assert audits(database_url, "adherence.read")[0][5] == ward.greta
+
+
+async def test_erasing_a_resident_takes_the_notes_on_its_alerts(
+    client: httpx.AsyncClient, settings: Settings, ward: Ward, database_url: str
+) -> None:
+    r = await client.post(
+        f"/api/v1/alerts/{ward.critical}/resolve",
+        json={"note": "Greta's daughter called"},
+        headers=nurse(settings),
+    )
+    assert r.status_code == 200
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE patients SET deactivated_at = now(), deactivated_by = 'hmc',"
+            " deactivation_reason = 'moved' WHERE id = %s",
+            (ward.greta,),
+        )
+        conn.execute(
+            "UPDATE device_assignments SET ended_at = now() WHERE patient_id = %s", (ward.greta,)
+        )
+    r = await client.post(
+        f"/api/v1/residents/{ward.greta}/erasure",
+        json={"basis": "request"},
+        headers=bearer(settings, Role.HMC, "a", "tech"),
+    )
+    assert r.status_code == 200, r.text
+    with psycopg.connect(database_url) as conn:
+        left = conn.execute("SELECT count(*) FROM alert_events").fetchone()
+    assert left == (0,)

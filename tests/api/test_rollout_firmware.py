@@ -122,7 +122,7 @@ async def test_a_device_image_that_fails_to_boot_pauses_the_firmware_campaign(
             json={
                 "kind": "device_firmware",
                 "version": version,
-                "target": f"firmware/bp9-{version}.bin",
+                "target": f"bp9-{version}.bin",
                 "product_id": pid,
             },
             headers=hmc,
@@ -153,7 +153,7 @@ async def test_a_device_image_that_fails_to_boot_pauses_the_firmware_campaign(
             {
                 "address": address,
                 "version": "1.1",
-                "target": "firmware/bp9-1.1.bin",
+                "target": "bp9-1.1.bin",
                 "campaign_id": cid,
             }
         ]
@@ -186,7 +186,7 @@ async def test_a_device_image_that_fails_to_boot_pauses_the_firmware_campaign(
         r = await api.post(f"/api/v1/ota/campaigns/{cid}/rollback", json={}, headers=hmc)
         assert r.json()["state"] == "rolling_back"
         assert last_config(url, hub)["firmware"][0]["version"] == "1.0"
-        assert last_config(url, hub)["firmware"][0]["target"] == "firmware/bp9-1.0.bin"
+        assert last_config(url, hub)["firmware"][0]["target"] == "bp9-1.0.bin"
         await campaigns.tick(conn, cid)  # it runs 1.0 already (MCUboot kept it)
         assert (await campaigns.get_campaign(conn, "a", cid))["state"] == "rolled_back"
 
@@ -223,7 +223,7 @@ async def test_error_readings_after_the_update_pause_the_campaign_at_the_gate(
         json={
             "kind": "device_firmware",
             "version": "1.1",
-            "target": "firmware/bp7-1.1.bin",
+            "target": "bp7-1.1.bin",
             "product_id": pid,
         },
         headers=hmc,

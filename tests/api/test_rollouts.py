@@ -68,6 +68,7 @@ async def test_a_campaign_through_the_api_from_draft_to_rollback(
     c = created.json()
     assert (c["state"], c["targets"], c["waves"]) == ("draft", 2, [50, 100])
     assert c["window_start"] == "22:00:00" and c["target_states"] == {"pending": 2}
+    assert c["silence_window_s"] == 900  # hub software's default: hubs report every minute
     cid = c["id"]
     busy = await api.post("/api/v1/ota/campaigns", json=body, headers=hmc)
     assert busy.status_code == 409 and "another open campaign" in busy.text
@@ -148,12 +149,20 @@ async def test_bad_campaigns_are_refused_with_a_reason(
     assert r.status_code == 404
     r = await create(window={"start": "02:00", "end": "02:00"})
     assert r.status_code == 422
+    r = await create(silence_window_s=5)
+    assert r.status_code == 422 and "silence_window_s" in r.text
     bad = await api.post(
         "/api/v1/ota/artifacts",
         json={"kind": "device_firmware", "version": "1.0", "target": "fw/x-1.0.bin"},
         headers=hmc,
     )
     assert bad.status_code == 422 and "names its product" in bad.text
+    nested = await api.post(
+        "/api/v1/ota/artifacts",
+        json={"kind": "hub_software", "version": "9.8", "target": "dist/hemhub-hub-9.8.tar"},
+        headers=hmc,
+    )
+    assert nested.status_code == 422 and "a plain file name" in nested.text
     with psycopg.connect(quiet_settings.database_url or "") as conn:
         (n,) = conn.execute("SELECT count(*) FROM ota_campaigns").fetchone() or (0,)
     assert n == 0

@@ -9,24 +9,31 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from device_drivers.codecs.dispenser import DoseSchedule, ScheduledDose
 from device_drivers.simulation.cuff import SimulatedCuff
+from device_drivers.simulation.dispenser import SimulatedDispenser
+from device_drivers.simulation.firmware_images import generate_key
 from device_drivers.simulation.mcuboot import BootOutcome, SimulatedMCUboot
 from device_drivers.simulation.radio import SimulatedRadio
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, UpdateSettings
 from gateway.hub import HubGateway
 from gateway.update.device_firmware import FirmwareOutcome
-from gateway.update.device_reconcile import UpdateTimings
+from gateway.update.device_reconcile import UpdateTimings, next_dose
 from hemhub.contract import (
     AllowedDevice,
     DesiredFirmware,
     DeviceProfile,
     HubConfig,
+    UpdateProgress,
     topic_config,
     topic_status,
 )
@@ -73,8 +80,12 @@ class Home:
             mqtt_url=self.mqtt_url,
             data_dir=self.tmp / "hub",
             devices=[],
-            update_repository_url=self.url,
-            update_trusted_root=self.images.trusted_root(self.tmp / "image-root"),
+            # No slot on trial there: the hub runs no software update here.
+            slots_root=self.tmp / "slots",
+            update=UpdateSettings(
+                repository_url=self.url,
+                trusted_root=self.images.trusted_root(self.tmp / "image-root"),
+            ),
         )
         return HubGateway(config, self.radio.bleak_backends(), firmware_timings=FAST)
 
@@ -121,9 +132,22 @@ async def home(
         publish_retained(mqtt_url, topic_status(hub), b"")
 
 
-async def configured(gateway: HubGateway) -> None:
+@asynccontextmanager
+async def running(gateway: HubGateway, address: str = CUFF) -> AsyncIterator[HubGateway]:
+    """The gateway running, with the configuration's desired firmware of `address`."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    try:
+        await configured(gateway, address)
+        yield gateway
+    finally:
+        stop.set()
+        await task
+
+
+async def configured(gateway: HubGateway, address: str) -> None:
     async def desired() -> bool:
-        return gateway.firmware is not None and CUFF in gateway.firmware.desired
+        return gateway.firmware is not None and address in gateway.firmware.desired
 
     await eventually(desired, 30)
 
@@ -154,11 +178,7 @@ async def settled(gateway: HubGateway, state: str) -> None:
 async def test_the_hub_updates_its_cuff_and_the_readings_go_on(home: Home) -> None:
     target = home.images.publish(MODEL, "1.1.0")
     home.ask("1.1.0", target)
-    gateway = home.gateway()
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    try:
-        await configured(gateway)
+    async with running(home.gateway()) as gateway:
         # The first session tells the hub the battery level: only then is an update safe.
         await home.cuff.measure()
         await read(gateway, 1)
@@ -180,9 +200,6 @@ async def test_the_hub_updates_its_cuff_and_the_readings_go_on(home: Home) -> No
             return "confirmed" in home.firmware_states()
 
         await eventually(reported)
-    finally:
-        stop.set()
-        await task
     states = home.firmware_states()
     # Statuses are coalesced: a quick step may be reported only by the ones after it.
     assert states[-1] == "confirmed" and set(states) <= {
@@ -203,11 +220,7 @@ async def test_the_hub_updates_its_cuff_and_the_readings_go_on(home: Home) -> No
 async def test_an_upload_the_cuff_refuses_is_tried_again_after_a_backoff(home: Home) -> None:
     target = home.images.publish(MODEL, "1.1.0")
     home.ask("1.1.0", target)
-    gateway = home.gateway()
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    try:
-        await configured(gateway)
+    async with running(home.gateway()) as gateway:
         await home.cuff.measure()
         await read(gateway, 1)
         # The hub saw 90 %; the battery runs down before the next use: the cuff refuses.
@@ -233,51 +246,48 @@ async def test_an_upload_the_cuff_refuses_is_tried_again_after_a_backoff(home: H
         await settled(gateway, "confirmed")
         assert home.cuff.firmware == "1.1.0"
         await read(gateway, 4)
-    finally:
-        stop.set()
-        await task
 
 
-async def test_a_hub_restarted_mid_update_resumes_and_confirms(home: Home) -> None:
+@pytest.mark.parametrize("step", ["downloading", "installing", "confirming"])
+async def test_a_hub_stopped_at_each_step_resumes_the_update(home: Home, step: str) -> None:
+    """The hub is stopped at a step (its update task cancelled at once, as a kill would
+    leave it): the next start picks up from the state on disk without starting over."""
     target = home.images.publish(MODEL, "1.1.0")
     home.ask("1.1.0", target)
     first = home.gateway()
-    assert first.firmware is not None
     reconciler = first.firmware
+    assert reconciler is not None
     report = reconciler.on_progress
+    stop = asyncio.Event()
 
-    def kill_at_confirming() -> None:
+    def kill_at_step() -> None:
         if report is not None:
             report()
         p = reconciler.progress(CUFF)
-        if p is not None and p.state == "confirming":
-            # Killed while the cuff reboots into the new image, before the hub confirms it.
+        if p is not None and p.state == step and (step != "downloading" or (p.percent or 0) > 0):
+            stop.set()
             asyncio.get_running_loop().create_task(reconciler.stop())
 
-    reconciler.on_progress = kill_at_confirming
-    stop = asyncio.Event()
+    reconciler.on_progress = kill_at_step
     task = asyncio.create_task(first.run(stop))
     try:
-        await configured(first)
+        await configured(first, CUFF)
         await home.cuff.measure()
         await read(first, 1)
         await home.cuff.measure()
-
-        async def stopped_confirming() -> bool:
-            p = reconciler.progress(CUFF)
-            return p is not None and p.state == "confirming" and not reconciler.busy(CUFF)
-
-        await eventually(stopped_confirming, 60)
+        await asyncio.wait_for(stop.wait(), 60)
     finally:
         stop.set()
         await task
-    mcuboot = home.cuff.mcuboot
-    assert mcuboot is not None and mcuboot.testing and home.cuff.firmware == "1.1.0"
+    stopped = reconciler.progress(CUFF)
+    assert stopped is not None and stopped.state == step
+    mcuboot, smp = home.cuff.mcuboot, home.cuff.smp
+    assert mcuboot is not None and smp is not None
+    assert home.cuff.firmware == ("1.1.0" if step == "confirming" else "1.0.0")
 
     outcomes: list[FirmwareOutcome] = []
     second = home.gateway()
-    assert second.firmware is not None
-    assert second.firmware.progress(CUFF) is not None
+    assert second.firmware is not None and second.firmware.progress(CUFF) == stopped
     finished = second.firmware.on_finished
 
     def record(address: str, outcome: FirmwareOutcome) -> None:
@@ -286,15 +296,175 @@ async def test_a_hub_restarted_mid_update_resumes_and_confirms(home: Home) -> No
             finished(address, outcome)
 
     second.firmware.on_finished = record
-    stop = asyncio.Event()
-    task = asyncio.create_task(second.run(stop))
-    try:
-        await home.cuff.start_advertising()  # still awake after its reboot
+    async with running(second):
+        if step == "downloading":
+            # Not past the upload: safe_to_update again, so the battery first (a session).
+            await read(second, 1)
+            await home.cuff.measure()
         await settled(second, "confirmed")
-    finally:
-        stop.set()
-        await task
-    # Resumed: the image already ran, so the hub only confirmed it (nothing uploaded).
-    assert [(o.state, o.upload_attempts) for o in outcomes] == [("confirmed", 0)]
+    assert [o.state for o in outcomes] == ["confirmed"]
+    if step == "downloading":
+        # The upload went on from where the cuff had got to, not from the start.
+        assert outcomes[0].upload_attempts == 1 and smp.resumed_at and smp.resumed_at[0] > 0
+    else:
+        assert outcomes[0].upload_attempts == 0  # nothing uploaded again
     assert mcuboot.primary.confirmed and not mcuboot.testing
-    assert mcuboot.boots == [BootOutcome.SWAPPED]
+    assert mcuboot.boots == [BootOutcome.SWAPPED] and home.cuff.firmware == "1.1.0"
+
+
+async def update_at_the_second_use(home: Home, gateway: HubGateway, ends: str) -> UpdateProgress:
+    """The first use tells the hub the battery; the second use's advertisement goes to
+    the update, which ends `ends`; its progress."""
+    await home.cuff.measure()
+    await read(gateway, 1)
+    await home.cuff.measure()
+    await settled(gateway, ends)
+    progress = gateway.firmware.progress(CUFF) if gateway.firmware else None
+    assert progress is not None
+    return progress
+
+
+async def test_an_image_altered_on_the_server_is_refused_and_never_reaches_the_cuff(
+    home: Home,
+) -> None:
+    target = home.images.publish(MODEL, "1.1.0")
+    stored = next((home.images.signed.repo.path / "targets").glob(f"*.{target}"))
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 0xFF  # a mirror (or an attacker) serves other bytes than were signed
+    stored.write_bytes(bytes(data))
+    home.ask("1.1.0", target)
+    async with running(home.gateway()) as gateway:
+        progress = await update_at_the_second_use(home, gateway, "failed")
+        assert progress.reason is not None and progress.reason.startswith("refused: altered")
+        assert home.cuff.mcuboot is not None and home.cuff.mcuboot.secondary is None
+        # Final: not tried again; the readings go on.
+        await read(gateway, 2)
+        await home.cuff.measure()
+        await read(gateway, 3)
+        assert gateway.firmware is not None and gateway.firmware.pending(CUFF) is None
+    assert home.cuff.firmware == "1.0.0"
+
+
+async def test_an_image_signed_with_another_key_is_refused_by_the_bootloader(
+    home: Home, tmp_path: Path
+) -> None:
+    foreign = generate_key(tmp_path / "attacker.pem")
+    target = home.images.publish(
+        MODEL, "1.1.0", data=home.images.image(MODEL, "1.1.0", key=foreign)
+    )
+    home.ask("1.1.0", target)
+    async with running(home.gateway()) as gateway:
+        progress = await update_at_the_second_use(home, gateway, "failed")
+        assert progress.reason == "the bootloader refused image 1.1.0 (signature or integrity)"
+        await read(gateway, 2)
+    assert home.cuff.firmware == "1.0.0"
+    assert home.cuff.mcuboot is not None and home.cuff.mcuboot.primary.confirmed
+
+
+def test_the_next_dose_is_the_first_not_past_its_late_time() -> None:
+    schedule = DoseSchedule(
+        late_after_minutes=30,
+        missed_after_minutes=90,
+        doses=(
+            ScheduledDose(dose_id=1, at=dtime(8, 0)),
+            ScheduledDose(dose_id=2, at=dtime(21, 30)),
+        ),
+    )
+    zone = ZoneInfo("Europe/Stockholm")
+    at = datetime(2026, 12, 6, 8, 20, tzinfo=zone)  # the 08:00 dose may not be taken yet
+    assert next_dose(schedule, at, zone) == datetime(2026, 12, 6, 8, 0, tzinfo=zone)
+    at = datetime(2026, 12, 6, 8, 31, tzinfo=zone)
+    assert next_dose(schedule, at, zone) == datetime(2026, 12, 6, 21, 30, tzinfo=zone)
+    at = datetime(2026, 12, 6, 23, 0, tzinfo=zone)  # tomorrow morning's
+    assert next_dose(schedule, at, zone) == datetime(2026, 12, 7, 8, 0, tzinfo=zone)
+    empty = DoseSchedule(late_after_minutes=30, missed_after_minutes=90, doses=())
+    assert next_dose(empty, at, zone) is None
+
+
+DISPENSER = "C4:21:00:00:00:32"
+
+
+@pytest.mark.parametrize("dose_in_minutes", [30, 300])
+async def test_a_dispenser_is_updated_only_when_no_dose_is_due_within_the_hour(
+    tmp_path: Path,
+    mqtt_url: str,
+    images: DeviceImages,
+    repo_url: str,
+    dose_in_minutes: int,
+) -> None:
+    hub = unique_hub_id("dfd")
+    model = SimulatedDispenser.MODEL
+    target = images.publish(model, "3.1.0")
+    due = (datetime.now(UTC) + timedelta(minutes=dose_in_minutes)).replace(second=0, microsecond=0)
+    schedule = DoseSchedule(
+        late_after_minutes=30,
+        missed_after_minutes=90,
+        doses=(ScheduledDose(dose_id=1, at=due.time().replace(tzinfo=None)),),
+    )
+    config = HubConfig(
+        hub_id=hub,
+        version=1,
+        issued_at=datetime.now(UTC),
+        devices=[AllowedDevice(address=DISPENSER, profile=DeviceProfile.DISPENSER, bond=True)],
+        firmware=[
+            DesiredFirmware(address=DISPENSER, version="3.1.0", target=target, campaign_id=CAMPAIGN)
+        ],
+    )
+    publish_retained(mqtt_url, topic_config(hub), config.model_dump_json().encode())
+    try:
+        async with SimulatedRadio() as radio:
+            dispenser = SimulatedDispenser(
+                radio,
+                address=DISPENSER,
+                serial="DFD-1",
+                schedule=schedule,
+                mcuboot=SimulatedMCUboot(images.key, images.image(model, "3.0.1")),
+            )
+            await dispenser.start()
+            await dispenser.start_advertising()  # mains powered: always on the air
+            gateway = HubGateway(
+                GatewayConfig(
+                    hub_id=hub,
+                    mqtt_url=mqtt_url,
+                    data_dir=tmp_path / "hub",
+                    timezone="UTC",  # the dispenser's schedule is in UTC here
+                    slots_root=tmp_path / "slots",
+                    update=UpdateSettings(
+                        repository_url=repo_url,
+                        trusted_root=images.trusted_root(tmp_path / "image-root"),
+                    ),
+                ),
+                radio.bleak_backends(),
+                firmware_timings=FAST,
+            )
+            async with running(gateway, DISPENSER):
+                reconciler = gateway.firmware
+                assert reconciler is not None
+                if dose_in_minutes == 30:
+
+                    async def waits() -> bool:
+                        return reconciler.waiting.get(DISPENSER, "").startswith("dose due at")
+
+                    await eventually(waits, 30)
+                    assert reconciler.progress(DISPENSER) is None
+                    # Left alone until the dose passed; its sessions go on meanwhile.
+                    readings = gateway.devices[DISPENSER].readings
+                    await dispenser.run_dose(1, "taken")
+
+                    async def read_on() -> bool:
+                        return gateway.devices[DISPENSER].readings > readings
+
+                    await eventually(read_on, 30)
+                    assert reconciler.progress(DISPENSER) is None
+                    assert dispenser.firmware == "3.0.1"
+                else:
+
+                    async def confirmed() -> bool:
+                        p = reconciler.progress(DISPENSER)
+                        return p is not None and p.state == "confirmed"
+
+                    await eventually(confirmed, 60)
+                    assert dispenser.firmware == "3.1.0"
+    finally:
+        publish_retained(mqtt_url, topic_config(hub), b"")
+        publish_retained(mqtt_url, topic_status(hub), b"")

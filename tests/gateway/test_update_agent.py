@@ -7,10 +7,15 @@ each start and starts the gateway again after it exits.
 - killed (SIGKILL) mid-download, the hub is untouched; started again it downloads,
   installs into slot b, switches and exits 75; restarted into b it confirms and reports
   2.0 confirmed;
+- killed (a failpoint's SIGKILL) while installing, switching or confirming: the boot
+  check leaves a working slot, and started again the hub completes the update;
 - a metadata signature not the repository's, and a signed but older release: refused
   with the reason in the status, the slots untouched;
-- a new slot that crash-loops: the boot check goes back to 1.0 and the hub reports the
-  update reverted with the reason.
+- a new slot that crash-loops, or that never confirms (it cannot reach the broker):
+  the boot check, or the gateway at the slot's deadline, goes back to 1.0 and the hub
+  reports the update reverted with the reason;
+- the update settings' refusals, and a repository not answering yet (the download waits
+  and is tried again).
 """
 
 from __future__ import annotations
@@ -30,11 +35,14 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from pydantic import ValidationError
 from securesystemslib.signer import CryptoSigner
 
 from edge_image.repository import generate_key
+from gateway.config import GatewayConfig, UpdateSettings
 from gateway.update import slots
-from gateway.update.agent import EXIT_RESTART
+from gateway.update.agent import EXIT_RESTART, SlotUpdateAgent
+from gateway.update.reconcile import Reconciler
 from hemhub.contract import DesiredSoftware, HubConfig, UpdateProgress, topic_config, topic_status
 from tests.factories import unique_hub_id
 from tests.gateway.test_hub_update import StatusWatcher
@@ -83,8 +91,11 @@ class Hub:
         status: dict[str, object] = json.loads(done.stdout)
         return status
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, failpoints: str = "") -> subprocess.Popen[bytes]:
         self.boot_check()
+        env = {k: v for k, v in os.environ.items() if k != "HEMHUB_FAILPOINTS"}
+        if failpoints:
+            env["HEMHUB_FAILPOINTS"] = failpoints
         with self.log.open("ab") as out:
             return subprocess.Popen(
                 [
@@ -97,7 +108,7 @@ class Hub:
                     "--simulate",
                     str(self.scenario),
                 ],
-                env={k: v for k, v in os.environ.items() if k != "HEMHUB_FAILPOINTS"},
+                env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -147,7 +158,7 @@ def hub(prepared: Path, tmp_path: Path, mqtt_url: str) -> Iterator[Hub]:
     publish_retained(mqtt_url, topic_status(hub_id), b"")
 
 
-def configure(hub: Hub, mqtt_url: str, repo_url: str, signed: SignedRepo) -> None:
+def configure(hub: Hub, mqtt_url: str, repo_url: str, signed: SignedRepo, **update: object) -> None:
     """hub.toml's equivalent, with the update settings (the image's trust anchor)."""
     root = hub.config.parent / "update-root.json"
     root.write_bytes((signed.repo.metadata_dir / "root.json").read_bytes())
@@ -162,7 +173,7 @@ def configure(hub: Hub, mqtt_url: str, repo_url: str, signed: SignedRepo) -> Non
                 "min_disk_free_bytes": 0,
                 "min_disk_free_percent": 0.0,
                 "slots_root": str(hub.slots_root),
-                "update": {"repository_url": repo_url, "trusted_root": str(root)},
+                "update": {"repository_url": repo_url, "trusted_root": str(root), **update},
             }
         )
     )
@@ -260,6 +271,66 @@ def test_killed_mid_download_then_updated_restarted_and_confirmed(
         watcher.close()
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("point", "left_on"),
+    [
+        ("slots.install.venv", "1.0"),
+        ("slots.switch.saved", "2.0"),
+        ("slots.confirm.before", "2.0"),
+    ],
+)
+def test_killed_at_each_step_of_the_update_ends_on_a_working_slot_and_completes(
+    hub: Hub, tmp_path: Path, mqtt_url: str, point: str, left_on: str
+) -> None:
+    signed = signed_repo(tmp_path / "release")
+    target = signed.add_bundle("2.0")
+    watcher = StatusWatcher(mqtt_url, hub.hub_id)
+    try:
+        with http_server(signed.repo.path) as url:
+            configure(hub, mqtt_url, url, signed)
+            desire(hub, mqtt_url, "2.0", target)
+            if point == "slots.confirm.before":  # killed in the new slot, confirming
+                assert hub.start().wait(150) == EXIT_RESTART, hub.tail()
+            proc = hub.start(failpoints=f"{point}=1")
+            assert proc.wait(150) == -signal.SIGKILL, hub.tail()
+            # What systemd starts next: the boot check leaves a slot that works.
+            status = hub.boot_check()
+            assert status["version"] == left_on and hub.runs() == left_on
+            assert status["installing"] is None
+            # Started again (as often as it asks), the update completes.
+            for _ in range(2):
+                proc = hub.start()
+
+                def settled(proc: subprocess.Popen[bytes] = proc) -> bool:
+                    p = hub.progress()
+                    return proc.poll() is not None or (p is not None and p.state == "confirmed")
+
+                wait_for(settled, "the update to settle", proc, hub)
+                if proc.poll() is None:
+                    break
+                assert proc.returncode == EXIT_RESTART, hub.tail()
+
+            def reported() -> bool:
+                seen = [s for s in watcher.seen if s.online and s.software_update]
+                return (
+                    bool(seen)
+                    and seen[-1].software_version == "2.0"
+                    and (
+                        seen[-1].software_update is not None
+                        and seen[-1].software_update.state == "confirmed"
+                    )
+                )
+
+            wait_for(reported, "the status of 2.0 confirmed", proc, hub)
+            assert stop(proc) == 0
+    finally:
+        watcher.close()
+    state = slots.load_state(hub.slots_root)
+    assert state.confirmed and not state.trying and hub.runs() == "2.0"
+    assert (state.active, state.previous) == ("b", "a")
+
+
 def _resign_targets_with_a_foreign_key(signed: SignedRepo, tmp_path: Path) -> None:
     """An attacker with the server but not the targets key signs targets itself."""
     md = signed.repo.targets()
@@ -350,3 +421,150 @@ def test_a_new_slot_that_crash_loops_is_reverted_and_reported(
         watcher.close()
     state = slots.load_state(hub.slots_root)
     assert (state.active, state.previous, state.trying) == ("a", None, False)
+
+
+@pytest.mark.timeout(240)
+def test_a_new_slot_that_never_confirms_is_reverted_at_its_deadline_and_reported(
+    hub: Hub, tmp_path: Path, mqtt_url: str
+) -> None:
+    signed = signed_repo(tmp_path / "release")
+    target = signed.add_bundle("2.0")
+    watcher = StatusWatcher(mqtt_url, hub.hub_id)
+    try:
+        with http_server(signed.repo.path) as url:
+            configure(hub, mqtt_url, url, signed, confirm_timeout_s=10)
+            desire(hub, mqtt_url, "2.0", target)
+            assert hub.start().wait(150) == EXIT_RESTART, hub.tail()
+            # 2.0 cannot reach the broker (here: nothing listens where it looks), so it
+            # never confirms: at its deadline the gateway goes back to 1.0 and stops.
+            config = json.loads(hub.config.read_text())
+            hub.config.write_text(json.dumps({**config, "mqtt_url": "mqtt://127.0.0.1:9"}))
+            proc = hub.start()
+            assert hub.runs() == "2.0"
+            assert proc.wait(60) == 0, hub.tail()
+            state = slots.load_state(hub.slots_root)
+            assert state.active == "a" and state.outcome == ("reverted", "not_confirmed")
+            hub.config.write_text(json.dumps(config))
+            proc = hub.start()  # systemd's restart: 1.0 again
+            assert hub.runs() == "1.0"
+
+            def reverted() -> bool:
+                return "reverted" in watcher.states()
+
+            wait_for(reverted, "the revert in the status", proc, hub)
+            assert stop(proc) == 0
+        last = [s for s in watcher.seen if s.software_update][-1]
+        assert last.software_version == "1.0" and last.software_update is not None
+        assert last.software_update.reason == (
+            "not_confirmed: 2.0 did not confirm itself in time; back to 1.0"
+        )
+    finally:
+        watcher.close()
+
+
+def test_update_settings_are_checked_with_clear_errors(tmp_path: Path) -> None:
+    base = {"hub_id": "hub-7", "mqtt_url": "mqtt://127.0.0.1", "data_dir": str(tmp_path)}
+    update = {"repository_url": "https://updates.example.org/hemhub", "trusted_root": "/r.json"}
+    config = GatewayConfig.model_validate_json(
+        json.dumps({**base, "slots_root": "/opt/hemhub", "update": update})
+    )
+    assert config.update is not None
+    assert config.update.repository_url == "https://updates.example.org/hemhub/"
+    assert (config.update.confirm_timeout_s, config.update.max_boots) == (300.0, 3)
+    refusals = [
+        ({"update": update}, "update needs slots_root"),
+        ({"update": {**update, "repository_url": "ftp://x/"}}, "not an http:// or https://"),
+        ({"update": {**update, "targets_url": "https://cdn/?a=1"}}, "no query or fragment"),
+        ({"update": {"repository_url": "https://u/"}}, "trusted_root"),
+        ({"update": {**update, "max_boots": 0}}, "max_boots"),
+        ({"update": {**update, "confirm_timeout_s": 1}}, "confirm_timeout_s"),
+        ({"update": {**update, "key": "x"}}, "key"),
+    ]
+    for extra, why in refusals:
+        data = {**base, "slots_root": "/opt/hemhub", **extra}
+        if why == "update needs slots_root":
+            data.pop("slots_root")
+        with pytest.raises(ValidationError, match=why):
+            GatewayConfig.model_validate_json(json.dumps(data))
+
+
+def test_a_hub_without_its_trusted_root_refuses_to_start(tmp_path: Path) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text(
+        'hub_id = "hub-7"\nmqtt_url = "mqtt://127.0.0.1:9"\n'
+        f'data_dir = "{tmp_path / "data"}"\nslots_root = "{tmp_path / "slots"}"\n'
+        "[update]\n"
+        'repository_url = "https://updates.example.org/hemhub/"\n'
+        f'trusted_root = "{tmp_path / "missing-root.json"}"\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "hemhub.cli", "gateway", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 78, done.stderr  # EX_CONFIG
+    assert "refusing configuration" in done.stderr and "update.trusted_root" in done.stderr
+    assert "holds no trusted root.json" in done.stderr
+
+
+async def test_an_unreachable_repository_defers_the_download_until_it_answers(
+    prepared: Path, tmp_path: Path
+) -> None:
+    signed = signed_repo(tmp_path / "release")
+    target = signed.add_bundle("2.0")
+    served = tmp_path / "served"
+    served.mkdir()
+    root = tmp_path / "opt-hemhub"
+    shutil.copytree(prepared, root, symlinks=True)
+    trusted = tmp_path / "update-root.json"
+    trusted.write_bytes((signed.repo.metadata_dir / "root.json").read_bytes())
+    seen: list[UpdateProgress] = []
+    with http_server(served) as url:  # the mirror is up but holds nothing yet
+        settings = UpdateSettings(repository_url=url, trusted_root=trusted)
+        agent = SlotUpdateAgent(settings, root, tmp_path / "data")
+        reconciler = Reconciler(
+            agent, tmp_path / "data" / "update-state.json", on_progress=seen.append
+        )
+        want = DesiredSoftware(version="2.0", target=target, campaign_id=CAMPAIGN)
+        await reconciler.reconcile(want, ready=True)
+        assert reconciler.progress is not None
+        assert reconciler.progress.state == "downloading"
+        assert (reconciler.progress.reason or "").startswith("unreachable: ")
+        assert not agent.restart_requested.is_set()
+        shutil.copytree(signed.repo.path, served, dirs_exist_ok=True)  # the mirror syncs
+        await reconciler.reconcile(want, ready=True)
+    assert reconciler.progress.state == "confirming" and agent.restart_requested.is_set()
+    assert [p.state for p in seen][-2:] == ["installing", "confirming"]
+    state = slots.load_state(root)
+    assert (state.active, state.trying, state.versions["b"]) == ("b", True, "2.0")
+
+
+async def test_a_bundle_whose_version_is_not_its_names_is_not_installed(
+    prepared: Path, tmp_path: Path
+) -> None:
+    signed = signed_repo(tmp_path / "release")
+    built = make_bundle(tmp_path / "build", "3.0")
+    renamed = built.with_name("hemhub-hub-2.0.tar")  # signed, but not what its name says
+    built.rename(renamed)
+    signed.repo.add_target(
+        renamed, [signed.online_keys], custom={"kind": "hub-software", "version": "2.0"}
+    )
+    root = tmp_path / "opt-hemhub"
+    shutil.copytree(prepared, root, symlinks=True)
+    trusted = tmp_path / "update-root.json"
+    trusted.write_bytes((signed.repo.metadata_dir / "root.json").read_bytes())
+    with http_server(signed.repo.path) as url:
+        settings = UpdateSettings(repository_url=url, trusted_root=trusted)
+        agent = SlotUpdateAgent(settings, root, tmp_path / "data")
+        reconciler = Reconciler(agent, tmp_path / "data" / "update-state.json")
+        want = DesiredSoftware(version="2.0", target=renamed.name, campaign_id=CAMPAIGN)
+        await reconciler.reconcile(want, ready=True)
+    assert reconciler.progress is not None and reconciler.progress.state == "failed"
+    assert reconciler.progress.reason == (
+        "bad_bundle: hemhub-hub-2.0.tar holds version 3.0, not its name's"
+    )
+    state = slots.load_state(root)
+    assert (state.active, state.versions, state.installing) == ("a", {"a": "1.0"}, None)
+    assert not agent.restart_requested.is_set()

@@ -143,6 +143,11 @@ class ApiProcess:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
     def start(self, within_s: float = 60.0) -> None:
+        self.launch()
+        self.wait_up(within_s)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (it imports for seconds)."""
         assert self.proc is None or self.proc.poll() is not None, "the API already runs"
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -151,6 +156,9 @@ class ApiProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def wait_up(self, within_s: float = 60.0) -> None:
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + within_s
         while True:
             assert self.proc.poll() is None, f"hemhub api exited:\n{self.log_tail()}"
@@ -212,20 +220,6 @@ def _ingest(database_url: str, mqtt_url: str, hubs: list[str]) -> tuple[IngestWo
 
 @pytest.fixture
 def web_stack(database_url: str, mqtt_url: str, tmp_path: Path) -> Iterator[WebStack]:
-    migrate(database_url)
-    prefix = unique_hub_id("web")
-    homes = {
-        "demo": plan_homes(HOMES_PER_PRINCIPAL, hub_prefix=f"{prefix}-a"),
-        "demo-b": plan_homes(
-            HOMES_PER_PRINCIPAL, hub_prefix=f"{prefix}-b", start=HOMES_PER_PRINCIPAL
-        ),
-    }
-    # In a thread of its own: seeding runs asyncio, and Playwright's sync API keeps an
-    # event loop running in this one.
-    with ThreadPoolExecutor(1) as pool:
-        for tenant, planned in homes.items():
-            pool.submit(seed, database_url, planned, tenant=tenant).result()
-    hub_ids = [h.hub_id for planned in homes.values() for h in planned]
     port = free_port()
     data_dir = tmp_path / "hemhub"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEMHUB_")}
@@ -243,9 +237,35 @@ def web_stack(database_url: str, mqtt_url: str, tmp_path: Path) -> Iterator[WebS
         }
     )
     api = ApiProcess(env, port, tmp_path / "api.log")
+    # The API process imports while the database is migrated and seeded (it opens its
+    # pool lazily and answers /healthz without the database).
+    api.launch()
+    try:
+        migrate(database_url)
+        yield from _seeded_stack(database_url, mqtt_url, data_dir, api)
+    finally:
+        api.stop()
+
+
+def _seeded_stack(
+    database_url: str, mqtt_url: str, data_dir: Path, api: ApiProcess
+) -> Iterator[WebStack]:
+    prefix = unique_hub_id("web")
+    homes = {
+        "demo": plan_homes(HOMES_PER_PRINCIPAL, hub_prefix=f"{prefix}-a"),
+        "demo-b": plan_homes(
+            HOMES_PER_PRINCIPAL, hub_prefix=f"{prefix}-b", start=HOMES_PER_PRINCIPAL
+        ),
+    }
+    # In a thread of its own: seeding runs asyncio, and Playwright's sync API keeps an
+    # event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        for tenant, planned in homes.items():
+            pool.submit(seed, database_url, planned, tenant=tenant).result()
+    hub_ids = [h.hub_id for planned in homes.values() for h in planned]
     worker, thread = _ingest(database_url, mqtt_url, hub_ids)
     try:
-        api.start()
+        api.wait_up()
         yield WebStack(
             base_url=api.base_url,
             database_url=database_url,
@@ -257,7 +277,6 @@ def web_stack(database_url: str, mqtt_url: str, tmp_path: Path) -> Iterator[WebS
             hub_ids=hub_ids,
         )
     finally:
-        api.stop()
         worker.stop()
         thread.join(timeout=20)
 

@@ -85,7 +85,7 @@ function alertRow(alert, now) {
 
 export async function renderTriage(root, params, ctx) {
   let filters = filtersFromAddress();
-  let known = null; // ids already shown: what is new on a refresh
+  let known = null; // id -> severity already shown: what is new (or newly critical) on a refresh
   let controller = null;
   const table = el("div", { class: "triage-list", "aria-live": "polite" });
   const countsHolder = el("div");
@@ -139,8 +139,9 @@ export async function renderTriage(root, params, ctx) {
       );
     }
     clear(countsHolder).append(countsBar(data.counts));
-    const fresh = known === null ? [] : data.alerts.filter((a) => !known.has(a.id));
-    known = new Set(data.alerts.map((a) => a.id));
+    const fresh =
+      known === null ? [] : data.alerts.filter((a) => !known.has(a.id) || known.get(a.id) !== a.severity);
+    known = new Map(data.alerts.map((a) => [a.id, a.severity]));
     if (!data.alerts.length) {
       clear(table).append(el("p", { class: "empty" }, t("nurse.triage.empty")));
     } else {
