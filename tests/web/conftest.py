@@ -59,7 +59,7 @@ DEMO_PASSWORD = "demo-password-for-tests"
 HOMES_PER_PRINCIPAL = 3
 
 
-def _require_chromium() -> None:
+def require_chromium() -> None:
     if CHROMIUM.exists():
         return
     reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
@@ -81,7 +81,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 
 @pytest.fixture(scope="session")
 def chromium_browser() -> Iterator[Any]:
-    _require_chromium()
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
