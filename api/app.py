@@ -128,6 +128,8 @@ def _csp(settings: Settings) -> str:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if request.url.path.startswith(fhir_outcome.FHIR_PREFIX):
+        return fhir_outcome.outcome_response(503, "database unavailable")
     return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
 

@@ -64,15 +64,11 @@ class SlotUpdateAgent:
         settings: UpdateSettings,
         slots_root: Path,
         data_dir: Path,
-        *,
-        python: str | None = None,
     ) -> None:
         self.settings = settings
         self.slots_root = slots_root
         self.metadata_dir = settings.metadata_dir or data_dir / "update" / "metadata"
         self.downloads = data_dir / "update" / "downloads"
-        #: The interpreter that makes the new slot's virtual environment (default: ours).
-        self.python = python
         #: Set by `restart`; the service then exits with EXIT_RESTART.
         self.restart_requested = threading.Event()
         #: Called by `restart` (the service: stop the gateway).
@@ -143,7 +139,7 @@ class SlotUpdateAgent:
                 "bad_bundle", f"{bundle.name} holds version {manifest.version}, not its name's"
             )
         try:
-            slots.install_bundle(bundle, self.slots_root, python=self.python)
+            slots.install_bundle(bundle, self.slots_root)
             state = slots.switch(
                 self.slots_root,
                 confirm_timeout_s=self.settings.confirm_timeout_s,
