@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import random
 import statistics
 import tempfile
@@ -213,7 +214,7 @@ async def _answers(
     token = issue_token(settings, sub="bench-nurse", role=Role.NURSE, tenant=TENANT)
     headers = {"Authorization": f"Bearer {token}"}
     app = create_app(settings)
-    out: dict[str, list[float]] = {"queue": [], "chart": []}
+    out: dict[str, list[float]] = {"queue": [], "chart": [], "floor": []}
     rng = random.Random(15)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -230,9 +231,14 @@ async def _answers(
                 )
                 chart_ms = (time.perf_counter() - t) * 1000
                 assert r.status_code == 200, r.text
+                t = time.perf_counter()
+                r = await client.get("/api/v1/me", headers=headers)
+                floor_ms = (time.perf_counter() - t) * 1000
+                assert r.status_code == 200, r.text
                 if i >= 10:
                     out["queue"].append(queue_ms)
                     out["chart"].append(chart_ms)
+                    out["floor"].append(floor_ms)
     return out
 
 
@@ -273,6 +279,11 @@ def run(server_url: str, *, residents: int = RESIDENTS, requests: int = REQUESTS
             "seed_s": round(seed_s, 1),
             "requests": requests,
         }
+        # The API's floor in the same run: token check, middleware and one trivial query
+        # (GET /api/v1/me: the principal's time zone, no patient data, no audit row).
+        floor = answers.pop("floor")
+        out["me_p50_ms"], out["me_p99_ms"] = _ms(floor, 50), _ms(floor, 99)
+        out["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         for name_, latencies in answers.items():
             out[f"{name_}_p50_ms"] = _ms(latencies, 50)
             out[f"{name_}_p99_ms"] = _ms(latencies, 99)
@@ -336,6 +347,10 @@ def table(results: dict[str, Any]) -> str:
             f"{results[f'{key}_explain_analyze_ms']:>20}"
             f"{'yes' if results[f'{key}_target_met'] else 'NO':>9}"
         )
+    lines.append(
+        f"{'baseline: GET /api/v1/me':<32}{results['me_p50_ms']:>10}{results['me_p99_ms']:>10}"
+        f"{'':>20}   load average {results['load_average_at_end']}"
+    )
     return "\n".join(lines)
 
 
