@@ -28,6 +28,7 @@ from ingest.hub_link import HubLink
 from ingest.migrations import migrate, timescaledb_available
 from ingest.roles import RuntimeRoles
 from ingest.worker import IngestWorker
+from tests.databases import DatabaseDropper
 from tests.factories import unique_hub_id
 from tests.mqtt_helpers import clear_retained_status
 from tests.timescaledb_server import PGliteTimescale, harness_installed
@@ -57,6 +58,14 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def database_dropper(postgres_server: str) -> Iterator[DatabaseDropper]:
+    """Drops the tests' databases in the background (tests/databases.py)."""
+    dropper = DatabaseDropper(postgres_server)
+    yield dropper
+    dropper.close()
 
 
 def _with_database(server_url: str, dbname: str) -> str:
@@ -110,9 +119,11 @@ def _migrated_by_a_fixture(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture
-def database_url(postgres_server: str, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh database for one test, dropped afterwards: empty, or for a test that one of
-    MIGRATING_FIXTURES migrates, a copy of `migrated_template`."""
+def database_url(
+    postgres_server: str, database_dropper: DatabaseDropper, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A fresh database for one test, dropped after it (in the background): empty, or for
+    a test that one of MIGRATING_FIXTURES migrates, a copy of `migrated_template`."""
     name = f"hemhub_test_{uuid.uuid4().hex[:12]}"
     template = (
         request.getfixturevalue("migrated_template") if _migrated_by_a_fixture(request) else None
@@ -125,8 +136,7 @@ def database_url(postgres_server: str, request: pytest.FixtureRequest) -> Iterat
     try:
         yield _with_database(postgres_server, name)
     finally:
-        with psycopg.connect(postgres_server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        database_dropper.drop(name)
 
 
 @pytest.fixture
