@@ -49,7 +49,14 @@ class PGliteTimescale(ServerProcess):
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self._wait_until(socket_path.exists, "PGlite TimescaleDB server", logpath, timeout)
+        # Ready once it says so (after listen() and a first query): the socket's file
+        # appears at bind(), a moment before connections are accepted.
+        self._wait_until(
+            lambda: b"ready on " in logpath.read_bytes(),
+            "PGlite TimescaleDB server",
+            logpath,
+            timeout,
+        )
         # PGlite asks for a password and accepts any.
         return f"postgresql://postgres:pglite@/postgres?host={folder}&port=5432"
 
