@@ -31,7 +31,7 @@ from ingest.worker import IngestWorker
 from tests.databases import DatabaseDropper
 from tests.factories import unique_hub_id
 from tests.mqtt_helpers import clear_retained_status
-from tests.timescaledb_server import PGliteTimescale, harness_installed
+from tests.timescaledb_server import PGliteSupply, harness_installed
 
 REQUIRE_REAL = os.environ.get("HEMHUB_REQUIRE_REAL_SERVICES") == "1"
 REQUIRE_TIMESCALEDB = os.environ.get("HEMHUB_REQUIRE_TIMESCALEDB") == "1"
@@ -156,8 +156,19 @@ def timescaledb_url(postgres_server: str, request: pytest.FixtureRequest) -> Ite
         if REQUIRE_TIMESCALEDB:
             raise RuntimeError(f"HEMHUB_REQUIRE_TIMESCALEDB=1 but {missing}")
         pytest.skip(missing)
-    with PGliteTimescale() as url:
+    server, url = request.getfixturevalue("pglite_supply").take()
+    try:
         yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pglite_supply() -> Iterator[PGliteSupply]:
+    """PGlite TimescaleDB servers for `timescaledb_url`, each started ahead of its test."""
+    supply = PGliteSupply()
+    yield supply
+    supply.close()
 
 
 @pytest.fixture(scope="session")
