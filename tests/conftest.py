@@ -26,10 +26,12 @@ from hemhub.contract import topic_readings, topic_status
 from hemhub.embedded import EmbeddedBroker, EmbeddedPostgres, reachable
 from ingest.hub_link import HubLink
 from ingest.migrations import migrate, timescaledb_available
+from ingest.roles import RuntimeRoles
 from ingest.worker import IngestWorker
+from tests.databases import DatabaseDropper
 from tests.factories import unique_hub_id
 from tests.mqtt_helpers import clear_retained_status
-from tests.timescaledb_server import PGliteTimescale, harness_installed
+from tests.timescaledb_server import PGliteSupply, harness_installed
 
 REQUIRE_REAL = os.environ.get("HEMHUB_REQUIRE_REAL_SERVICES") == "1"
 REQUIRE_TIMESCALEDB = os.environ.get("HEMHUB_REQUIRE_TIMESCALEDB") == "1"
@@ -58,23 +60,83 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             embedded.stop()
 
 
+@pytest.fixture(scope="session")
+def database_dropper(postgres_server: str) -> Iterator[DatabaseDropper]:
+    """Drops the tests' databases in the background (tests/databases.py)."""
+    dropper = DatabaseDropper(postgres_server)
+    yield dropper
+    dropper.close()
+
+
 def _with_database(server_url: str, dbname: str) -> str:
     info = psycopg.conninfo.conninfo_to_dict(server_url)
     info["dbname"] = dbname
     return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def database_url(postgres_server: str) -> Iterator[str]:
-    """A fresh, empty database for one test, dropped afterwards."""
-    name = f"hemhub_test_{uuid.uuid4().hex[:12]}"
+#: Fixtures that migrate the test's database (`migrate(database_url)`) before the test
+#: body sees it; the ingest `conn` only when its partitioning is not TimescaleDB's.
+MIGRATING_FIXTURES = frozenset({"migration", "conn", "ingesting_hub", "hub_link"})
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres_server: str) -> Iterator[str | None]:
+    """A database migrated once per session (native partitioning, no runtime roles) that
+    `database_url` copies for tests whose fixtures migrate it anyway: CREATE DATABASE ...
+    TEMPLATE takes a fraction of a migration from scratch, and the fixture's own migrate()
+    then brings the copy up to date as it would an old database (partitions ahead, its
+    roles' grants). None where a fresh database would be migrated otherwise: a server
+    with TimescaleDB ("auto" picks the hypertable) or HEMHUB_READINGS_PARTITIONING set
+    to timescaledb."""
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        on_server = timescaledb_available(conn)
+    insisted = os.environ.get("HEMHUB_READINGS_PARTITIONING", "auto")
+    if on_server or insisted not in {"auto", "native"}:
+        yield None
+        return
+    name = f"hemhub_template_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield _with_database(postgres_server, name)
+        migrate(
+            _with_database(postgres_server, name),
+            partitioning="native",
+            roles=RuntimeRoles(api=None, ingest=None),
+        )
+        yield name
     finally:
         with psycopg.connect(postgres_server, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _migrated_by_a_fixture(request: pytest.FixtureRequest) -> bool:
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    names = set(request.fixturenames) & MIGRATING_FIXTURES
+    if params.get("conn") == "timescaledb":
+        names.discard("conn")
+    return bool(names)
+
+
+@pytest.fixture
+def database_url(
+    postgres_server: str, database_dropper: DatabaseDropper, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A fresh database for one test, dropped after it (in the background): empty, or for
+    a test that one of MIGRATING_FIXTURES migrates, a copy of `migrated_template`."""
+    name = f"hemhub_test_{uuid.uuid4().hex[:12]}"
+    template = (
+        request.getfixturevalue("migrated_template") if _migrated_by_a_fixture(request) else None
+    )
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        if template is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        else:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield _with_database(postgres_server, name)
+    finally:
+        database_dropper.drop(name)
 
 
 @pytest.fixture
@@ -94,8 +156,19 @@ def timescaledb_url(postgres_server: str, request: pytest.FixtureRequest) -> Ite
         if REQUIRE_TIMESCALEDB:
             raise RuntimeError(f"HEMHUB_REQUIRE_TIMESCALEDB=1 but {missing}")
         pytest.skip(missing)
-    with PGliteTimescale() as url:
+    server, url = request.getfixturevalue("pglite_supply").take()
+    try:
         yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pglite_supply() -> Iterator[PGliteSupply]:
+    """PGlite TimescaleDB servers for `timescaledb_url`, each started ahead of its test."""
+    supply = PGliteSupply()
+    yield supply
+    supply.close()
 
 
 @pytest.fixture(scope="session")

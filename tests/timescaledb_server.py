@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from hemhub.embedded import ServerProcess
@@ -49,7 +50,14 @@ class PGliteTimescale(ServerProcess):
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self._wait_until(socket_path.exists, "PGlite TimescaleDB server", logpath, timeout)
+        # Ready once it says so (after listen() and a first query): the socket's file
+        # appears at bind(), a moment before connections are accepted.
+        self._wait_until(
+            lambda: b"ready on " in logpath.read_bytes(),
+            "PGlite TimescaleDB server",
+            logpath,
+            timeout,
+        )
         # PGlite asks for a password and accepts any.
         return f"postgresql://postgres:pglite@/postgres?host={folder}&port=5432"
 
@@ -60,3 +68,43 @@ class PGliteTimescale(ServerProcess):
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
+
+
+class PGliteSupply:
+    """Fresh PGlite TimescaleDB servers, the next one started ahead in the background.
+
+    Starting one (Node.js, PGlite's WebAssembly, the extension) takes seconds of mostly one
+    core; the tests that use them mostly wait on I/O. `take()` hands out the server started
+    ahead (waiting for it if need be) and starts the next while the taker's test runs. Each
+    server is still a test's own, empty until that test connects.
+    """
+
+    #: A start ahead shares the cores with the test running meanwhile: it gets longer
+    #: than PGliteTimescale's own 60 s before it counts as failed.
+    START_TIMEOUT_S = 180.0
+
+    def __init__(self) -> None:
+        self._starter = ThreadPoolExecutor(1, thread_name_prefix="pglite-start")
+        self._next: Future[tuple[PGliteTimescale, str]] | None = None
+
+    @classmethod
+    def _start(cls) -> tuple[PGliteTimescale, str]:
+        server = PGliteTimescale()
+        return server, server.start(timeout=cls.START_TIMEOUT_S)
+
+    def take(self) -> tuple[PGliteTimescale, str]:
+        """A started server and its URL; the caller stops it."""
+        ready = self._next if self._next is not None else self._starter.submit(self._start)
+        self._next = self._starter.submit(self._start)
+        return ready.result()
+
+    def close(self) -> None:
+        """Stop the server started ahead (unused)."""
+        if self._next is not None and not self._next.cancel():
+            try:
+                server, _ = self._next.result()
+            except (RuntimeError, OSError):
+                pass  # it did not start: nothing to stop
+            else:
+                server.stop()
+        self._starter.shutdown(wait=True)
