@@ -12,9 +12,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -125,6 +128,8 @@ def _csp(settings: Settings) -> str:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    if request.url.path.startswith(fhir_outcome.FHIR_PREFIX):
+        return fhir_outcome.outcome_response(503, "database unavailable")
     return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
 
@@ -163,6 +168,26 @@ def _check_signing_key(settings: Settings) -> None:
         " For demos and tests only (HEMHUB_JWT_ALLOW_SELF_MADE_KEY=1).",
         settings.demo_key_file,
     )
+
+
+def announce_stop(app: FastAPI) -> None:
+    """The server is about to stop: end the live streams now, so that its graceful
+    shutdown does not wait for browsers that hold them (they reconnect)."""
+    hub: live.AlertHub | None = getattr(app.state, "alert_hub", None)
+    if hub is not None:
+        hub.announce_stop()
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, ending the app's live streams as soon as it is told to stop."""
+
+    def __init__(self, app: FastAPI, **config: Any) -> None:
+        super().__init__(uvicorn.Config(app, **config))
+        self.app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        announce_stop(self.app)
+        super().handle_exit(sig, frame)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

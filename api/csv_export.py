@@ -18,8 +18,9 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def safe_cell(value: Any) -> str:
     if value is None:
         return ""
-    text = str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    if not isinstance(value, str):
+        return str(value)  # a number is a number: -3 stays -3
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
 
 
 def csv_lines(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

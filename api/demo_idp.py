@@ -39,7 +39,7 @@ MAX_FORM_BYTES = 16 * 1024
 
 #: The demo's two principals: the municipality the simulated homes belong to, and a
 #: neighbour whose users must never see its data.
-PRINCIPALS = {"demo": "Demo municipality", "demo-b": "Neighbouring municipality"}
+PRINCIPALS = {"demo": "Demokommunen", "demo-b": "Grannkommunen"}
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ _TEXTS = {
     "sv": {
         "title": "Logga in (demo)",
         "intro": "Demoinloggning: välj en demoanvändare och skriv demolösenordet som"
-        " `hemhub demo` skrev ut.",
+        " hemhub demo skrev ut.",
         "user": "Användare",
         "password": "Lösenord",
         "submit": "Logga in",
@@ -108,7 +108,7 @@ _TEXTS = {
     "en": {
         "title": "Sign in (demo)",
         "intro": "Demo sign-in: pick a demo user and type the demo password that"
-        " `hemhub demo` printed.",
+        " hemhub demo printed.",
         "user": "User",
         "password": "Password",
         "submit": "Sign in",

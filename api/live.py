@@ -69,7 +69,12 @@ class Resync:
     reason: str
 
 
-Item = AlertEvent | Resync
+@dataclass(frozen=True)
+class Stopping:
+    """The server is stopping: streams end now (clients reconnect to the next server)."""
+
+
+Item = AlertEvent | Resync | Stopping
 
 
 class Subscription:
@@ -78,6 +83,10 @@ class Subscription:
         self.overflowed = False
 
     def put(self, item: Item) -> None:
+        if isinstance(item, Stopping):
+            self.overflowed = False  # nothing queued matters any more: end first
+            while not self.queue.empty():
+                self.queue.get_nowait()
         if self.overflowed:
             return
         try:
@@ -104,6 +113,7 @@ class AlertHub:
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def subscribers(self) -> int:
@@ -114,7 +124,14 @@ class AlertHub:
         if self._closed:
             raise RuntimeError("the alert hub is closed")
         if self._task is None or self._task.done():
+            self._loop = asyncio.get_running_loop()
             self._task = asyncio.create_task(self._run(), name="hemhub-alert-listener")
+
+    def announce_stop(self) -> None:
+        """Tell every open stream to end (the server is stopping); safe from a signal
+        handler or another thread. Without it a stopping server waits for the streams."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._publish, Stopping())
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[Subscription]:

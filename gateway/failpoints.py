@@ -8,7 +8,9 @@ as a write to a full disk does. Tests in the same process use `configure(spec)`.
 (always, in production) each check is one dictionary lookup on an empty dict.
 
 Points: `outbox.committed`, `outbox.mark_sent`, `publish.sent`, `puback.received`,
-`receipt.received` (before the receipt is applied), `outbox.receipt`.
+`receipt.received` (before the receipt is applied), `outbox.receipt`; a device firmware
+update's steps, each once recorded: `device_firmware.downloading` (mid-upload),
+`device_firmware.installing`, `device_firmware.confirming`.
 """
 
 from __future__ import annotations

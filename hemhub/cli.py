@@ -146,9 +146,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from api.app import SelfMadeKeyRefused, create_app
+    from api.app import SelfMadeKeyRefused, Server, create_app
 
     settings = _settings(args)
     if not settings.database_url:
@@ -159,9 +157,12 @@ def _cmd_api(args: argparse.Namespace) -> int:
     except SelfMadeKeyRefused as exc:
         print(f"hemhub api: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    # Open live streams get a second to finish when stopping, then are cut: a browser
-    # holding the alert stream must not keep the API from stopping (it reconnects).
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, timeout_graceful_shutdown=1)
+    # Stopping ends the live streams at once (browsers reconnect to the next server);
+    # whatever else is still open gets a second, then is cut.
+    server = Server(
+        app, host=settings.api_host, port=settings.api_port, timeout_graceful_shutdown=1
+    )
+    server.run()
     return 0
 
 

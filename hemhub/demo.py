@@ -20,9 +20,8 @@ from pathlib import Path
 from uuid import UUID
 
 import psycopg
-import uvicorn
 
-from api.app import create_app
+from api.app import Server, announce_stop, create_app
 from api.auth import Role, ensure_demo_key
 from api.demo_idp import DEMO_USERS, PRINCIPALS, demo_password
 from device_drivers.simulation.home import (
@@ -286,14 +285,13 @@ async def _serve(settings: Settings, homes: list[Home], database_url: str, mqtt_
         }
     )
     password = demo_password(api_settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(api_settings),
-            host=settings.api_host,
-            port=settings.api_port,
-            log_level="warning",
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        )
+    app = create_app(api_settings)
+    server = Server(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     api_task = asyncio.create_task(server.serve())
 
@@ -312,6 +310,7 @@ async def _serve(settings: Settings, homes: list[Home], database_url: str, mqtt_
     finally:
         _console_quiet_from_now()
         print("stopping…", flush=True)
+        announce_stop(app)  # live streams end now: the API need not wait for browsers
         server.should_exit = True
         await asyncio.gather(*home_tasks, api_task, return_exceptions=True)
         worker.stop()

@@ -72,16 +72,32 @@ def test_the_database_chains_each_row_and_ignores_supplied_hashes(database_url: 
     assert verdict.rows == 4 and verdict.head_seq == 4
 
 
+def _insert_many(url: str, n: int) -> None:
+    """n rows in one statement (a list response's record_many), autocommit, three times."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(3):
+            conn.execute(
+                "INSERT INTO audit_log (subject, role, tenant_id, action, resource, patient_id)"
+                " SELECT 'nurse-m', 'nurse', 'm', 'patients.list', 'patients', gen_random_uuid()"
+                " FROM generate_series(1, %s)",
+                (n,),
+            )
+
+
 def test_concurrent_inserts_form_one_chain(database_url: str) -> None:
     migrate(database_url)
-    threads = [threading.Thread(target=_insert, args=(database_url, 25, f"t{i}")) for i in range(6)]
+    threads = [
+        threading.Thread(target=_insert, args=(database_url, 25, f"t{i}")) for i in range(6)
+    ] + [threading.Thread(target=_insert_many, args=(database_url, 50)) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     with psycopg.connect(database_url) as conn:
         seqs = [r[0] for r in conn.execute("SELECT chain_seq FROM audit_log ORDER BY chain_seq")]
-    assert seqs == list(range(1, 151))
+        head = conn.execute("SELECT seq FROM audit_chain_head").fetchone()
+    assert seqs == list(range(1, 451))
+    assert head == (450,)
     assert verify_database(database_url).ok
 
 

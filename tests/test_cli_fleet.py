@@ -63,6 +63,8 @@ async def test_answers_as_json_and_errors_as_exit_codes(tmp_path: Path, database
             "role": "hmc",
             "tenant": "a",
             "care_units": None,
+            "name": None,
+            "time_zone": "Europe/Stockholm",
         }
 
         code, out, err = await fleet(server.base_url, token + "x", "me", "show")

@@ -375,9 +375,12 @@ async def test_a_cuff_that_goes_silent_after_its_update_pauses_the_campaign(
                     await campaigns.set_hub_time_zone(conn, HMC, t["hub_id"], "Etc/GMT-12")
 
     async def canary_goes_silent(campaign: dict[str, Any]) -> None:
-        cuff = fleet.home_of(canary["hub"]).cuff
-        if cuff.firmware == "1.1.0" and cuff.mcuboot and cuff.mcuboot.primary.confirmed:
-            await cuff.power_off()  # say, the new image drains the battery
+        home = fleet.home_of(canary["hub"])
+        reconciler = home.gateway.firmware if home.gateway else None
+        progress = reconciler.progress(canary["address"]) if reconciler else None
+        # Once its hub has finished with it (confirmed), not while the hub still reads it.
+        if progress is not None and progress.state == "confirmed" and home.cuff.powered:
+            await home.cuff.power_off()  # say, the new image drains the battery
 
     run = await run_campaign(
         fleet,

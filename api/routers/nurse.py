@@ -122,7 +122,9 @@ async def triage_queue(
     conn: DbConn,
     care_unit: Annotated[uuid.UUID | None, Query(description="only this care unit")] = None,
     programme: Annotated[str | None, Query(description="only this programme")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="how many (the most urgent); `total` counts all")
+    ] = 50,
 ) -> ns.TriageQueue:
     """The unresolved alerts the caller sees: open before acknowledged, each severity
     first, then the longest waiting first; with the resident, the reason in parts, and

@@ -122,6 +122,8 @@ async def _alert_events(
             except TimeoutError:
                 yield b": heartbeat\n\n"
                 continue
+            if isinstance(item, live.Stopping):
+                return  # the client reconnects (to the next server) and resynchronises
             if isinstance(item, live.Resync):
                 yield _sse("resync", {"reason": item.reason})
                 continue

@@ -37,7 +37,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from datetime import time as dtime
 from pathlib import Path
@@ -51,6 +51,7 @@ from device_drivers.bleak_backends import BleakBackends
 from device_drivers.codecs.dispenser import DoseSchedule
 from device_drivers.drivers.dispenser import update_schedule
 from gateway.config import UpdateSettings
+from gateway.failpoints import failpoint
 from gateway.provisioning import write_atomic
 from gateway.update.device_firmware import (
     FirmwareImage,
@@ -256,6 +257,8 @@ class DeviceFirmwareReconciler:
         )
         self.updates[address] = update
         self._save()
+        if state in IN_FLIGHT and (state != UpdateState.DOWNLOADING or (percent or 0) > 0):
+            failpoint(f"device_firmware.{state.value}")  # a kill test's step (mid-upload)
         if self.on_progress is not None:
             self.on_progress()
 
@@ -323,17 +326,12 @@ class DeviceFirmwareReconciler:
             return False
         if now < self._hold_until.get(address, now):
             return False
-        # The device's own unfinished update of this version is the one resumed, not a
-        # second one on top of it (device_safety's last rule is about another update).
-        situation = DeviceSituation(
-            address=situation.address,
-            kind=situation.kind,
-            resident=situation.resident,
-            battery_level=situation.battery_level,
-            measuring=situation.measuring,
-            next_dose_at=situation.next_dose_at,
-            update_pending=situation.update_pending and not resuming,
-        )
+        # The device's own unfinished update is this one, resumed, or one that the desired
+        # firmware replaced (a rollback, a new campaign): the hub runs one update of a
+        # device at a time, so none is pending under this one (device_safety's last rule
+        # is about a second update on top of one; read literally here it would keep a
+        # replaced update's device from ever being updated again).
+        situation = replace(situation, update_pending=False)
         ok, reason = safe_to_update(
             situation, now=now, household=household, depends_on=depends_on, policy=self.policy
         )

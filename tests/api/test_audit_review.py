@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from api.auth import Role
+from api.csv_export import csv_lines, safe_cell
 from api.routers.audit import COLUMNS
 from hemhub.settings import Settings
 from tests.api.helpers import Seed, audit_rows, bearer
@@ -192,3 +193,16 @@ async def test_csv_export_is_rfc4180_formula_safe_and_audited(
     exported = [r for r in audit_rows(database_url) if r[3] == "audit.export"]
     assert [(r[0], r[5]) for r in exported] == [("auditor@a", seed.alice)]
     assert exported[0][6]["rows"] == len(body)  # type: ignore[index]
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_quoted() -> None:
+    for formula in ("=1+1", "+1", "-1+A1", "@SUM(A1)", "\tx", "\rx"):
+        assert safe_cell(formula) == "'" + formula
+    assert [safe_cell(v) for v in ("nurse-1", -3, 2.5, None, "")] == [
+        "nurse-1",
+        "-3",
+        "2.5",
+        "",
+        "",
+    ]
+    assert csv_lines(["a", "b"], [["x,y", '"q"']]) == '"x,y","""q"""\r\n'

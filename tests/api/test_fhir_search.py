@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ from api.fhir.capabilities import RESOURCES
 from api.fhir.map_observation import observation_id
 from hemhub.settings import Settings
 from tests.api.fhir_helpers import add_reading, device_of, reading_key_of, validate
-from tests.api.helpers import NOW, Seed, audit_rows, bearer
+from tests.api.helpers import NOW, Seed, api_client, audit_rows, bearer, make_settings
 
 pytestmark = pytest.mark.asyncio
 
@@ -383,3 +384,15 @@ async def test_searches_are_audited_per_resident(
         ("fhir.search", "fhir/Observation", None),
     ]
     assert rows[0][6]["count"] == 3
+
+
+async def test_database_unreachable_is_a_503_operation_outcome(tmp_path: Path) -> None:
+    url = "postgresql://nobody@127.0.0.1:9/none?connect_timeout=1"  # port 9: discard, closed
+    settings = make_settings(tmp_path, url)
+    async with api_client(settings) as client:
+        assert (await client.get(f"{BASE}/metadata")).status_code == 200  # needs no database
+        r = await client.get(f"{BASE}/Observation", headers=bearer(settings, Role.NURSE, "a"))
+    assert r.status_code == 503
+    body = r.json()
+    validate(body)
+    assert body["issue"][0]["code"] == "transient"

@@ -89,6 +89,10 @@ async def test_triage_filters_by_care_unit_and_programme(
         "/api/v1/triage", params={"programme": "heart_failure"}, headers=nurse(settings)
     )
     assert [a["id"] for a in r.json()["alerts"]] == [str(ward.high_old), str(ward.medium)]
+    # A page of the most urgent; the counts and total are of all.
+    r = await client.get("/api/v1/triage", params={"limit": 2}, headers=nurse(settings))
+    assert [a["id"] for a in r.json()["alerts"]] == [str(ward.critical), str(ward.high_old)]
+    assert r.json()["total"] == 4
     r = await client.get("/api/v1/triage", params={"programme": "x"}, headers=nurse(settings))
     assert r.status_code == 422 and "programme" in r.json()["detail"]
 

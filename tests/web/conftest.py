@@ -59,7 +59,7 @@ DEMO_PASSWORD = "demo-password-for-tests"
 HOMES_PER_PRINCIPAL = 3
 
 
-def _require_chromium() -> None:
+def require_chromium() -> None:
     if CHROMIUM.exists():
         return
     reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
@@ -79,9 +79,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 # --- the browser -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps its own event loop running
+# while it lives, and an asyncio test that runs after it in the same process (another
+# collection order, a -k selection) would fail with "cannot be called from a running
+# event loop". A launch costs about a second.
+@pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[Any]:
-    _require_chromium()
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

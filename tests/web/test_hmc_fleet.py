@@ -15,8 +15,16 @@ import paho.mqtt.client as mqtt
 import psycopg
 from playwright.sync_api import expect
 
-from hemhub.contract import DeviceHealth, DeviceProfile, HubStatus, topic_status
+from hemhub.contract import (
+    DeviceHealth,
+    DeviceIdentity,
+    DeviceProfile,
+    HubStatus,
+    topic_readings,
+    topic_status,
+)
 from hemhub.settings import MqttTarget
+from tests.factories import batch, bp_reading
 from tests.web.conftest import WebStack
 
 I18N = Path(__file__).resolve().parents[2] / "api" / "static" / "i18n"
@@ -39,19 +47,21 @@ def texts(page: Any) -> Callable[..., str]:
     return t
 
 
-def publish_status(mqtt_url: str, status: HubStatus) -> None:
-    """A hub's status, as the hub sends it, not retained (the broker is shared)."""
+def publish(mqtt_url: str, topic: str, payload: str) -> None:
+    """One message as a hub sends it, not retained (the broker is shared)."""
     target = MqttTarget(mqtt_url)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     client.connect(target.host, target.port)
     client.loop_start()
     try:
-        client.publish(
-            topic_status(status.hub_id), status.model_dump_json(), qos=1
-        ).wait_for_publish(5)
+        client.publish(topic, payload, qos=1).wait_for_publish(5)
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def publish_status(mqtt_url: str, status: HubStatus) -> None:
+    publish(mqtt_url, topic_status(status.hub_id), status.model_dump_json())
 
 
 def wait_online(database_url: str, hub_id: str, page: Any) -> None:
@@ -168,3 +178,91 @@ def test_an_hmc_of_principal_b_never_sees_principal_as_hubs_or_devices(
         expect(error).to_be_visible()
         expect(error).to_contain_text(t("core.error.notFound"))
         expect(page.get_by_text(a_serial, exact=True)).to_have_count(0)
+
+
+def test_readings_of_a_principals_device_sent_by_another_principals_hub_are_shown_as_stray(
+    web_stack: WebStack, browser_page: Any, sign_in: Callable[[Any, str], Any]
+) -> None:
+    page = browser_page
+    a_home, b_home = web_stack.homes["demo"][0], web_stack.homes["demo-b"][0]
+    address = a_home.scenario.devices[0].address.upper()
+    with psycopg.connect(web_stack.database_url) as conn:
+        row = conn.execute(
+            "SELECT manufacturer, model, serial FROM devices WHERE upper(address) = %s",
+            (address,),
+        ).fetchone()
+    assert row is not None
+    manufacturer, model, serial = row
+    # B's hub sends a reading of A's cuff: quarantined, no resident, a security event.
+    cuff = DeviceIdentity(address=address, manufacturer=manufacturer, model=model, serial=serial)
+    publish(
+        web_stack.mqtt_url,
+        topic_readings(b_home.hub_id),
+        batch(b_home.hub_id, bp_reading(dev=cuff, salt="stray")).model_dump_json(),
+    )
+    for _ in range(100):
+        with psycopg.connect(web_stack.database_url) as conn:
+            stored = conn.execute(
+                "SELECT quarantine FROM readings WHERE hub_id = %s", (b_home.hub_id,)
+            ).fetchall()
+        if stored:
+            break
+        page.wait_for_timeout(100)
+    assert stored == [("other_principal",)]
+
+    sign_in(page, "hmc-a")
+    t = texts(page)
+    page.get_by_role("link", name=t("hmc.nav.readings")).click()
+    counts = page.locator(
+        "section", has=page.get_by_role("heading", name=t("hmc.readings.unattributed"))
+    )
+    row_of_cuff = counts.locator("tbody tr", has_text=serial)
+    expect(row_of_cuff).to_contain_text(b_home.hub_id)
+    expect(row_of_cuff).to_contain_text(t("code.quarantine.other_principal"))
+    expect(row_of_cuff.locator("td.number")).to_have_text("1")
+    events = page.locator(
+        "section", has=page.get_by_role("heading", name=t("hmc.readings.security"))
+    )
+    expect(events.locator("tbody tr")).to_have_count(1)
+    expect(events).to_contain_text("demo-b")
+    # No value of the reading is shown anywhere (120/80 mmHg).
+    expect(page.locator("main")).not_to_contain_text("120")
+
+    # B's technician sees nothing of it: the device is not B's (its own browser).
+    context_b = page.context.browser.new_context()
+    try:
+        page_b = context_b.new_page()
+        sign_in(page_b, "hmc-b")
+        page_b.goto(f"{web_stack.base_url}/#/readings")
+        expect(page_b.locator(".hmc-empty").first).to_be_visible()
+        expect(page_b.locator("main")).not_to_contain_text(serial)
+    finally:
+        context_b.close()
+
+
+def test_the_follow_up_figures_in_words_and_as_the_apis_csv(
+    web_stack: WebStack, browser_page: Any, sign_in: Callable[[Any, str], Any]
+) -> None:
+    page = browser_page
+    sign_in(page, "hmc-a")
+    t = texts(page)
+    page.get_by_role("link", name=t("hmc.nav.figures")).click()
+    # Devices per product and state, now: the seeded cuffs are all lent out.
+    table = page.locator(".page-body table")
+    expect(table.locator("th").first).to_have_text(t("hmc.figures.col.kind"))
+    cuffs = table.locator("tbody tr", has_text=t("code.product_kind.blood_pressure"))
+    expect(cuffs.locator("td").nth(3)).to_have_text(str(len(web_stack.homes["demo"])))
+    expect(cuffs.locator("td").nth(4)).to_have_text(str(len(web_stack.homes["demo"])))
+
+    with page.expect_download() as got:
+        page.get_by_role("button", name=t("hmc.action.download_csv")).click()
+    download = got.value
+    assert download.suggested_filename.startswith("hemhub-devices-")
+    lines = Path(download.path()).read_text().splitlines()
+    assert lines[0].startswith("product_id,kind,manufacturer,model,devices,in_use")
+    assert any(",blood_pressure," in line for line in lines[1:])
+
+    # Another figure, by its name in words.
+    page.get_by_label(t("hmc.figures.figure"), exact=True).select_option("readings-per-week")
+    expect(page.get_by_role("heading", name=t("code.figure.readings-per-week"))).to_be_visible()
+    expect(table.locator("th").first).to_have_text(t("hmc.figures.col.patient_id"))

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from playwright.sync_api import expect
@@ -16,6 +18,8 @@ from ingest import campaigns
 from ingest.fleet_common import Actor
 from tests.web.conftest import WebStack
 from tests.web.test_hmc_fleet import texts
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
 
 
 def dialog(page: Any) -> Any:
@@ -52,6 +56,14 @@ def test_an_hmc_returns_a_device_and_the_database_says_so(
     # Return, with a reason; the dialog asks first.
     page.get_by_role("button", name=t("hmc.action.return"), exact=True).click()
     expect(dialog(page)).to_contain_text(t("hmc.dialog.return.device_question"))
+    # Until yesterday noon on the principal's clock (Europe/Stockholm), whatever the
+    # browser's zone.
+    noon = datetime.combine(
+        datetime.now(STOCKHOLM).date() - timedelta(days=1), time(12, 0), STOCKHOLM
+    )
+    dialog(page).get_by_label(t("hmc.field.until"), exact=True).fill(
+        noon.strftime("%Y-%m-%dT%H:%M")
+    )
     dialog(page).get_by_label(t("hmc.field.reason"), exact=True).fill("moved to a care home")
     dialog(page).get_by_role("button", name=t("hmc.action.return"), exact=True).click()
     expect(dialog(page)).to_have_count(0)
@@ -72,12 +84,16 @@ def test_an_hmc_returns_a_device_and_the_database_says_so(
             " WHERE device_id = %s ORDER BY id DESC LIMIT 1",
             (device_id,),
         ).fetchone()
+        ended = conn.execute(
+            "SELECT ended_at FROM device_assignments WHERE device_id = %s", (device_id,)
+        ).fetchall()
         audit = conn.execute(
             "SELECT subject, role, tenant_id, patient_id FROM audit_log"
             " WHERE action = 'device.return' AND resource = %s",
             (f"devices/{device_id}/return",),
         ).fetchall()
     assert now_state == "returned"
+    assert ended == [(noon,)]
     assert change == ("assigned", "returned", "hmc@demo", "moved to a care home")
     assert [a[:3] for a in audit] == [("hmc@demo", "hmc", "demo")] and audit[0][3] is not None
 

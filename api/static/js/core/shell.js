@@ -32,6 +32,7 @@ let pages = [];
 let me = null;
 let current = null; // {page, params, cleanup, path}
 let expiryTimer = null;
+let rendered = false; // a page has been shown since this load
 
 async function loadPages() {
   const loaded = await Promise.all(
@@ -242,7 +243,13 @@ async function renderPage() {
   } catch (error) {
     fail(error);
   }
-  if (document.activeElement === document.body || !document.activeElement) title.focus();
+  // After navigating, focus goes to the new page's heading (screen readers read it, Tab
+  // continues in the page); on the first page of a load it stays at the document's start,
+  // so that the first Tab reaches the skip link.
+  if (rendered && (document.activeElement === document.body || !document.activeElement)) {
+    title.focus();
+  }
+  rendered = true;
 }
 
 function renderSignedIn(u) {

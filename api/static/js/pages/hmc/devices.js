@@ -297,7 +297,8 @@ export async function renderDevice(root, params, ctx) {
       const [device, history, health, wipe] = await Promise.all([
         api(`/api/v1/devices/${id}`),
         api(`/api/v1/devices/${id}/history`),
-        api(`/api/v1/fleet/devices/${id}/health-history`, { query: { limit: 50 } }).catch(() => ({ entries: [] })),
+        // Its own section says so if it fails; the rest of the page still shows.
+        api(`/api/v1/fleet/devices/${id}/health-history`, { query: { limit: 50 } }).catch((error) => ({ error })),
         latestWipe(id),
       ]);
       const residents = await residentsOf([device.patient_id, ...residentIds(history)]);
@@ -336,7 +337,7 @@ export async function renderDevice(root, params, ctx) {
         ),
         ui.section("hmc.device.wipe", wipeFacts(wipe)),
         ui.section("hmc.device.history", life.historyTable(history, residents)),
-        ui.section("hmc.device.health", healthTable(health.entries)),
+        ui.section("hmc.device.health", health.error ? ui.errorBox(health.error) : healthTable(health.entries)),
       ];
     });
   await render();

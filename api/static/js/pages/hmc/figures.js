@@ -16,10 +16,6 @@ function dateInput(id, name) {
   return el("input", { id, name, type: "date" });
 }
 
-function isoAt(value) {
-  return value ? new Date(`${value}T00:00:00`).toISOString() : null;
-}
-
 function cellOf(column, value, names) {
   if (value === null || value === undefined) return ui.DASH;
   if (column === "kind") return label("product_kind", value);
@@ -73,7 +69,7 @@ export async function renderFigures(root, params, ctx) {
     form,
     out,
   );
-  const query = () => ui.compact({ from: isoAt(from.value), to: isoAt(to.value) });
+  const query = () => ui.compact({ from: ui.isoFromLocal(from.value), to: ui.isoFromLocal(to.value) });
   const names = { residents: new Map(), units: new Map() };
 
   async function load() {

@@ -79,7 +79,7 @@ async function totals() {
   );
 }
 
-function filterForm(onChange) {
+function filterForm(onChange, careUnits) {
   const form = el("form", { class: "toolbar hmc-filters", role: "search" });
   const fields = [
     {
@@ -90,6 +90,12 @@ function filterForm(onChange) {
     },
     { name: "offline_for_hours", key: "hmc.filter.offline_for_hours", type: "number" },
     { name: "battery_low", key: "hmc.filter.battery_low", type: "checkbox" },
+    {
+      name: "care_unit",
+      key: "hmc.filter.care_unit",
+      type: "select",
+      options: [["", t("hmc.filter.all")], ...careUnits.map((u) => [u.id, u.name])],
+    },
     { name: "hub", key: "hmc.filter.hub_id", type: "search" },
   ];
   for (const spec of fields) {
@@ -122,6 +128,7 @@ function filterForm(onChange) {
       state: f.namedItem("state").value,
       offline_for_hours: f.namedItem("offline_for_hours").value,
       battery_low: f.namedItem("battery_low").checked ? "true" : "",
+      care_unit: f.namedItem("care_unit").value,
       hub: f.namedItem("hub").value.trim(),
     };
   }
@@ -136,10 +143,13 @@ export async function renderFleet(root) {
   root.append(
     el("p", { class: "muted" }, t("hmc.fleet.intro")),
     summary,
-    filterForm((values) => {
-      filters = values;
-      load();
-    }),
+    filterForm(
+      (values) => {
+        filters = values;
+        load();
+      },
+      await api("/api/v1/care-units").catch(() => []),
+    ),
     list,
   );
 

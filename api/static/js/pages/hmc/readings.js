@@ -56,7 +56,7 @@ export async function renderReadings(root) {
   );
 
   function sinceIso() {
-    return since.value ? new Date(`${since.value}T00:00:00`).toISOString() : null;
+    return ui.isoFromLocal(since.value);
   }
 
   async function loadCounts() {

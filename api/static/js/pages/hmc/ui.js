@@ -1,7 +1,14 @@
 // Building blocks of the HMC pages: tables, facts, badges, the confirmation dialog and
 // the one way an action's result or error is shown. Every value goes in as text.
 import { el, clear } from "../../core/dom.js";
-import { t, label, formatDateTime, formatRelative, formatNumber } from "../../core/i18n.js";
+import {
+  t,
+  label,
+  formatDateTime,
+  formatRelative,
+  formatNumber,
+  getTimeZone,
+} from "../../core/i18n.js";
 import { api } from "../../core/api.js";
 
 export const DASH = "–";
@@ -223,9 +230,38 @@ export async function act(ctx, dialog, request, doneKey, after) {
   }
 }
 
-/** A `datetime-local` value (browser time) as ISO 8601 with its offset, or null. */
+/** How far `zone`'s wall clock is ahead of UTC at the instant `utcMs` (ms). */
+function zoneOffsetMs(utcMs, zone) {
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone: zone,
+    hourCycle: "h23",
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+  }).formatToParts(new Date(utcMs));
+  const v = Object.fromEntries(parts.map((p) => [p.type, Number(p.value)]));
+  return Date.UTC(v.year, v.month - 1, v.day, v.hour, v.minute, v.second) - utcMs;
+}
+
+/**
+ * A wall-clock time typed into a `datetime-local` ("2026-12-01T09:00") or `date` input,
+ * read in the principal's time zone (as every time on the pages is shown), as an ISO
+ * 8601 instant; null when empty.
+ */
 export function isoFromLocal(value) {
-  return value ? new Date(value).toISOString() : null;
+  if (!value) return null;
+  const [day, time = "00:00"] = value.split("T");
+  const [y, m, d] = day.split("-").map(Number);
+  const [hh, mm] = time.split(":").map(Number);
+  const wall = Date.UTC(y, m - 1, d, hh, mm);
+  const zone = getTimeZone();
+  // Twice: the offset at the instant itself (a change of summer time in between).
+  let utc = wall - zoneOffsetMs(wall, zone);
+  utc = wall - zoneOffsetMs(utc, zone);
+  return new Date(utc).toISOString();
 }
 
 /** Options for a select of codes in words, with an "all" option first when asked. */

@@ -12,6 +12,9 @@ import { announceCritical, cancelNotice, noticeEnabled, setNoticeEnabled } from 
 import { reasonText, severityBadge, statusBadge, timeEl } from "./words.js";
 
 const SEVERITIES = ["critical", "high", "medium", "low"];
+//: The most urgent alerts first; "show more" adds as many again (every row shown is a
+//: resident's data read, and audited as such).
+const PAGE = 50;
 
 function filtersFromAddress() {
   const q = currentQuery();
@@ -87,6 +90,7 @@ export async function renderTriage(root, params, ctx) {
   let filters = filtersFromAddress();
   let known = null; // id -> severity already shown: what is new (or newly critical) on a refresh
   let controller = null;
+  let limit = PAGE;
   const table = el("div", { class: "triage-list", "aria-live": "polite" });
   const countsHolder = el("div");
   const noticeToggle = el("input", {
@@ -103,7 +107,7 @@ export async function renderTriage(root, params, ctx) {
     if (controller) controller.abort();
     controller = new AbortController();
     const data = await api("/api/v1/triage", {
-      query: { care_unit: filters.care_unit, programme: filters.programme },
+      query: { care_unit: filters.care_unit, programme: filters.programme, limit },
       signal: controller.signal,
     });
     if (!toolbar.childElementCount) {
@@ -167,6 +171,20 @@ export async function renderTriage(root, params, ctx) {
             el("tbody", {}, data.alerts.map((a) => alertRow(a, data.now))),
           ),
         ),
+        data.total > data.alerts.length
+          ? el(
+              "button",
+              {
+                type: "button",
+                class: "triage-more",
+                onclick: () => {
+                  limit += PAGE;
+                  refresh();
+                },
+              },
+              t("nurse.triage.more", { shown: data.alerts.length, total: data.total }),
+            )
+          : "", // (Node.append would write a null out as text)
       );
     }
     for (const a of fresh) {
