@@ -118,18 +118,32 @@ def read_manifest(bundle_dir: Path) -> Manifest:
     return manifest
 
 
-def _run(command: list[str]) -> None:
+def _run(step: str, command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise BundleError("install_failed", f"{command[0]} failed: {' / '.join(tail)}")
+        raise BundleError("install_failed", f"{step} failed: {' / '.join(tail)}")
+
+
+def base_python() -> str:
+    """The interpreter under the running one (a slot's virtual environment runs on the
+    system's python3): it makes the slots' environments and its pip installs them."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return str(Path(sys.base_prefix) / "bin" / version)
 
 
 def install_bundle(bundle: Path, slots_root: Path, *, python: str | None = None) -> SlotState:
     """Unpack a (verified) bundle into the spare slot and install its wheels into that
     slot's new virtual environment, offline (`pip --no-index --find-links`). The active
-    slot is untouched; `switch` makes the new one active."""
+    slot is untouched; `switch` makes the new one active.
+
+    The environment gets no pip of its own (`venv --without-pip`): `python`'s pip (by
+    default the system's, python3-pip on the image) installs into it with `--python`.
+    A slot then holds the bundle's wheels and nothing else, and an install skips
+    ensurepip, which writes and byte-compiles pip and setuptools into every slot (most
+    of an install's time)."""
     root = slots_root
+    installer = python or base_python()
     state = load_state(root)
     state = slot_state.begin_install(state)
     slot = state.installing
@@ -147,13 +161,16 @@ def install_bundle(bundle: Path, slots_root: Path, *, python: str | None = None)
             raise BundleError("bad_bundle", f"cannot unpack {bundle.name}: {exc}") from exc
         manifest = read_manifest(slot_dir / "bundle")
         wheels = slot_dir / "bundle" / "wheels"
-        _run([python or sys.executable, "-m", "venv", str(slot_dir / "venv")])
+        _run("venv", [installer, "-m", "venv", "--without-pip", str(slot_dir / "venv")])
         failpoint("slots.install.venv")
         _run(
+            "pip install",
             [
-                str(slot_python(root, slot)),
+                installer,
                 "-m",
                 "pip",
+                "--python",
+                str(slot_python(root, slot)),
                 "install",
                 "--quiet",
                 "--no-index",
@@ -162,7 +179,7 @@ def install_bundle(bundle: Path, slots_root: Path, *, python: str | None = None)
                 "--find-links",
                 str(wheels),
                 *(str(wheels / name) for name in manifest.wheels),
-            ]
+            ],
         )
         failpoint("slots.install.pip")
     except SlotError as exc:

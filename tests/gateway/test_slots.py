@@ -40,10 +40,14 @@ def _wheel(out: Path, version: str) -> Path:
     return out / name
 
 
-def _bundle(tmp: Path, version: str, *, broken: bool = False) -> Path:
+def _bundle(tmp: Path, version: str, *, broken: bool = False, corrupt: bool = False) -> Path:
+    """`broken`: the manifest lists a wheel the bundle lacks; `corrupt`: the wheel is
+    there but is no zip (pip refuses it)."""
     src = tmp / f"src-{version}"
     (src / "wheels").mkdir(parents=True)
     wheel = _wheel(src / "wheels", version)
+    if corrupt:
+        wheel.write_bytes(b"not a zip archive")
     manifest = {
         "format": 1,
         "version": version,
@@ -167,6 +171,18 @@ def test_a_new_install_while_on_trial_is_refused_and_a_bad_bundle_fails(
     state = slots.load_state(root)
     assert state.outcome == ("failed", "bad_bundle") and state.active == "b"
     assert _reports(root) == "2.0"
+
+
+def test_a_wheel_pip_cannot_install_fails_the_install_and_keeps_the_active_slot(
+    root: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(SlotError) as failed:
+        slots.install_bundle(_bundle(tmp_path, "9.2", corrupt=True), root)
+    assert failed.value.reason == "install_failed"
+    assert str(failed.value).startswith("pip install failed: ")
+    state = slots.load_state(root)
+    assert state.outcome == ("failed", "install_failed") and state.installing is None
+    assert state.active == "a" and _reports(root) == "1.0"
 
 
 def _cli(root: Path, *args: str, failpoint: str = "") -> subprocess.CompletedProcess[str]:
