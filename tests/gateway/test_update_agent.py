@@ -381,6 +381,16 @@ def test_a_refused_update_is_reported_with_its_reason_and_changes_nothing(
     assert not list((hub.data_dir / "update" / "downloads").glob("*.tar"))
 
 
+def reported_revert(watcher: StatusWatcher, proc: subprocess.Popen[bytes], hub: Hub) -> str:
+    """Back in 1.0: waits for the revert in the hub's status, stops the hub, and returns
+    the reason the last status with an update gave."""
+    wait_for(lambda: "reverted" in watcher.states(), "the revert in the status", proc, hub)
+    assert stop(proc) == 0
+    last = [s for s in watcher.seen if s.software_update][-1]
+    assert last.software_version == "1.0" and last.software_update is not None
+    return last.software_update.reason or ""
+
+
 @pytest.mark.timeout(240)
 def test_a_new_slot_that_crash_loops_is_reverted_and_reported(
     hub: Hub, tmp_path: Path, mqtt_url: str
@@ -406,17 +416,9 @@ def test_a_new_slot_that_crash_loops_is_reverted_and_reported(
             )
             proc = hub.start()  # runs slot a again (its boot check: nothing to do)
             assert hub.runs() == "1.0"
-
-            def reverted() -> bool:
-                return "reverted" in watcher.states()
-
-            wait_for(reverted, "the revert in the status", proc, hub)
-            assert stop(proc) == 0
-        last = [s for s in watcher.seen if s.software_update][-1]
-        assert last.software_version == "1.0" and last.software_update is not None
-        assert last.software_update.reason == (
-            "crash_loop: 2.0 was started 3 times without confirming (a crash loop); back to 1.0"
-        )
+            assert reported_revert(watcher, proc, hub) == (
+                "crash_loop: 2.0 was started 3 times without confirming (a crash loop); back to 1.0"
+            )
     finally:
         watcher.close()
     state = slots.load_state(hub.slots_root)
@@ -447,17 +449,9 @@ def test_a_new_slot_that_never_confirms_is_reverted_at_its_deadline_and_reported
             hub.config.write_text(json.dumps(config))
             proc = hub.start()  # systemd's restart: 1.0 again
             assert hub.runs() == "1.0"
-
-            def reverted() -> bool:
-                return "reverted" in watcher.states()
-
-            wait_for(reverted, "the revert in the status", proc, hub)
-            assert stop(proc) == 0
-        last = [s for s in watcher.seen if s.software_update][-1]
-        assert last.software_version == "1.0" and last.software_update is not None
-        assert last.software_update.reason == (
-            "not_confirmed: 2.0 did not confirm itself in time; back to 1.0"
-        )
+            assert reported_revert(watcher, proc, hub) == (
+                "not_confirmed: 2.0 did not confirm itself in time; back to 1.0"
+            )
     finally:
         watcher.close()
 
